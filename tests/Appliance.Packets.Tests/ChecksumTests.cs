@@ -1,0 +1,7 @@
+namespace Isthmus.Packets.Tests;
+
+public class ChecksumTests
+{
+    [Fact]
+    public void Placeholder_builds() => Assert.True(true);
+}
