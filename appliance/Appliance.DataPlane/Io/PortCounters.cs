@@ -1,0 +1,26 @@
+namespace Isthmus.DataPlane.Io;
+
+/// <summary>
+/// Per-port counters. Written only by the owning worker thread; read by anyone (a torn 64-bit read
+/// cannot happen on x64, and a slightly stale value is fine for monitoring).
+/// </summary>
+public sealed class PortCounters
+{
+    public long RxPackets;
+    public long RxBytes;
+    public long TxPackets;
+    public long TxBytes;
+
+    /// <summary>Frames that could not be received because the pool was empty.</summary>
+    public long RxNoBuffer;
+
+    /// <summary>Frames larger than a buffer slot (truncated by the kernel).</summary>
+    public long RxTruncated;
+
+    /// <summary>Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on).</summary>
+    public long TxErrors;
+
+    /// <summary>System calls made, to show what batching buys.</summary>
+    public long RxSyscalls;
+    public long TxSyscalls;
+}

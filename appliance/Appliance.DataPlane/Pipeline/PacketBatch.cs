@@ -1,0 +1,45 @@
+using System.Runtime.CompilerServices;
+
+namespace Isthmus.DataPlane.Pipeline;
+
+/// <summary>
+/// A vector of up to <see cref="MaxSize"/> packets that runs through every stage together
+/// (VPP's frame). Ports append on receive; the worker runs the pipeline; the batch is cleared.
+/// </summary>
+public sealed class PacketBatch
+{
+    public const int MaxSize = 256;
+
+    private readonly PacketMeta[] _packets = new PacketMeta[MaxSize];
+
+    public int Count { get; private set; }
+
+    public int Free => MaxSize - Count;
+
+    public bool IsFull => Count == MaxSize;
+
+    /// <summary>The live packets, by reference.</summary>
+    public Span<PacketMeta> Packets => _packets.AsSpan(0, Count);
+
+    public ref PacketMeta this[int index]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref _packets[index];
+    }
+
+    /// <summary>Appends a packet that a port just received into <paramref name="buffer"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref PacketMeta Add(int buffer, int offset, int length, ushort ingressPort)
+    {
+        ref var m = ref _packets[Count++];
+        m = default;
+        m.Buffer = buffer;
+        m.Offset = offset;
+        m.Length = length;
+        m.IngressPort = ingressPort;
+        m.EgressSegment = -1;
+        return ref m;
+    }
+
+    public void Clear() => Count = 0;
+}

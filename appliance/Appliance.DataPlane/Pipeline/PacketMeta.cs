@@ -1,0 +1,97 @@
+using System.Runtime.InteropServices;
+
+namespace Isthmus.DataPlane.Pipeline;
+
+/// <summary>What happens to a packet when the current stage is done with it.</summary>
+public enum Disposition : byte
+{
+    /// <summary>Go on to the next stage.</summary>
+    Continue = 0,
+
+    /// <summary>Dropped: <see cref="PacketMeta.DropStage"/> and <see cref="PacketMeta.DropCode"/> say why.</summary>
+    Drop,
+
+    /// <summary>Handed to the control plane (ARP for the gateway, BGP, and so on).</summary>
+    Punt,
+
+    /// <summary>Queued for transmission by the encap stage; the pipeline no longer owns the buffer.</summary>
+    Consumed,
+}
+
+[Flags]
+public enum PacketFlags : ushort
+{
+    None = 0,
+
+    /// <summary>The ingress port reported an 802.1Q tag out of band (PACKET_AUXDATA): see <see cref="PacketMeta.VlanTci"/>.</summary>
+    VlanFromAux = 1 << 0,
+
+    /// <summary>The kernel left the L4 checksum partial (TP_STATUS_CSUMNOTREADY); it must be finished before the frame leaves.</summary>
+    ChecksumNotReady = 1 << 1,
+
+    /// <summary>The packet matched the trace filter (or was injected): every stage records its verdict.</summary>
+    Traced = 1 << 2,
+
+    /// <summary>The bridge found no unicast destination: the encap stage floods it.</summary>
+    Flood = 1 << 3,
+
+    /// <summary>The destination MAC is broadcast or multicast (counted as BUM for storm control).</summary>
+    Bum = 1 << 4,
+
+    /// <summary>The frame was truncated by the port (larger than a slot).</summary>
+    Truncated = 1 << 5,
+}
+
+/// <summary>
+/// Per-packet metadata that travels with a buffer through the pipeline. It is a plain struct in an
+/// array owned by the batch: stages read and write it by reference.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct PacketMeta
+{
+    /// <summary>Buffer index in the worker's <see cref="PacketPool"/>.</summary>
+    public int Buffer;
+
+    /// <summary>Where the current frame starts within the buffer's slot (moves as headers are added or removed).</summary>
+    public int Offset;
+
+    /// <summary>Length of the current frame.</summary>
+    public int Length;
+
+    /// <summary>Index of the ingress port in the worker's port table.</summary>
+    public ushort IngressPort;
+
+    public PacketFlags Flags;
+
+    public Disposition Disposition;
+
+    /// <summary>Index of the stage that dropped the packet.</summary>
+    public byte DropStage;
+
+    /// <summary>The stage's drop reason, as its enum's numeric value.</summary>
+    public ushort DropCode;
+
+    /// <summary>802.1Q TCI delivered out of band by the port (valid when <see cref="PacketFlags.VlanFromAux"/>).</summary>
+    public ushort VlanTci;
+
+    /// <summary>For VXLAN ingress: the remote VTEP's IPv4 address (network order folded to a host-order uint).</summary>
+    public uint RemoteVtep;
+
+    /// <summary>For VXLAN ingress: the remote VTEP's UDP source port.</summary>
+    public ushort RemotePort;
+
+    /// <summary>Bridge domain index in the current snapshot, set by decap.</summary>
+    public ushort Domain;
+
+    /// <summary>Ingress segment index in the current snapshot, set by decap.</summary>
+    public int IngressSegment;
+
+    /// <summary>Unicast egress segment chosen by the bridge (valid unless <see cref="PacketFlags.Flood"/>), or -1.</summary>
+    public int EgressSegment;
+
+    /// <summary>For unicast to a VXLAN segment: the VTEP the destination MAC was learned behind (0 = unknown, flood to the VNI's peers).</summary>
+    public uint EgressVtep;
+
+    /// <summary>Trace id when traced.</summary>
+    public int TraceId;
+}
