@@ -74,6 +74,12 @@ public struct PacketMeta
     /// <summary>802.1Q TCI delivered out of band by the port (valid when <see cref="PacketFlags.VlanFromAux"/>).</summary>
     public ushort VlanTci;
 
+    /// <summary>
+    /// TPID of the out-of-band tag (valid with <see cref="PacketFlags.VlanFromAux"/>): 0x8100, or 0x88a8 when
+    /// the kernel moved a QinQ S-tag to aux data (the inner C-tag then stays inline).
+    /// </summary>
+    public ushort VlanTpid;
+
     /// <summary>For VXLAN ingress: the remote VTEP's IPv4 address (network order folded to a host-order uint).</summary>
     public uint RemoteVtep;
 

@@ -1,0 +1,124 @@
+using System.Runtime.InteropServices;
+
+namespace Isthmus.DataPlane.Io.Native;
+
+/// <summary>
+/// The native arrays one port hands to recvmmsg/sendmmsg: <c>mmsghdr[n]</c>, <c>iovec[n]</c>, a
+/// control buffer per message and an address per message. Allocated once (zeroed) and reused for
+/// every batch, so the hot path never allocates.
+/// </summary>
+internal sealed unsafe class MessageVector : IDisposable
+{
+    private readonly int _controlSize;
+    private readonly int _nameSize;
+    private byte* _memory;
+
+    public MessageVector(int capacity, int controlSize, int nameSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        Capacity = capacity;
+        _controlSize = Align(controlSize);
+        _nameSize = Align(nameSize);
+        var msgBytes = capacity * sizeof(MMsgHdr);
+        var iovBytes = capacity * sizeof(IoVec);
+        var total = (nuint)(msgBytes + iovBytes + (capacity * _controlSize) + (capacity * _nameSize));
+        _memory = (byte*)NativeMemory.AlignedAlloc(total, 64);
+        NativeMemory.Clear(_memory, total);
+        Messages = (MMsgHdr*)_memory;
+        Iovs = (IoVec*)(_memory + msgBytes);
+        Control = _memory + msgBytes + iovBytes;
+        Names = Control + (capacity * _controlSize);
+    }
+
+    public int Capacity { get; }
+
+    public MMsgHdr* Messages { get; }
+
+    public IoVec* Iovs { get; }
+
+    public byte* Control { get; }
+
+    public byte* Names { get; }
+
+    /// <summary>Points message <paramref name="i"/> at one receive buffer, resetting what the kernel overwrote.</summary>
+    public void PrepareReceive(int i, byte* data, int length)
+    {
+        var iov = Iovs + i;
+        iov->Base = data;
+        iov->Length = (nuint)length;
+        ref var h = ref Messages[i].Header;
+        h.Iov = iov;
+        h.IovLength = 1;
+        h.Name = _nameSize == 0 ? null : Names + (i * _nameSize);
+        h.NameLength = (uint)_nameSize;
+        h.Control = _controlSize == 0 ? null : Control + (i * _controlSize);
+        h.ControlLength = (nuint)_controlSize;
+        h.Flags = 0;
+        Messages[i].Length = 0;
+    }
+
+    /// <summary>Points message <paramref name="i"/> at one frame to send; <paramref name="nameLength"/> 0 = no address.</summary>
+    public void PrepareSend(int i, byte* data, int length, uint nameLength)
+    {
+        var iov = Iovs + i;
+        iov->Base = data;
+        iov->Length = (nuint)length;
+        ref var h = ref Messages[i].Header;
+        h.Iov = iov;
+        h.IovLength = 1;
+        h.Name = nameLength == 0 ? null : Names + (i * _nameSize);
+        h.NameLength = nameLength;
+        h.Control = null;
+        h.ControlLength = 0;
+        h.Flags = 0;
+        Messages[i].Length = 0;
+    }
+
+    /// <summary>The address slot of message <paramref name="i"/>.</summary>
+    public byte* Name(int i) => Names + (i * _nameSize);
+
+    /// <summary>
+    /// Finds the first control message of <paramref name="level"/>/<paramref name="type"/> in
+    /// message <paramref name="i"/>'s control data, or null.
+    /// </summary>
+    public byte* FindControl(int i, int level, int type)
+    {
+        ref var h = ref Messages[i].Header;
+        var start = (byte*)h.Control;
+        if (start == null)
+        {
+            return null;
+        }
+
+        var end = start + h.ControlLength;
+        var p = start;
+        while (p + Libc.CmsgHeaderSpace <= end)
+        {
+            var c = (CmsgHdr*)p;
+            if (c->Length < (nuint)Libc.CmsgHeaderSpace)
+            {
+                return null;
+            }
+
+            if (c->Level == level && c->Type == type)
+            {
+                return p + Libc.CmsgHeaderSpace;
+            }
+
+            p += Align((int)c->Length);
+        }
+
+        return null;
+    }
+
+    public void Dispose()
+    {
+        if (_memory != null)
+        {
+            NativeMemory.AlignedFree(_memory);
+            _memory = null;
+        }
+    }
+
+    private static int Align(int size) => (size + 7) & ~7;
+}

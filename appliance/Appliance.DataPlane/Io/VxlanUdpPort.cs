@@ -1,0 +1,333 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Isthmus.DataPlane.Io.Native;
+using Isthmus.DataPlane.Pipeline;
+
+namespace Isthmus.DataPlane.Io;
+
+/// <summary>Options for <see cref="VxlanUdpPort"/>.</summary>
+public sealed class VxlanUdpPortOptions
+{
+    /// <summary>Underlay IPv4 address to bind (<see cref="IPAddress.Any"/> for all).</summary>
+    public required IPAddress LocalAddress { get; init; }
+
+    /// <summary>UDP port to bind, and the destination port when a frame names none.</summary>
+    public ushort Port { get; init; } = VxlanUdpPort.DefaultPort;
+
+    public string Name { get; init; } = "vxlan";
+
+    /// <summary>Most datagrams moved by one recvmmsg/sendmmsg.</summary>
+    public int BatchSize { get; init; } = 64;
+
+    /// <summary>false = one recvmsg/sendto per datagram (to measure what batching buys).</summary>
+    public bool BatchSyscalls { get; init; } = true;
+
+    /// <summary>SO_RCVBUF and SO_SNDBUF in bytes (the FORCE variants when privileged); 0 = kernel default.</summary>
+    public int SocketBufferBytes { get; init; } = 4 << 20;
+}
+
+/// <summary>
+/// The VXLAN underlay port: a UDP socket on the underlay address. A received datagram's payload
+/// (VXLAN header + inner frame) lands at <see cref="PacketPool.Headroom"/>, with the sender in
+/// <see cref="PacketMeta.RemoteVtep"/>/<see cref="PacketMeta.RemotePort"/>; decap validates peers and VNIs.
+/// A transmitted frame is a VXLAN header + inner frame, sent to <see cref="TxFrame.DestinationIp"/>.
+/// </summary>
+/// <remarks>
+/// Known limitation: a bound UDP socket cannot vary its source port per packet, so
+/// <see cref="TxFrame.SourcePort"/> (RFC 7348 §5 flow entropy) is ignored and every datagram leaves
+/// from <see cref="VxlanUdpPortOptions.Port"/>. Entropy needs a raw socket (IP_HDRINCL), a small pool
+/// of sockets bound to different source ports, or AF_XDP.
+/// </remarks>
+public sealed unsafe class VxlanUdpPort : IPacketPort
+{
+    public const ushort DefaultPort = 4789;
+
+    private readonly int _batchSize;
+    private readonly bool _batchSyscalls;
+    private readonly ushort _defaultPortNetworkOrder;
+    private readonly MessageVector _messages;
+    private readonly int[] _rented;
+    private readonly byte[] _scratch = GC.AllocateUninitializedArray<byte>(PacketPool.MaxFrame, pinned: true);
+    private int _fd;
+
+    public VxlanUdpPort(VxlanUdpPortOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.LocalAddress);
+        if (options.LocalAddress.AddressFamily != AddressFamily.InterNetwork)
+        {
+            throw new ArgumentException("The VXLAN underlay is IPv4.", nameof(options));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.BatchSize, TxQueue.Capacity);
+        Name = options.Name;
+        _batchSize = options.BatchSize;
+        _batchSyscalls = options.BatchSyscalls;
+        _defaultPortNetworkOrder = Libc.Htons(options.Port);
+
+        _fd = Libc.Socket(Libc.AfInet, Libc.SockDgram | Libc.SockNonBlock | Libc.SockCloExec, Libc.IpProtoUdp);
+        if (_fd < 0)
+        {
+            throw new IOException($"socket(AF_INET, SOCK_DGRAM) failed: {Libc.Describe(Libc.Errno)}");
+        }
+
+        try
+        {
+            SocketSetup.SetInt(_fd, Libc.SolSocket, Libc.SoReuseAddr, 1, "SO_REUSEADDR");
+            SocketSetup.SetBuffers(_fd, options.SocketBufferBytes);
+            var sin = default(SockAddrIn);
+            sin.Family = Libc.AfInet;
+            sin.Port = _defaultPortNetworkOrder;
+            sin.Addr = BitConverter.ToUInt32(options.LocalAddress.GetAddressBytes()); // bytes are in network order
+            if (Libc.Bind(_fd, &sin, (uint)sizeof(SockAddrIn)) != 0)
+            {
+                throw new IOException($"bind({options.LocalAddress}:{options.Port}) failed: {Libc.Describe(Libc.Errno)}");
+            }
+
+            var bound = default(SockAddrIn);
+            var length = (uint)sizeof(SockAddrIn);
+            _ = Libc.GetSockName(_fd, &bound, &length);
+            LocalEndPoint = new IPEndPoint(new IPAddress(bound.Addr), BinaryPrimitives.ReverseEndianness(bound.Port));
+
+            _messages = new MessageVector(_batchSize, 0, sizeof(SockAddrIn));
+            _rented = new int[_batchSize];
+        }
+        catch
+        {
+            SocketSetup.CloseQuietly(_fd);
+            _fd = -1;
+            throw;
+        }
+    }
+
+    public string Name { get; }
+
+    public PortKind Kind => PortKind.Vxlan;
+
+    /// <summary>The address and port actually bound.</summary>
+    public IPEndPoint LocalEndPoint { get; }
+
+    public int PollHandle => _fd;
+
+    public PortCounters Counters { get; } = new();
+
+    /// <inheritdoc />
+    public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(pool);
+        ObjectDisposedException.ThrowIf(_fd < 0, this);
+        var want = Math.Min(batch.Free, _batchSize);
+        if (want <= 0)
+        {
+            return 0;
+        }
+
+        var rented = 0;
+        while (rented < want)
+        {
+            var b = pool.Rent();
+            if (b < 0)
+            {
+                break;
+            }
+
+            _rented[rented] = b;
+            _messages.PrepareReceive(rented, pool.Pointer(b) + PacketPool.Headroom, PacketPool.MaxFrame);
+            rented++;
+        }
+
+        if (rented == 0)
+        {
+            DrainWithoutBuffers(want);
+            return 0;
+        }
+
+        var received = _batchSyscalls ? ReceiveBatched(rented) : ReceiveEach(rented);
+        for (var i = 0; i < received; i++)
+        {
+            var m = _messages.Messages + i;
+            var length = (int)m->Length;
+            ref var meta = ref batch.Add(_rented[i], PacketPool.Headroom, Math.Min(length, PacketPool.MaxFrame), portIndex);
+            if ((m->Header.Flags & Libc.MsgTrunc) != 0 || length > PacketPool.MaxFrame)
+            {
+                meta.Flags |= PacketFlags.Truncated;
+                Counters.RxTruncated++;
+            }
+
+            var from = (SockAddrIn*)_messages.Name(i);
+            meta.RemoteVtep = BinaryPrimitives.ReverseEndianness(from->Addr);
+            meta.RemotePort = BinaryPrimitives.ReverseEndianness(from->Port);
+            Counters.RxPackets++;
+            Counters.RxBytes += length;
+        }
+
+        for (var i = received; i < rented; i++)
+        {
+            pool.Return(_rented[i]);
+        }
+
+        return received;
+    }
+
+    /// <inheritdoc />
+    public void Transmit(TxQueue queue, PacketPool pool)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        ArgumentNullException.ThrowIfNull(pool);
+        ObjectDisposedException.ThrowIf(_fd < 0, this);
+        var frames = queue.Frames;
+        if (_batchSyscalls)
+        {
+            TransmitBatched(frames, pool);
+        }
+        else
+        {
+            TransmitEach(frames, pool);
+        }
+
+        foreach (ref readonly var f in frames)
+        {
+            pool.Return(f.Buffer);
+        }
+
+        queue.Clear();
+    }
+
+    public void Dispose()
+    {
+        if (_fd >= 0)
+        {
+            SocketSetup.CloseQuietly(_fd);
+            _fd = -1;
+            _messages.Dispose();
+        }
+    }
+
+    private void WriteDestination(SockAddrIn* sin, in TxFrame frame)
+    {
+        *sin = default;
+        sin->Family = Libc.AfInet;
+        sin->Addr = BinaryPrimitives.ReverseEndianness(frame.DestinationIp);
+        sin->Port = frame.DestinationPort == 0 ? _defaultPortNetworkOrder : BinaryPrimitives.ReverseEndianness(frame.DestinationPort);
+    }
+
+    private int ReceiveBatched(int count)
+    {
+        Counters.RxSyscalls++;
+        var n = Libc.RecvMMsg(_fd, _messages.Messages, (uint)count, Libc.MsgDontWait, null);
+        return n < 0 ? 0 : n;
+    }
+
+    private int ReceiveEach(int count)
+    {
+        var received = 0;
+        while (received < count)
+        {
+            Counters.RxSyscalls++;
+            var n = Libc.RecvMsg(_fd, &_messages.Messages[received].Header, Libc.MsgDontWait);
+            if (n < 0)
+            {
+                break;
+            }
+
+            _messages.Messages[received].Length = (uint)n;
+            received++;
+        }
+
+        return received;
+    }
+
+    private void DrainWithoutBuffers(int count)
+    {
+        fixed (byte* scratch = _scratch)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                _messages.PrepareReceive(i, scratch, _scratch.Length);
+            }
+
+            Counters.RxSyscalls++;
+            var n = Libc.RecvMMsg(_fd, _messages.Messages, (uint)count, Libc.MsgDontWait, null);
+            if (n > 0)
+            {
+                Counters.RxNoBuffer += n;
+            }
+        }
+    }
+
+    private void TransmitBatched(ReadOnlySpan<TxFrame> frames, PacketPool pool)
+    {
+        var index = 0;
+        while (index < frames.Length)
+        {
+            var chunk = Math.Min(_batchSize, frames.Length - index);
+            for (var i = 0; i < chunk; i++)
+            {
+                ref readonly var f = ref frames[index + i];
+                WriteDestination((SockAddrIn*)_messages.Name(i), f);
+                _messages.PrepareSend(i, pool.Pointer(f.Buffer) + f.Offset, f.Length, (uint)sizeof(SockAddrIn));
+            }
+
+            var done = 0;
+            var interrupts = 0;
+            while (done < chunk)
+            {
+                Counters.TxSyscalls++;
+                var n = Libc.SendMMsg(_fd, _messages.Messages + done, (uint)(chunk - done), Libc.MsgDontWait);
+                if (n > 0)
+                {
+                    for (var i = 0; i < n; i++)
+                    {
+                        Counters.TxBytes += frames[index + done + i].Length;
+                    }
+
+                    Counters.TxPackets += n;
+                    done += n;
+                    continue;
+                }
+
+                var errno = n < 0 ? Libc.Errno : Libc.EAgain;
+                if (errno == Libc.EIntr && ++interrupts < 4)
+                {
+                    continue;
+                }
+
+                if (errno is Libc.EAgain or Libc.ENoBufs)
+                {
+                    // Socket buffer full: drop the rest rather than spin.
+                    Counters.TxErrors += frames.Length - (index + done);
+                    return;
+                }
+
+                // Any other error belongs to the first unsent datagram (EMSGSIZE, ENETUNREACH...): skip it.
+                Counters.TxErrors++;
+                done++;
+            }
+
+            index += chunk;
+        }
+    }
+
+    private void TransmitEach(ReadOnlySpan<TxFrame> frames, PacketPool pool)
+    {
+        var sin = (SockAddrIn*)_messages.Name(0);
+        foreach (ref readonly var f in frames)
+        {
+            WriteDestination(sin, f);
+            Counters.TxSyscalls++;
+            var n = Libc.SendTo(_fd, pool.Pointer(f.Buffer) + f.Offset, (nuint)f.Length, Libc.MsgDontWait, sin, (uint)sizeof(SockAddrIn));
+            if (n < 0)
+            {
+                Counters.TxErrors++;
+            }
+            else
+            {
+                Counters.TxPackets++;
+                Counters.TxBytes += f.Length;
+            }
+        }
+    }
+}
