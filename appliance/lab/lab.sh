@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Isthmus lab: a network-namespace topology on this machine with the appliance between real peers.
+#
+#   sudo appliance/lab/lab.sh up            build, start, print what to try, tear down on Ctrl-C
+#   sudo appliance/lab/lab.sh up --detach   return once healthy (pids and logs in /run/isthmus-lab/)
+#   sudo appliance/lab/lab.sh down          tear everything down (idempotent)
+#   sudo appliance/lab/lab.sh status        what is up
+#   sudo appliance/lab/lab.sh prereqs       install missing apt packages only
+#
+# Options for up: --detach, --no-build (use existing Release binaries), --no-appliance (namespaces and
+# PortGroup only), --config FILE (default appliance/lab/lab-config.json).
+# Every name the lab creates starts with "ist-"; `down` removes exactly those names.
+set -euo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$LAB_DIR/../.." && pwd)"
+RUN_DIR=/run/isthmus-lab
+API=http://127.0.0.1:8088
+HOST_DLL="$REPO/appliance/Appliance.Host/bin/Release/net10.0/Appliance.Host.dll"
+PG_DLL="$REPO/appliance/Appliance.PortGroup/bin/Release/net10.0/Appliance.PortGroup.dll"
+# Namespaces in teardown order (leaves first does not matter: deleting a namespace deletes its veths).
+NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-app ist-ul)
+SCAPY_PY=/usr/bin/python3
+
+log() { printf '[lab] %s\n' "$*" >&2; }
+die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [[ $(id -u) -eq 0 ]] || die "must be run as root (sudo $0 $*)"; }
+
+# ---------------------------------------------------------------- prerequisites
+# command-or-check -> Debian package
+install_prereqs() {
+    local missing=()
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v bridge >/dev/null || missing+=(iproute2)
+    command -v iperf3 >/dev/null || missing+=(iperf3)
+    command -v tcpdump >/dev/null || missing+=(tcpdump)
+    command -v tshark >/dev/null || missing+=(tshark)
+    command -v ethtool >/dev/null || missing+=(ethtool)
+    command -v trafgen >/dev/null || missing+=(netsniff-ng)
+    command -v nft >/dev/null || missing+=(nftables)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v ping >/dev/null || missing+=(iputils-ping)
+    command -v sysctl >/dev/null || missing+=(procps)
+    command -v setsid >/dev/null || missing+=(util-linux)
+    if [[ ! -x $SCAPY_PY ]] || ! "$SCAPY_PY" -c 'import scapy.all' >/dev/null 2>&1; then
+        missing+=(python3-scapy)
+    fi
+    if ((${#missing[@]})); then
+        # shellcheck disable=SC2207
+        missing=($(printf '%s\n' "${missing[@]}" | sort -u))
+        log "installing missing packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    command -v dotnet >/dev/null || die "dotnet (SDK 10) is not on PATH"
+}
+
+build() {
+    log "building Appliance.Host and Appliance.PortGroup (Release)"
+    local p
+    for p in appliance/Appliance.Host/Appliance.Host.csproj appliance/Appliance.PortGroup/Appliance.PortGroup.csproj; do
+        [[ -f $REPO/$p ]] || die "$p does not exist yet"
+        dotnet build "$REPO/$p" -c Release -nologo -v q -clp:ErrorsOnly >&2 || die "build of $p failed"
+    done
+}
+
+# ---------------------------------------------------------------- topology helpers
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+mkns() {
+    ip netns add "$1"
+    nsx "$1" ip link set lo up
+    # No IPv6 anywhere in the lab: router solicitations and MLD reports are noise for the flood tests.
+    nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+# veth NS_A IF_A NS_B IF_B [mtu]: a veth pair created directly in its namespaces, both ends up.
+veth() {
+    local a=$1 ia=$2 b=$3 ib=$4 mtu=${5:-1500}
+    ip link add "$ia" netns "$a" mtu "$mtu" type veth peer name "$ib" netns "$b" mtu "$mtu"
+    nsx "$a" sysctl -qw "net.ipv6.conf.$ia.disable_ipv6=1"
+    nsx "$b" sysctl -qw "net.ipv6.conf.$ib.disable_ipv6=1"
+    nsx "$a" ip link set "$ia" up
+    nsx "$b" ip link set "$ib" up
+}
+
+# kernel VTEP: vtep_vni NS UL_IF LOCAL VNI VM_NS VM_ADDR
+vtep_vni() {
+    local ns=$1 ul=$2 local_ip=$3 vni=$4 vm=$5 addr=$6
+    nsx "$ns" ip link add "vx$vni" type vxlan id "$vni" dstport 4789 local "$local_ip" remote 192.0.2.1 dev "$ul"
+    nsx "$ns" ip link add "br$vni" type bridge
+    nsx "$ns" ip link set "vx$vni" master "br$vni"
+    veth "$ns" "p$vni" "$vm" eth0 1450
+    nsx "$ns" ip link set "p$vni" master "br$vni"
+    nsx "$ns" ip link set "vx$vni" up
+    nsx "$ns" ip link set "br$vni" up
+    nsx "$vm" ip addr add "$addr" dev eth0
+    # Checksum trap (FIELD-NOTES): behind a kernel VTEP the inner L4 checksum stays partial, and the
+    # appliance's UDP socket cannot see that. A VM behind a real hypervisor would fill it in.
+    nsx "$vm" ethtool -K eth0 tx off >/dev/null
+}
+
+addr_host() { # addr_host NS ADDR: a plain host with eth0
+    nsx "$1" ip addr add "$2" dev eth0
+}
+
+topology() {
+    log "building namespaces"
+    local ns
+    for ns in "${NAMESPACES[@]}"; do mkns "$ns"; done
+
+    # Underlay switch.
+    nsx ist-ul ip link add br0 type bridge
+    nsx ist-ul ip link set br0 up
+    veth ist-ul ul-app ist-app und0
+    veth ist-ul ul-vtep1 ist-vtep1 ul0
+    veth ist-ul ul-vtep2 ist-vtep2 ul0
+    for ns in ul-app ul-vtep1 ul-vtep2; do nsx ist-ul ip link set "$ns" master br0; done
+    nsx ist-app ip addr add 192.0.2.1/24 dev und0
+    nsx ist-vtep1 ip addr add 192.0.2.2/24 dev ul0
+    nsx ist-vtep2 ip addr add 192.0.2.3/24 dev ul0
+
+    # Kernel VTEPs with VMs behind them.
+    vtep_vni ist-vtep1 ul0 192.0.2.2 5010 ist-vm10 10.10.0.11/24
+    vtep_vni ist-vtep1 ul0 192.0.2.2 5020 ist-vm20 10.20.0.11/24
+    vtep_vni ist-vtep2 ul0 192.0.2.3 5010 ist-vm10b 10.10.0.13/24
+
+    # Access ports and the trunk (switch ports: up, no addresses).
+    veth ist-app acc10 ist-h10 eth0
+    veth ist-app acc20 ist-h20 eth0
+    veth ist-app trunk0 ist-hv hvtrunk
+    veth ist-hv hv-t10 ist-t10 eth0
+    veth ist-hv hv-t20 ist-t20 eth0
+    addr_host ist-h10 10.10.0.10/24
+    addr_host ist-h20 10.20.0.10/24
+    addr_host ist-t10 10.10.0.12/24
+    addr_host ist-t20 10.20.0.12/24
+}
+
+# ---------------------------------------------------------------- processes
+start_bg() { # start_bg NAME CMD...: detached from our session, output to a log, pid to a file
+    local name=$1; shift
+    setsid "$@" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/$name.pid"
+}
+
+alive() { [[ -f $RUN_DIR/$1.pid ]] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+
+stop_pidfile() {
+    local f=$RUN_DIR/$1.pid pid i
+    [[ -f $f ]] || return 0
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+}
+
+start_portgroup() {
+    log "starting PortGroup in ist-hv"
+    start_bg portgroup ip netns exec ist-hv dotnet "$PG_DLL" --trunk hvtrunk --access hv-t10:10 --access hv-t20:20
+}
+
+start_appliance() {
+    local config=$1
+    if curl -s -o /dev/null --max-time 1 "$API/api/v1/health"; then
+        die "something already answers on $API (another lab or appliance?)"
+    fi
+    log "starting the appliance (config $config, API $API)"
+    start_bg appliance dotnet "$HOST_DLL" run --config "$config" --api "$API"
+    local i
+    for i in $(seq 120); do
+        if curl -sf -o /dev/null --max-time 1 "$API/api/v1/health"; then
+            log "appliance healthy after ~$((i / 4))s"
+            return 0
+        fi
+        alive appliance || { tail -n 40 "$RUN_DIR/appliance.log" >&2; die "the appliance exited during start-up"; }
+        sleep 0.25
+    done
+    tail -n 40 "$RUN_DIR/appliance.log" >&2
+    die "the appliance did not report healthy within 30s"
+}
+
+# ---------------------------------------------------------------- commands
+down() {
+    local ns pid
+    stop_pidfile appliance
+    stop_pidfile portgroup
+    for ns in "${NAMESPACES[@]}"; do
+        if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
+            # Anything still running inside (test servers, captures) would keep the namespace alive.
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$RUN_DIR"
+    return 0
+}
+
+print_try() {
+    cat <<'EOF'
+
+Isthmus lab is up.  bd10 = acc10 + VLAN 10 (trunk0) + VNI 5010;  bd20 = acc20 + VLAN 20 + VNI 5020.
+
+  VXLAN VM  (ist-vm10, behind kernel VTEP 192.0.2.2) 10.10.0.11
+  VXLAN VM  (ist-vm10b, behind kernel VTEP 192.0.2.3) 10.10.0.13
+  VXLAN VM  (ist-vm20, VNI 5020)                      10.20.0.11
+  access    (ist-h10 / ist-h20)                       10.10.0.10 / 10.20.0.10
+  trunk     (ist-t10 / ist-t20, tagged via ist-hv)    10.10.0.12 / 10.20.0.12
+
+Try:
+  ip netns exec ist-vm10 ping -c3 10.10.0.10             # VXLAN VM -> access host
+  ip netns exec ist-t10  ping -c3 10.10.0.11             # VLAN 10 trunk host -> VXLAN VM
+  ip netns exec ist-vm20 ping -c3 10.20.0.12             # VNI 5020 -> VLAN 20 trunk host
+  ip netns exec ist-h10  /usr/bin/python3 -m http.server 8000 --bind 10.10.0.10 &
+  ip netns exec ist-vm10 curl -o /dev/null -w '%{size_download} bytes\n' http://10.10.0.10:8000/
+  ip netns exec ist-ul   tshark -i br0 -c 6 -f 'udp port 4789'      # VXLAN on the underlay
+  ip netns exec ist-hv   tcpdump -eni hvtrunk -c 6                  # 802.1Q tags on the trunk
+  curl -s http://127.0.0.1:8088/api/v1/counters
+  curl -s http://127.0.0.1:8088/api/v1/bridge-domains
+Logs: /run/isthmus-lab/appliance.log, /run/isthmus-lab/portgroup.log
+EOF
+}
+
+status() {
+    local ns any=0
+    for ns in "${NAMESPACES[@]}"; do
+        if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then echo "namespace $ns: present"; any=1; fi
+    done
+    ((any)) || echo "no lab namespaces"
+    local p
+    for p in portgroup appliance; do
+        if alive "$p"; then echo "$p: running (pid $(cat "$RUN_DIR/$p.pid"))"; else echo "$p: not running"; fi
+    done
+    if curl -sf --max-time 1 "$API/api/v1/health" >/dev/null 2>&1; then echo "api $API: healthy"; else echo "api $API: not answering"; fi
+}
+
+up() {
+    local detach=0 do_build=1 appliance=1 config="$LAB_DIR/lab-config.json"
+    while (($#)); do
+        case $1 in
+            --detach) detach=1 ;;
+            --no-build) do_build=0 ;;
+            --no-appliance) appliance=0 ;;
+            --config) config=$(readlink -f "$2"); shift ;;
+            *) die "unknown option for up: $1" ;;
+        esac
+        shift
+    done
+    install_prereqs
+    if ((appliance)); then
+        if ((do_build)) || [[ ! -f $HOST_DLL || ! -f $PG_DLL ]]; then build; fi
+    fi
+    if ip netns list | awk '{print $1}' | grep -q '^ist-'; then
+        log "a previous lab is still present: tearing it down first"
+        down
+    fi
+    mkdir -p "$RUN_DIR"
+    # From here on, any failure tears the half-built lab down.
+    trap 'rc=$?; if ((rc != 0)); then log "failed: tearing down"; down; fi' EXIT
+    topology
+    if ((appliance)); then
+        start_portgroup
+        start_appliance "$config"
+        alive portgroup || { tail -n 40 "$RUN_DIR/portgroup.log" >&2; die "PortGroup exited"; }
+    fi
+    trap - EXIT
+    if ((detach)); then
+        log "up (detached); tear down with: $0 down"
+        return 0
+    fi
+    print_try
+    trap 'trap - INT TERM EXIT; echo; log "tearing down"; down; exit 0' INT TERM
+    trap 'down' EXIT
+    echo "Press Ctrl-C to tear the lab down."
+    # Stay in the foreground; if a process dies, say so and tear down.
+    while true; do
+        if ((appliance)); then
+            alive appliance || { tail -n 20 "$RUN_DIR/appliance.log" >&2; log "the appliance exited"; exit 1; }
+            alive portgroup || { tail -n 20 "$RUN_DIR/portgroup.log" >&2; log "PortGroup exited"; exit 1; }
+        fi
+        sleep 1 &
+        wait $! || true
+    done
+}
+
+main() {
+    local cmd=${1:-}
+    shift || true
+    case $cmd in
+        up) need_root; up "$@" ;;
+        down) need_root; down ;;
+        status) need_root; status ;;
+        prereqs) need_root; install_prereqs ;;
+        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance] [--config FILE] | down | status | prereqs" >&2; exit 2 ;;
+    esac
+}
+
+main "$@"
