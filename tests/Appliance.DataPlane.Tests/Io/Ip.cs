@@ -1,0 +1,42 @@
+using System.Diagnostics;
+
+namespace Isthmus.DataPlane.Tests.Io;
+
+/// <summary>Runs iproute2 for test fixtures.</summary>
+internal static class Ip
+{
+    public static readonly string? Path = new[] { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip" }.FirstOrDefault(File.Exists);
+
+    /// <summary>Runs <c>ip args...</c> and throws with its stderr on failure.</summary>
+    public static void Run(params string[] args)
+    {
+        var (code, output) = TryRun(args);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"ip {string.Join(' ', args)} failed ({code}): {output}");
+        }
+    }
+
+    public static (int ExitCode, string Output) TryRun(params string[] args) =>
+        Exec(Path ?? throw new InvalidOperationException("ip not found"), args);
+
+    public static (int ExitCode, string Output) Exec(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result + stderr);
+    }
+}

@@ -1,0 +1,71 @@
+namespace Isthmus.DataPlane.Tests.Io;
+
+/// <summary>
+/// Two fresh network namespaces joined by a veth pair, both ends up. Names are unique
+/// (<c>istt-io-XXXX-a</c>/<c>-b</c>, links <c>istt-io-XXXXa</c>/<c>b</c>) and are deleted by exact name.
+/// </summary>
+internal sealed class VethPair : IDisposable
+{
+    public VethPair()
+    {
+        var id = Random.Shared.Next(0x10000).ToString("x4");
+        NamespaceA = $"istt-io-{id}-a";
+        NamespaceB = $"istt-io-{id}-b";
+        LinkA = $"istt-io-{id}a";
+        LinkB = $"istt-io-{id}b";
+        try
+        {
+            Ip.Run("netns", "add", NamespaceA);
+            Ip.Run("netns", "add", NamespaceB);
+            Ip.Run("link", "add", LinkA, "netns", NamespaceA, "type", "veth", "peer", "name", LinkB, "netns", NamespaceB);
+            foreach (var (ns, link) in new[] { (NamespaceA, LinkA), (NamespaceB, LinkB) })
+            {
+                Ip.Run("-n", ns, "link", "set", "lo", "up");
+                Ip.Run("-n", ns, "link", "set", link, "up");
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public string NamespaceA { get; }
+
+    public string NamespaceB { get; }
+
+    public string LinkA { get; }
+
+    public string LinkB { get; }
+
+    public void Dispose()
+    {
+        // Deleting a namespace destroys the veth end inside it, and with it the peer.
+        _ = Ip.TryRun("netns", "del", NamespaceA);
+        _ = Ip.TryRun("netns", "del", NamespaceB);
+    }
+}
+
+/// <summary>One fresh namespace with loopback up.</summary>
+internal sealed class TestNamespace : IDisposable
+{
+    public TestNamespace()
+    {
+        Name = $"istt-io-{Random.Shared.Next(0x10000):x4}-n";
+        try
+        {
+            Ip.Run("netns", "add", Name);
+            Ip.Run("-n", Name, "link", "set", "lo", "up");
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public string Name { get; }
+
+    public void Dispose() => _ = Ip.TryRun("netns", "del", Name);
+}
