@@ -1,0 +1,105 @@
+using System.Globalization;
+
+namespace Isthmus.Integration.Tests;
+
+/// <summary>
+/// Brings the lab up once for the whole collection (appliance/lab/lab.sh up --detach) and down at the end.
+/// Capability rule: without root or iproute2 the lab cannot run; with CI=true that is a failure, otherwise
+/// every test returns early.
+/// </summary>
+public sealed class LabFixture : IDisposable
+{
+    public LabFixture()
+    {
+        MissingCapability = CheckCapability();
+        if (MissingCapability is not null)
+        {
+            return;
+        }
+
+        var args = new List<string> { Lab.LabScript, "up", "--detach" };
+        if (Environment.GetEnvironmentVariable("ISTHMUS_LAB_NO_BUILD") == "1")
+        {
+            args.Add("--no-build");
+        }
+
+        StartedAt = DateTime.UtcNow;
+        var r = Lab.RunAsync("bash", args, TimeSpan.FromMinutes(8)).GetAwaiter().GetResult();
+        UpOutput = r.ToString();
+        if (!r.Ok)
+        {
+            StartError = $"lab.sh up --detach failed after {(DateTime.UtcNow - StartedAt).TotalSeconds.ToString("F0", CultureInfo.InvariantCulture)}s:\n{r}";
+        }
+    }
+
+    public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Why the lab cannot run on this machine, or null.</summary>
+    public string? MissingCapability { get; }
+
+    /// <summary>Why lab.sh up failed, or null.</summary>
+    public string? StartError { get; }
+
+    public string UpOutput { get; } = "";
+
+    public DateTime StartedAt { get; }
+
+    /// <summary>
+    /// Call first in every test: false means "return early" (no capability, not in CI). Fails the test when
+    /// the capability is missing in CI or when the lab did not come up.
+    /// </summary>
+    public bool Ready()
+    {
+        if (MissingCapability is not null)
+        {
+            if (InCi)
+            {
+                Assert.Fail($"CI=true and the integration lab cannot run: {MissingCapability}");
+            }
+
+            return false;
+        }
+
+        if (StartError is not null)
+        {
+            Assert.Fail(StartError);
+        }
+
+        return true;
+    }
+
+    private static string? CheckCapability()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return "not Linux";
+        }
+
+        if (!Environment.IsPrivilegedProcess)
+        {
+            return "not root (run: sudo tests/run.sh)";
+        }
+
+        string[] dirs = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Concat(["/usr/sbin", "/sbin", "/usr/bin", "/bin"]).ToArray();
+        if (!dirs.Any(d => File.Exists(Path.Combine(d, "ip"))))
+        {
+            return "iproute2's ip is missing (tests/run.sh installs it)";
+        }
+
+        return File.Exists(Lab.LabScript) ? null : $"{Lab.LabScript} is missing";
+    }
+
+    public void Dispose()
+    {
+        if (MissingCapability is null)
+        {
+            Lab.RunAsync("bash", [Lab.LabScript, "down"], TimeSpan.FromMinutes(1)).GetAwaiter().GetResult();
+        }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class LabCollection : ICollectionFixture<LabFixture>
+{
+    public const string Name = "lab";
+}
