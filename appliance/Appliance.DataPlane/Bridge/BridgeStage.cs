@@ -1,0 +1,168 @@
+using System.Runtime.CompilerServices;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Programming;
+using Isthmus.Packets;
+
+namespace Isthmus.DataPlane.Bridge;
+
+public enum BridgeDrop : ushort
+{
+    /// <summary>The destination MAC lives on the ingress segment: the frame needs no forwarding (IEEE 802.1D filtering).</summary>
+    SameSegment,
+
+    /// <summary>Broadcast, unknown unicast or multicast above the domain's storm-control rate.</summary>
+    StormControl,
+
+    /// <summary>The source MAC is flapping between locations (a loop, or a duplicate MAC) and is damped.</summary>
+    MacFlapDamped,
+
+    /// <summary>A static MAC seen from a location other than its configured one.</summary>
+    StaticMacViolation,
+}
+
+/// <summary>
+/// Learning bridge per domain: learns source MACs (with move detection and flap damping), finds the
+/// destination's segment, and marks broadcast / unknown-unicast / multicast frames for flooding
+/// within the domain's storm-control budget. See README.md.
+/// </summary>
+public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
+{
+    public override void Process(PacketBatch batch, WorkerContext context)
+    {
+        var snapshot = context.Snapshot;
+        var now = context.Now;
+        var pool = context.Pool;
+        var packets = batch.Packets;
+        for (var i = 0; i < packets.Length; i++)
+        {
+            ref var p = ref packets[i];
+            if (p.Disposition != Disposition.Continue)
+            {
+                continue;
+            }
+
+            var domain = snapshot.Domains[p.Domain];
+            var state = context.Bridge[p.Domain];
+            var frame = pool.Frame(p.Buffer, p.Offset, EthernetHeader.Length);
+            var source = MacAddress.Read(frame[6..]).Value;
+            var vtep = snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan ? p.RemoteVtep : 0;
+
+            if (!Learn(ref p, context, domain, state, source, vtep, now))
+            {
+                continue;
+            }
+
+            var destination = MacAddress.Read(frame);
+            if (destination.IsMulticast)
+            {
+                p.Flags |= PacketFlags.Bum;
+                Flood(ref p, context, state, now, "broadcast/multicast");
+                continue;
+            }
+
+            ref var entry = ref state.Table.Find(destination.Value);
+            if (Unsafe.IsNullRef(ref entry))
+            {
+                p.Flags |= PacketFlags.Bum;
+                Flood(ref p, context, state, now, "unknown unicast");
+                continue;
+            }
+
+            if (entry.Segment == p.IngressSegment)
+            {
+                Drop(ref p, (ushort)BridgeDrop.SameSegment);
+                continue;
+            }
+
+            p.EgressSegment = entry.Segment;
+            p.EgressVtep = entry.Vtep;
+            if ((p.Flags & PacketFlags.Traced) != 0)
+            {
+                context.Tracer.Record(p.TraceId, Name, "forward", $"{destination} known on {snapshot.Segments[entry.Segment].Name}{VtepText(entry.Vtep)}");
+            }
+        }
+    }
+
+    private bool Learn(ref PacketMeta p, WorkerContext context, Domain domain, DomainState state, ulong mac, uint vtep, long now)
+    {
+        ref var entry = ref state.Table.Find(mac);
+        if (Unsafe.IsNullRef(ref entry))
+        {
+            entry = ref state.Table.Add(mac);
+            if (Unsafe.IsNullRef(ref entry))
+            {
+                state.LearnRefused++;
+                return true;
+            }
+
+            entry.Segment = p.IngressSegment;
+            entry.Vtep = vtep;
+            entry.LastSeen = now;
+            return true;
+        }
+
+        if (entry.Segment == p.IngressSegment && entry.Vtep == vtep)
+        {
+            entry.LastSeen = now;
+            return true;
+        }
+
+        if (entry.Static)
+        {
+            Drop(ref p, (ushort)BridgeDrop.StaticMacViolation);
+            return false;
+        }
+
+        if (now < entry.FrozenUntil)
+        {
+            Drop(ref p, (ushort)BridgeDrop.MacFlapDamped);
+            return false;
+        }
+
+        // A move. Count it in the flap window; too many moves means a loop or a duplicate MAC:
+        // freeze the entry where it is and drop the frames from the other location for a while.
+        if (now - entry.WindowStart > domain.MacFlapWindowTicks)
+        {
+            entry.WindowStart = now;
+            entry.Moves = 0;
+        }
+
+        var damped = ++entry.Moves > domain.MacFlapMoves;
+        context.Moves.Post(new MacMoveEvent(domain.Name, mac, entry.Segment, entry.Vtep, p.IngressSegment, vtep, now, damped));
+        state.Moves++;
+        if (damped)
+        {
+            entry.FrozenUntil = now + domain.MacFlapHoldTicks;
+            Drop(ref p, (ushort)BridgeDrop.MacFlapDamped);
+            return false;
+        }
+
+        entry.Segment = p.IngressSegment;
+        entry.Vtep = vtep;
+        entry.LastSeen = now;
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "learn", $"{new MacAddress(mac)} moved to {context.Snapshot.Segments[p.IngressSegment].Name}{VtepText(vtep)}");
+        }
+
+        return true;
+    }
+
+    private void Flood(ref PacketMeta p, WorkerContext context, DomainState state, long now, string why)
+    {
+        if (!state.Storm.TryTake(now, context.TicksPerSecond))
+        {
+            Drop(ref p, (ushort)BridgeDrop.StormControl);
+            return;
+        }
+
+        p.Flags |= PacketFlags.Flood;
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "flood", why);
+        }
+    }
+
+    private static string VtepText(uint vtep) => vtep == 0 ? "" : $" behind VTEP {new Ipv4Address(vtep)}";
+}

@@ -1,0 +1,230 @@
+using System.Buffers.Binary;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Programming;
+using Isthmus.Packets;
+
+namespace Isthmus.DataPlane.Encap;
+
+public enum EncapDrop : ushort
+{
+    /// <summary>The frame's L3 payload is bigger than the egress segment's MTU.</summary>
+    MtuExceeded,
+
+    /// <summary>A flood found no segment to go to (a one-segment domain, or split horizon).</summary>
+    NoEgress,
+
+    /// <summary>Never from a VXLAN segment to a VXLAN segment: the VTEPs reach each other directly.</summary>
+    SplitHorizon,
+
+    /// <summary>No buffer left in the pool for a flood copy.</summary>
+    NoBuffer,
+
+    /// <summary>The egress port's transmit queue is full for this batch.</summary>
+    TxQueueFull,
+}
+
+/// <summary>
+/// The last stage: writes each frame's egress encapsulation (802.1Q tag inline on a trunk, a VXLAN
+/// header toward each VTEP) and queues it on its port. Floods replicate head-end: one copy per
+/// segment and per VTEP peer, with split horizon. See README.md.
+/// </summary>
+public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
+{
+    public override void Process(PacketBatch batch, WorkerContext context)
+    {
+        var snapshot = context.Snapshot;
+        var packets = batch.Packets;
+        for (var i = 0; i < packets.Length; i++)
+        {
+            ref var p = ref packets[i];
+            if (p.Disposition != Disposition.Continue)
+            {
+                continue;
+            }
+
+            var ingressIsVxlan = snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
+            if ((p.Flags & PacketFlags.Flood) == 0)
+            {
+                var egress = snapshot.Segments[p.EgressSegment];
+                if (ingressIsVxlan && egress.Kind == PortKind.Vxlan)
+                {
+                    Drop(ref p, (ushort)EncapDrop.SplitHorizon);
+                }
+                else if (egress.Kind != PortKind.Vxlan || p.EgressVtep != 0)
+                {
+                    Emit(ref p, context, egress, p.EgressVtep, original: true);
+                }
+                else
+                {
+                    // A MAC known on the VNI but not behind a particular VTEP (a static entry): replicate.
+                    var pending = new Target(-1, 0);
+                    FloodSegment(ref p, context, egress, ref pending);
+                    Finish(ref p, context, snapshot, pending);
+                }
+
+                continue;
+            }
+
+            var next = new Target(-1, 0);
+            foreach (var s in snapshot.Domains[p.Domain].Segments)
+            {
+                if (s < 0 || s == p.IngressSegment)
+                {
+                    continue;
+                }
+
+                var segment = snapshot.Segments[s];
+                if (ingressIsVxlan && segment.Kind == PortKind.Vxlan)
+                {
+                    continue;
+                }
+
+                FloodSegment(ref p, context, segment, ref next);
+            }
+
+            Finish(ref p, context, snapshot, next);
+        }
+    }
+
+    /// <summary>A destination: a segment, and a VTEP when the segment is VXLAN.</summary>
+    private readonly record struct Target(int Segment, uint Vtep);
+
+    /// <summary>
+    /// Adds a segment's destinations. Each destination but the last gets a copy; the previous
+    /// pending one is emitted as a copy when a new one appears, so the original buffer is kept
+    /// for whichever comes last and a single-destination flood copies nothing.
+    /// </summary>
+    private void FloodSegment(ref PacketMeta p, WorkerContext context, Segment segment, ref Target pending)
+    {
+        if (segment.Kind != PortKind.Vxlan)
+        {
+            Push(ref p, context, new Target(segment.Index, 0), ref pending);
+            return;
+        }
+
+        foreach (var vtep in segment.Vteps)
+        {
+            Push(ref p, context, new Target(segment.Index, vtep), ref pending);
+        }
+    }
+
+    private void Push(ref PacketMeta p, WorkerContext context, Target target, ref Target pending)
+    {
+        if (pending.Segment >= 0)
+        {
+            Emit(ref p, context, context.Snapshot.Segments[pending.Segment], pending.Vtep, original: false);
+        }
+
+        pending = target;
+    }
+
+    private void Finish(ref PacketMeta p, WorkerContext context, DataPlaneSnapshot snapshot, Target pending)
+    {
+        if (pending.Segment < 0)
+        {
+            Drop(ref p, (ushort)EncapDrop.NoEgress);
+            return;
+        }
+
+        Emit(ref p, context, snapshot.Segments[pending.Segment], pending.Vtep, original: true);
+    }
+
+    /// <summary>Queues the frame (or a copy of it) on the segment's port with that segment's encapsulation.</summary>
+    private void Emit(ref PacketMeta p, WorkerContext context, Segment segment, uint vtep, bool original)
+    {
+        var pool = context.Pool;
+        if (p.Length - EthernetHeader.Length > segment.Mtu)
+        {
+            Fail(ref p, context, EncapDrop.MtuExceeded, original);
+            return;
+        }
+
+        var queue = context.TxQueues[segment.Port];
+        if (queue.IsFull)
+        {
+            Fail(ref p, context, EncapDrop.TxQueueFull, original);
+            return;
+        }
+
+        int buffer;
+        int offset;
+        if (original)
+        {
+            buffer = p.Buffer;
+            offset = p.Offset;
+        }
+        else
+        {
+            buffer = pool.Rent();
+            if (buffer < 0)
+            {
+                Fail(ref p, context, EncapDrop.NoBuffer, original);
+                return;
+            }
+
+            offset = PacketPool.Headroom;
+            pool.Frame(p.Buffer, p.Offset, p.Length).CopyTo(pool.Frame(buffer, offset, p.Length));
+        }
+
+        var length = p.Length;
+        ref var tx = ref queue.Add();
+        switch (segment.Kind)
+        {
+            case PortKind.Trunk:
+                VlanTags.TryInsert(pool.Slot(buffer), offset, length, VlanTag.Customer(segment.Vlan), out offset);
+                length += VlanTag.Length;
+                break;
+            case PortKind.Vxlan:
+                offset -= VxlanHeader.Length;
+                length += VxlanHeader.Length;
+                VxlanHeader.Write(pool.Frame(buffer, offset, VxlanHeader.Length), segment.Vni);
+                tx.DestinationIp = vtep;
+                tx.DestinationPort = segment.VtepUdpPort;
+                tx.SourcePort = FlowEntropy(pool.Frame(buffer, offset + VxlanHeader.Length, EthernetHeader.Length));
+                break;
+        }
+
+        tx.Buffer = buffer;
+        tx.Offset = offset;
+        tx.Length = length;
+        if (original)
+        {
+            p.Disposition = Disposition.Consumed;
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, original ? "transmit" : "transmit copy",
+                segment.Kind == PortKind.Vxlan ? $"{segment.Name} → VTEP {new Ipv4Address(vtep)}" : segment.Name);
+        }
+    }
+
+    private void Fail(ref PacketMeta p, WorkerContext context, EncapDrop reason, bool original)
+    {
+        if (original)
+        {
+            Drop(ref p, (ushort)reason);
+            return;
+        }
+
+        // A copy that never got a buffer of its own: count it against the same reason.
+        context.Counters.CountDrop(Index, (ushort)reason);
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "drop copy", reason.ToString());
+        }
+    }
+
+    /// <summary>
+    /// RFC 7348 §5: the outer UDP source port should be a hash of the inner frame so the underlay's
+    /// ECMP spreads flows. Dynamic range 49152-65535.
+    /// </summary>
+    private static ushort FlowEntropy(ReadOnlySpan<byte> ethernet)
+    {
+        var a = BinaryPrimitives.ReadUInt64LittleEndian(ethernet);
+        var b = BinaryPrimitives.ReadUInt32LittleEndian(ethernet[8..]);
+        var h = (a ^ ((ulong)b << 17)) * 0x9E37_79B9_7F4A_7C15UL;
+        return (ushort)(49152 | (int)(h >> 50));
+    }
+}

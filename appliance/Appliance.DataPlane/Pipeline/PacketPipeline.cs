@@ -1,0 +1,73 @@
+using Isthmus.DataPlane.Bridge;
+using Isthmus.DataPlane.Decap;
+using Isthmus.DataPlane.Encap;
+
+namespace Isthmus.DataPlane.Pipeline;
+
+/// <summary>
+/// The one place where the packet path is composed. Decap is fixed first and encap fixed last;
+/// the middle is an explicit, ordered list (bridge today; firewall, NAT, load balancer and route
+/// slot in here without any change to the runner).
+/// </summary>
+public sealed class PacketPipeline
+{
+    private readonly PipelineStage[] _stages;
+
+    public PacketPipeline(IReadOnlyList<PipelineStage> middle)
+    {
+        var stages = new List<PipelineStage> { new DecapStage() };
+        stages.AddRange(middle);
+        stages.Add(new EncapStage());
+        _stages = [.. stages];
+        for (var i = 0; i < _stages.Length; i++)
+        {
+            _stages[i].Index = (byte)i;
+        }
+    }
+
+    /// <summary>decap → bridge → encap: the L2 data plane.</summary>
+    public static PacketPipeline CreateDefault() => new([new BridgeStage()]);
+
+    public IReadOnlyList<PipelineStage> Stages => _stages;
+
+    /// <summary>
+    /// Runs every stage over the batch, then settles what is left: drops are counted and their
+    /// buffers returned; punts are counted (no control-plane consumer yet) and returned.
+    /// Transmitted packets were handed to the ports' queues by encap.
+    /// </summary>
+    public void Run(PacketBatch batch, WorkerContext context)
+    {
+        foreach (var stage in _stages)
+        {
+            stage.Process(batch, context);
+        }
+
+        var packets = batch.Packets;
+        var pool = context.Pool;
+        var counters = context.Counters;
+        for (var i = 0; i < packets.Length; i++)
+        {
+            ref var p = ref packets[i];
+            switch (p.Disposition)
+            {
+                case Disposition.Consumed:
+                    break;
+                case Disposition.Drop:
+                    counters.CountDrop(p.DropStage, p.DropCode);
+                    if ((p.Flags & PacketFlags.Traced) != 0)
+                    {
+                        context.Tracer.Record(p.TraceId, _stages[p.DropStage].Name, "drop", _stages[p.DropStage].DropReasons[p.DropCode]);
+                    }
+
+                    pool.Return(p.Buffer);
+                    break;
+                default:
+                    // Continue past the last stage, or a punt with no consumer yet: both are bugs in
+                    // composition rather than packet faults, but a packet never leaks its buffer.
+                    counters.Unclaimed++;
+                    pool.Return(p.Buffer);
+                    break;
+            }
+        }
+    }
+}

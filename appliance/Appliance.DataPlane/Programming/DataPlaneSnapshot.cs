@@ -1,0 +1,103 @@
+using System.Collections.Frozen;
+using Isthmus.DataPlane.Io;
+using Isthmus.Packets;
+
+namespace Isthmus.DataPlane.Programming;
+
+/// <summary>
+/// The compiled, immutable form of a <see cref="DataPlaneProgram"/>. Workers read the current
+/// snapshot once per batch; a new one is published with one reference swap, so a worker never sees
+/// half a configuration. Every lookup the hot path needs is precomputed here.
+/// </summary>
+public sealed class DataPlaneSnapshot
+{
+    internal DataPlaneSnapshot(long version, DataPlaneProgram program, PortBinding[] ports, Segment[] segments, Domain[] domains)
+    {
+        Version = version;
+        Program = program;
+        Ports = ports;
+        Segments = segments;
+        Domains = domains;
+    }
+
+    public long Version { get; }
+
+    public DataPlaneProgram Program { get; }
+
+    /// <summary>Indexed like <see cref="DataPlaneProgram.Ports"/> and the worker's port table.</summary>
+    public PortBinding[] Ports { get; }
+
+    public Segment[] Segments { get; }
+
+    public Domain[] Domains { get; }
+}
+
+/// <summary>How frames arriving on one port map to segments.</summary>
+public sealed class PortBinding
+{
+    public required string Name { get; init; }
+
+    public required PortKind Kind { get; init; }
+
+    /// <summary>Access port: its one segment, or -1.</summary>
+    public int AccessSegment { get; init; } = -1;
+
+    /// <summary>Trunk port: segment per VLAN id (4096 entries, -1 = not carried).</summary>
+    public int[] VlanSegments { get; init; } = [];
+
+    /// <summary>VXLAN port: segment per VNI.</summary>
+    public FrozenDictionary<uint, int> VniSegments { get; init; } = FrozenDictionary<uint, int>.Empty;
+
+    /// <summary>VXLAN port: every VTEP configured on any of its VNIs (tenant isolation: others are dropped).</summary>
+    public FrozenSet<uint> KnownVteps { get; init; } = FrozenSet<uint>.Empty;
+}
+
+public sealed class Segment
+{
+    public required int Index { get; init; }
+
+    /// <summary>"acc10", "trunk0/vlan10", "und0/vni5010".</summary>
+    public required string Name { get; init; }
+
+    public required int Port { get; init; }
+
+    public required PortKind Kind { get; init; }
+
+    public required int Domain { get; init; }
+
+    public ushort Vlan { get; init; }
+
+    public uint Vni { get; init; }
+
+    public int Mtu { get; init; } = 1500;
+
+    /// <summary>VXLAN: remote VTEPs (host-order IPv4), the head-end replication list.</summary>
+    public uint[] Vteps { get; init; } = [];
+
+    public ushort VtepUdpPort { get; init; } = VxlanHeader.DefaultPort;
+}
+
+public sealed class Domain
+{
+    public required int Index { get; init; }
+
+    public required string Name { get; init; }
+
+    public required int[] Segments { get; init; }
+
+    public required long MacAgingTicks { get; init; }
+
+    public required int MaxMacs { get; init; }
+
+    public required int StormControlPps { get; init; }
+
+    public required int MacFlapMoves { get; init; }
+
+    public required long MacFlapWindowTicks { get; init; }
+
+    public required long MacFlapHoldTicks { get; init; }
+
+    public required StaticMac[] StaticMacs { get; init; }
+}
+
+public readonly record struct StaticMac(MacAddress Mac, int Segment, uint Vtep);

@@ -1,0 +1,217 @@
+using System.Collections.Concurrent;
+using Isthmus.DataPlane.Bridge;
+using Isthmus.DataPlane.Diagnostics;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Programming;
+
+namespace Isthmus.DataPlane.Workers;
+
+/// <summary>
+/// One data-plane thread: receive a batch from its ports, run it to completion through the
+/// pipeline, flush the transmit queues, repeat. It owns its pool, queues, MAC tables and counters,
+/// so nothing on the packet path takes a lock. It reads the snapshot once per batch, and a
+/// heartbeat driven by the injected <see cref="TimeProvider"/> ages MAC entries.
+/// </summary>
+/// <remarks>
+/// Livelock: the loop drains each port a batch at a time in turn and never blocks while any
+/// port has frames, so receive and transmit keep pace; it sleeps in poll() only when every
+/// port is idle.
+/// </remarks>
+public sealed class DataPlaneWorker : IDisposable
+{
+    public const int DefaultPoolSize = 16384;
+
+    private readonly IPacketPort[] _ports;
+    private readonly SnapshotSlot _slot;
+    private readonly PacketPipeline _pipeline;
+    private readonly TimeProvider _time;
+    private readonly PacketBatch _batch = new();
+    private readonly ConcurrentQueue<InjectedFrame> _injected = new();
+    private readonly Poller? _poller;
+    private long _lastTick;
+    private int _nextPort;
+    private Thread? _thread;
+    private volatile bool _stopping;
+
+    public DataPlaneWorker(
+        IReadOnlyList<IPacketPort> ports,
+        SnapshotSlot slot,
+        PacketPipeline pipeline,
+        TimeProvider time,
+        PacketTracer? tracer = null,
+        MacMoveFeed? moves = null,
+        int poolSize = DefaultPoolSize)
+    {
+        _ports = [.. ports];
+        _slot = slot;
+        _pipeline = pipeline;
+        _time = time;
+        Pool = new PacketPool(poolSize);
+        Counters = new StageCounters([.. pipeline.Stages.Select(s => s.DropReasons.Count)]);
+        Context = new WorkerContext(Pool, _ports.Length, Counters, tracer ?? new PacketTracer(), moves ?? new MacMoveFeed(), time.TimestampFrequency);
+        Context.Now = time.GetTimestamp();
+        Context.Apply(slot.Current);
+        _lastTick = Context.Now;
+        var pollable = _ports.Where(p => p.PollHandle >= 0).ToArray();
+        if (pollable.Length > 0)
+        {
+            _poller = new Poller(pollable.Length);
+            foreach (var port in pollable)
+            {
+                _poller.Add(port);
+            }
+        }
+    }
+
+    public PacketPool Pool { get; }
+
+    public WorkerContext Context { get; }
+
+    public StageCounters Counters { get; }
+
+    public IReadOnlyList<IPacketPort> Ports => _ports;
+
+    public PacketPipeline Pipeline => _pipeline;
+
+    /// <summary>
+    /// Queues a synthetic frame to enter as if received on port <paramref name="port"/>, traced
+    /// through every stage. Returns its trace id. Safe from any thread.
+    /// </summary>
+    public int Inject(ReadOnlySpan<byte> frame, int port, ushort? vlanTci = null, uint remoteVtep = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(frame.Length, PacketPool.MaxFrame);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)port, (uint)_ports.Length);
+        var id = Context.Tracer.NewId();
+        _injected.Enqueue(new InjectedFrame(frame.ToArray(), (ushort)port, vlanTci, remoteVtep, id));
+        return id;
+    }
+
+    /// <summary>One turn of the loop: returns how many frames it processed.</summary>
+    public int RunOnce()
+    {
+        Context.Now = _time.GetTimestamp();
+        Context.Apply(_slot.Current);
+        if (Context.Now - _lastTick >= Context.TicksPerSecond)
+        {
+            Heartbeat();
+        }
+
+        TakeInjected();
+        var first = _nextPort;
+        for (var n = 0; n < _ports.Length && !_batch.IsFull; n++)
+        {
+            var index = (first + n) % _ports.Length;
+            var got = _ports[index].Receive(_batch, Pool, (ushort)index);
+            if (got > 0 && _batch.IsFull)
+            {
+                // Fairness: the next turn starts after the port that filled this batch.
+                _nextPort = (index + 1) % _ports.Length;
+            }
+        }
+
+        var count = _batch.Count;
+        if (count > 0)
+        {
+            Counters.Batches++;
+            Counters.Packets += count;
+            _pipeline.Run(_batch, Context);
+            _batch.Clear();
+            Flush();
+        }
+
+        return count;
+    }
+
+    public void Start()
+    {
+        _thread = new Thread(Loop) { IsBackground = true, Name = "isthmus-worker" };
+        _thread.Start();
+    }
+
+    public void Stop()
+    {
+        _stopping = true;
+        _thread?.Join();
+        _thread = null;
+    }
+
+    public void Dispose()
+    {
+        Stop();
+    }
+
+    private void Loop()
+    {
+        var idle = 0;
+        while (!_stopping)
+        {
+            if (RunOnce() > 0)
+            {
+                idle = 0;
+                continue;
+            }
+
+            // Spin briefly (cheap when traffic is bursty), then sleep in poll() until a port is readable.
+            if (++idle < 64)
+            {
+                Thread.SpinWait(20);
+                continue;
+            }
+
+            _poller?.Wait(timeoutMs: 50);
+            if (_poller is null)
+            {
+                Thread.Sleep(1);
+            }
+        }
+    }
+
+    private void Heartbeat()
+    {
+        _lastTick = Context.Now;
+        var snapshot = Context.Snapshot;
+        var domains = Context.Bridge.Domains;
+        for (var d = 0; d < domains.Length; d++)
+        {
+            domains[d].Table.Age(Context.Now - snapshot.Domains[d].MacAgingTicks);
+        }
+    }
+
+    private void TakeInjected()
+    {
+        while (!_batch.IsFull && _injected.TryDequeue(out var frame))
+        {
+            var buffer = Pool.Rent();
+            if (buffer < 0)
+            {
+                return;
+            }
+
+            frame.Bytes.CopyTo(Pool.Frame(buffer, PacketPool.Headroom, frame.Bytes.Length));
+            ref var p = ref _batch.Add(buffer, PacketPool.Headroom, frame.Bytes.Length, frame.Port);
+            p.Flags |= PacketFlags.Traced;
+            p.TraceId = frame.TraceId;
+            p.RemoteVtep = frame.RemoteVtep;
+            if (frame.VlanTci is { } tci)
+            {
+                p.VlanTci = tci;
+                p.Flags |= PacketFlags.VlanFromAux;
+            }
+        }
+    }
+
+    private void Flush()
+    {
+        var queues = Context.TxQueues;
+        for (var i = 0; i < queues.Length; i++)
+        {
+            if (queues[i].Count > 0)
+            {
+                _ports[i].Transmit(queues[i], Pool);
+            }
+        }
+    }
+
+    private sealed record InjectedFrame(byte[] Bytes, ushort Port, ushort? VlanTci, uint RemoteVtep, int TraceId);
+}
