@@ -7,8 +7,9 @@
 #   sudo appliance/lab/lab.sh status        what is up
 #   sudo appliance/lab/lab.sh prereqs       install missing apt packages only
 #
-# Options for up: --detach, --no-build (use existing Release binaries), --no-appliance (namespaces and
-# PortGroup only), --config FILE (default appliance/lab/lab-config.json).
+# Options for up: --detach, --no-build (use existing Release binaries), --no-appliance (namespaces
+# only), --kernel-bridge (no appliance: the kernel bridges VLAN<->VXLAN in its place, a reference),
+# --config FILE (default appliance/lab/lab-config.json).
 # Every name the lab creates starts with "ist-"; `down` removes exactly those names.
 set -euo pipefail
 
@@ -140,6 +141,25 @@ topology() {
     addr_host ist-t20 10.20.0.12/24
 }
 
+# Reference mode (--kernel-bridge): the Linux kernel does the appliance's VXLAN<->access job in ist-app
+# (bridge + vxlan devices with head-end replication). No appliance, no API, and no trunk: this kernel
+# has neither 802.1Q nor bridge VLAN filtering. It checks the lab and the tests' tooling, and it is the
+# kernel baseline for benchmarks.
+kernel_bridge() {
+    log "kernel reference mode: Linux bridges + vxlan in ist-app (trunk not bridged)"
+    local a=ist-app vni vtep
+    for vni in 5010 5020; do
+        nsx $a ip link add "vx$vni" type vxlan id "$vni" dstport 4789 local 192.0.2.1 dev und0
+        nsx $a ip link add "br$vni" type bridge
+        nsx $a ip link set "vx$vni" master "br$vni"
+        nsx $a ip link set "acc${vni:2:2}" master "br$vni"
+        nsx $a ip link set "vx$vni" up
+        nsx $a ip link set "br$vni" up
+    done
+    for vtep in 192.0.2.2 192.0.2.3; do nsx $a bridge fdb append 00:00:00:00:00:00 dev vx5010 dst "$vtep"; done
+    nsx $a bridge fdb append 00:00:00:00:00:00 dev vx5020 dst 192.0.2.2
+}
+
 # ---------------------------------------------------------------- processes
 start_bg() { # start_bg NAME CMD...: detached from our session, output to a log, pid to a file
     local name=$1; shift
@@ -241,12 +261,13 @@ status() {
 }
 
 up() {
-    local detach=0 do_build=1 appliance=1 config="$LAB_DIR/lab-config.json"
+    local detach=0 do_build=1 appliance=1 kernel=0 config="$LAB_DIR/lab-config.json"
     while (($#)); do
         case $1 in
             --detach) detach=1 ;;
             --no-build) do_build=0 ;;
             --no-appliance) appliance=0 ;;
+            --kernel-bridge) appliance=0; kernel=1 ;;
             --config) config=$(readlink -f "$2"); shift ;;
             *) die "unknown option for up: $1" ;;
         esac
@@ -264,6 +285,7 @@ up() {
     # From here on, any failure tears the half-built lab down.
     trap 'rc=$?; if ((rc != 0)); then log "failed: tearing down"; down; fi' EXIT
     topology
+    ((kernel)) && kernel_bridge
     if ((appliance)); then
         start_portgroup
         start_appliance "$config"
@@ -297,7 +319,7 @@ main() {
         down) need_root; down ;;
         status) need_root; status ;;
         prereqs) need_root; install_prereqs ;;
-        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance] [--config FILE] | down | status | prereqs" >&2; exit 2 ;;
+        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance|--kernel-bridge] [--config FILE] | down | status | prereqs" >&2; exit 2 ;;
     esac
 }
 

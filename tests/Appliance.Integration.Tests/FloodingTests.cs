@@ -22,7 +22,7 @@ public sealed class FloodingTests(LabFixture lab, ITestOutputHelper output)
         using var h10 = await Lab.Tcpdump("ist-h10", "eth0", filter, "in");
         // What the appliance puts on the underlay: head-end replication to both VTEPs of VNI 5010.
         using var ul = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1", "ip.dst", "vxlan.vni", "eth.src");
-        await Lab.MustScapy("ist-h10", IsolationTests.Arp(mac, "10.10.0.10"));
+        await Lab.MustScapy("ist-h10", IsolationTests.Arp(mac, "10.10.0.201"));
         var vm10Lines = await vm10.StopAsync();
         var vm10bLines = await vm10b.StopAsync(0);
         var t10Lines = await t10.StopAsync(0);
@@ -57,7 +57,7 @@ public sealed class FloodingTests(LabFixture lab, ITestOutputHelper output)
         // Split horizon, checked on the wire: no VXLAN from the appliance carries this frame, to any VTEP.
         using var ul = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1", "ip.dst", "vxlan.vni", "eth.src");
         using var vtep2 = await Lab.Tshark("ist-vtep2", "ul0", "udp dst port 4789 and src host 192.0.2.1", "ip.dst", "vxlan.vni", "eth.src");
-        await Lab.MustScapy("ist-vm10", IsolationTests.Arp(mac, "10.10.0.11"));
+        await Lab.MustScapy("ist-vm10", IsolationTests.Arp(mac, "10.10.0.202"));
         var h10Lines = await h10.StopAsync();
         var t10Lines = await t10.StopAsync(0);
         var vm10bLines = await vm10b.StopAsync(0);

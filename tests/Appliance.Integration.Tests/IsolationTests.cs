@@ -42,8 +42,8 @@ public sealed class IsolationTests(LabFixture lab, ITestOutputHelper output)
                 caps[ns] = await Lab.Tcpdump(ns, "eth0", filter, "in");
             }
 
-            await Lab.MustScapy("ist-h20", Arp(fromH20, "10.20.0.10"));
-            await Lab.MustScapy("ist-vm20", Arp(fromVm20, "10.20.0.11"));
+            await Lab.MustScapy("ist-h20", Arp(fromH20, "10.20.0.201"));
+            await Lab.MustScapy("ist-vm20", Arp(fromVm20, "10.20.0.202"));
             await Task.Delay(500);
             var seen = new Dictionary<string, IReadOnlyList<string>>();
             foreach (var (ns, cap) in caps)
@@ -108,8 +108,10 @@ public sealed class IsolationTests(LabFixture lab, ITestOutputHelper output)
         }
     }
 
-    internal static string ArpLayers(string mac, string ip) =>
-        $"Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{mac}', psrc='{ip}', pdst='10.10.0.10')";
+    // The sender and target addresses are unused ones: a request from a real host's address with a made-up
+    // MAC would overwrite that host's entry in its peers' ARP caches and break later tests.
+    internal static string ArpLayers(string mac, string unusedIp) =>
+        $"Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{mac}', psrc='{unusedIp}', pdst='{unusedIp[..unusedIp.LastIndexOf('.')]}.250')";
 
     internal static string Arp(string mac, string ip, int count = 3) =>
         $"sendp({ArpLayers(mac, ip)}, iface='eth0', count={count}, inter=0.05)";

@@ -17,6 +17,11 @@ public sealed class LabFixture : IDisposable
             return;
         }
 
+        if (External)
+        {
+            return; // a lab someone brought up by hand (lab.sh up --detach): use it, leave it up
+        }
+
         var args = new List<string> { Lab.LabScript, "up", "--detach" };
         if (Environment.GetEnvironmentVariable("ISTHMUS_LAB_NO_BUILD") == "1")
         {
@@ -31,6 +36,9 @@ public sealed class LabFixture : IDisposable
             StartError = $"lab.sh up --detach failed after {(DateTime.UtcNow - StartedAt).TotalSeconds.ToString("F0", CultureInfo.InvariantCulture)}s:\n{r}";
         }
     }
+
+    /// <summary>ISTHMUS_LAB_EXTERNAL=1: the lab is already up; neither start nor stop it.</summary>
+    public static bool External => Environment.GetEnvironmentVariable("ISTHMUS_LAB_EXTERNAL") == "1";
 
     public static bool InCi => string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
 
@@ -91,7 +99,7 @@ public sealed class LabFixture : IDisposable
 
     public void Dispose()
     {
-        if (MissingCapability is null)
+        if (MissingCapability is null && !External)
         {
             Lab.RunAsync("bash", [Lab.LabScript, "down"], TimeSpan.FromMinutes(1)).GetAwaiter().GetResult();
         }

@@ -31,7 +31,7 @@ public sealed class MalformedTests(LabFixture lab, ITestOutputHelper output)
 
         const string vx = "IP(src='192.0.2.2', dst='192.0.2.1')/UDP(sport=40002, dport=4789)";
         // VXLAN with the I flag clear.
-        await Lab.MustScapy("ist-vtep1", $"send({vx}/VXLAN(flags=0x00, vni=5010)/Ether(src='02:00:00:00:66:02', dst='ff:ff:ff:ff:ff:ff')/ARP(), count=3)");
+        await Lab.MustScapy("ist-vtep1", $"send({vx}/VXLAN(flags=0x00, vni=5010)/{IsolationTests.ArpLayers("02:00:00:00:66:02", "10.10.0.203")}, count=3)");
         // A VXLAN header cut short (3 bytes), and a whole header with a 6-byte inner frame.
         await Lab.MustScapy("ist-vtep1",
             $"send({vx}/Raw(b'\\x08\\x00\\x00'), count=3)\n" +

@@ -105,7 +105,7 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
             {
                 // The sender's kernel offloaded the L4 checksum and nobody filled it in (veth):
                 // a forwarder must, or the receiver drops TCP and UDP (FIELD-NOTES: checksum trap).
-                // L4CHECKSUM_PENDING L4Checksum.TryComplete(frame);
+                L4Checksum.TryComplete(frame);
                 p.Flags &= ~PacketFlags.ChecksumNotReady;
             }
 

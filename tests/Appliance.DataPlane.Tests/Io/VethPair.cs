@@ -69,3 +69,38 @@ internal sealed class TestNamespace : IDisposable
 
     public void Dispose() => _ = Ip.TryRun("netns", "del", Name);
 }
+
+/// <summary>Any number of namespaces and veth pairs under one unique prefix, all deleted by exact name.</summary>
+internal sealed class Lab : IDisposable
+{
+    private readonly string _id = Random.Shared.Next(0x10000).ToString("x4");
+    private readonly List<string> _namespaces = [];
+
+    /// <summary>Creates <c>istt-io-XXXX-suffix</c> with loopback up.</summary>
+    public string Namespace(string suffix)
+    {
+        var name = $"istt-io-{_id}-{suffix}";
+        Ip.Run("netns", "add", name);
+        _namespaces.Add(name);
+        Ip.Run("-n", name, "link", "set", "lo", "up");
+        return name;
+    }
+
+    /// <summary>Creates links <c>istt-io-XXXXsuffix</c> in each namespace, joined and up.</summary>
+    public (string LinkX, string LinkY) Veth(string nsX, string suffixX, string nsY, string suffixY)
+    {
+        var (x, y) = ($"istt-io-{_id}{suffixX}", $"istt-io-{_id}{suffixY}");
+        Ip.Run("link", "add", x, "netns", nsX, "type", "veth", "peer", "name", y, "netns", nsY);
+        Ip.Run("-n", nsX, "link", "set", x, "up");
+        Ip.Run("-n", nsY, "link", "set", y, "up");
+        return (x, y);
+    }
+
+    public void Dispose()
+    {
+        foreach (var ns in _namespaces)
+        {
+            _ = Ip.TryRun("netns", "del", ns);
+        }
+    }
+}
