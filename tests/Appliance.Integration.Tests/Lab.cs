@@ -339,6 +339,11 @@ public sealed class Background : IDisposable
 
     public string Command { get; }
 
+    private const int SigInt = 2;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int sig);
+
     public IReadOnlyList<string> Lines
     {
         get { lock (_stdout) { return [.. _stdout]; } }
@@ -387,7 +392,12 @@ public sealed class Background : IDisposable
         {
             if (!_process.HasExited)
             {
-                _process.Kill(entireProcessTree: true);
+                // SIGINT first: tshark then removes its temporary capture file and stops dumpcap.
+                _ = Kill(_process.Id, SigInt);
+                if (!_process.WaitForExit(3000))
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
             }
 
             if (_process.WaitForExit(5000))
