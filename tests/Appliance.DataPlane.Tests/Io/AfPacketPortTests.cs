@@ -112,6 +112,43 @@ public sealed class AfPacketPortTests
     }
 
     [Fact]
+    public void An_empty_pool_drains_the_socket_and_counts_RxNoBuffer()
+    {
+        if (!Requires.RootAndNetns())
+        {
+            return;
+        }
+
+        using var net = new VethPair();
+        var txPool = new PacketPool(64);
+        var rxPool = new PacketPool(1);
+        using var a = OpenAfPacket(net.NamespaceA, net.LinkA);
+        using var b = OpenAfPacket(net.NamespaceB, net.LinkB);
+        var queue = new TxQueue();
+        for (var i = 0; i < 10; i++)
+        {
+            Enqueue(queue, txPool, TestFrame(i));
+        }
+
+        a.Transmit(queue, txPool);
+        var held = rxPool.Rent();
+        var poller = new Poller(1);
+        poller.Add(b);
+        var batch = new PacketBatch();
+        var deadline = DateTime.UtcNow.AddSeconds(3);
+        while (b.Counters.RxNoBuffer < 10 && DateTime.UtcNow < deadline)
+        {
+            _ = poller.Wait(50);
+            Assert.Equal(0, b.Receive(batch, rxPool, 0));
+        }
+
+        Assert.True(b.Counters.RxNoBuffer >= 10, $"RxNoBuffer {b.Counters.RxNoBuffer}");
+        rxPool.Return(held);
+        Assert.Equal(0, rxPool.Outstanding);
+        Assert.Equal(0, txPool.Outstanding);
+    }
+
+    [Fact]
     public void A_kernel_hosts_UDP_over_veth_arrives_with_its_checksum_not_ready()
     {
         if (!Requires.RootAndNetns())
