@@ -34,6 +34,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         var now = context.Now;
         var pool = context.Pool;
         var packets = batch.Packets;
+        var lastLearned = new Location(0, -1, 0);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -48,9 +49,18 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             var source = MacAddress.Read(frame[6..]).Value;
             var vtep = snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan ? p.RemoteVtep : 0;
 
-            if (!Learn(ref p, context, domain, state, source, vtep, now))
+            // A train of frames from one station in one batch: the first refreshed the entry at this
+            // same timestamp, so the rest need no table access. (Segments are unique across domains.)
+            var location = new Location(source, p.IngressSegment, vtep);
+            if (location != lastLearned || (p.Flags & PacketFlags.Traced) != 0)
             {
-                continue;
+                if (!Learn(ref p, context, domain, state, source, vtep, now))
+                {
+                    lastLearned = default;
+                    continue;
+                }
+
+                lastLearned = location;
             }
 
             var destination = MacAddress.Read(frame);
@@ -163,6 +173,9 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             context.Tracer.Record(p.TraceId, Name, "flood", why);
         }
     }
+
+    /// <summary>A station's place: MAC, segment, and VTEP for VXLAN segments.</summary>
+    private readonly record struct Location(ulong Mac, int Segment, uint Vtep);
 
     private static string VtepText(uint vtep) => vtep == 0 ? "" : $" behind VTEP {new Ipv4Address(vtep)}";
 }

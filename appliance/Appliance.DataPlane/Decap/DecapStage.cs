@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
-using System.Collections.Frozen;
 using Isthmus.DataPlane.Diagnostics;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Programming;
 using Isthmus.Packets;
 
 namespace Isthmus.DataPlane.Decap;
@@ -60,6 +60,7 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
         var tracer = context.Tracer;
         var tracing = tracer.Armed;
         var packets = batch.Packets;
+        var lastTunnel = new TunnelCache(0, 0, -1);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -78,7 +79,7 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
             var slot = pool.Slot(p.Buffer);
             var segment = port.Kind switch
             {
-                PortKind.Vxlan => DecapVxlan(ref p, slot, port.KnownVteps, port.VniSegments, snapshot.Segments),
+                PortKind.Vxlan => DecapVxlan(ref p, slot, port, snapshot.Segments, ref lastTunnel),
                 PortKind.Trunk => DecapTrunk(ref p, slot, port.VlanSegments),
                 _ => DecapAccess(ref p, slot, port.AccessSegment),
             };
@@ -130,10 +131,14 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
         }
     }
 
-    private int DecapVxlan(ref PacketMeta p, Span<byte> slot, FrozenSet<uint> knownVteps, FrozenDictionary<uint, int> vniSegments, Programming.Segment[] segments)
+    /// <summary>The last (VTEP, VNI) validated in this batch: consecutive frames of a tunnel skip the lookups.</summary>
+    private readonly record struct TunnelCache(uint Vtep, uint Vni, int Segment);
+
+    private int DecapVxlan(ref PacketMeta p, Span<byte> slot, PortBinding port, Segment[] segments, ref TunnelCache last)
     {
         // Tenant isolation first: a stranger learns nothing from our answers, not even whether the VNI exists.
-        if (!knownVteps.Contains(p.RemoteVtep))
+        var cached = last.Segment >= 0 && last.Vtep == p.RemoteVtep;
+        if (!cached && !port.KnownVteps.Contains(p.RemoteVtep))
         {
             Drop(ref p, (ushort)DecapDrop.UnknownVtep);
             return -1;
@@ -146,16 +151,27 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
             return -1;
         }
 
-        if (!vniSegments.TryGetValue(vxlan.Vni, out var segment))
+        var vni = vxlan.Vni;
+        int segment;
+        if (cached && last.Vni == vni)
         {
-            Drop(ref p, (ushort)DecapDrop.UnknownVni);
-            return -1;
+            segment = last.Segment;
         }
-
-        if (Array.IndexOf(segments[segment].Vteps, p.RemoteVtep) < 0)
+        else
         {
-            Drop(ref p, (ushort)DecapDrop.VtepNotInVni);
-            return -1;
+            if (!port.VniSegments.TryGetValue(vni, out segment))
+            {
+                Drop(ref p, (ushort)DecapDrop.UnknownVni);
+                return -1;
+            }
+
+            if (Array.IndexOf(segments[segment].Vteps, p.RemoteVtep) < 0)
+            {
+                Drop(ref p, (ushort)DecapDrop.VtepNotInVni);
+                return -1;
+            }
+
+            last = new TunnelCache(p.RemoteVtep, vni, segment);
         }
 
         p.Offset += VxlanHeader.Length;
