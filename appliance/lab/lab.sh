@@ -139,6 +139,12 @@ topology() {
     addr_host ist-h20 10.20.0.10/24
     addr_host ist-t10 10.10.0.12/24
     addr_host ist-t20 10.20.0.12/24
+    # ISTHMUS_LAB_PEER_GSO=off: the access and trunk hosts segment TCP themselves. With it on (the
+    # default, like a real neighbour), their veths hand the appliance's AF_PACKET sockets GSO frames of
+    # up to 64 KB, which the appliance must segment (PACKET_VNET_HDR) or drop.
+    if [[ ${ISTHMUS_LAB_PEER_GSO:-on} == off ]]; then
+        for ns in ist-h10 ist-h20 ist-t10 ist-t20; do nsx "$ns" ethtool -K eth0 tso off gso off >/dev/null; done
+    fi
 }
 
 # Reference mode (--kernel-bridge): the Linux kernel does the appliance's VXLAN<->access job in ist-app

@@ -15,7 +15,7 @@ public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool
 }
 
 /// <summary>Per-port counters as the appliance's API reports them.</summary>
-public sealed record PortCounters(string Name, long RxPackets, long RxBytes, long TxPackets, long TxBytes, long TxErrors);
+public sealed record PortCounters(string Name, long RxPackets, long RxBytes, long TxPackets, long TxBytes, long TxErrors, long RxTruncated);
 
 /// <summary>One snapshot of GET /api/v1/counters.</summary>
 public sealed class CounterSnapshot
@@ -177,7 +177,7 @@ public static class Lab
             foreach (var p in ps.EnumerateArray())
             {
                 string name = p.GetProperty("name").GetString() ?? "";
-                ports[name] = new PortCounters(name, Num(p, "rxPackets"), Num(p, "rxBytes"), Num(p, "txPackets"), Num(p, "txBytes"), Num(p, "txErrors"));
+                ports[name] = new PortCounters(name, Num(p, "rxPackets"), Num(p, "rxBytes"), Num(p, "txPackets"), Num(p, "txBytes"), Num(p, "txErrors"), Num(p, "rxTruncated"));
             }
         }
 
@@ -329,7 +329,8 @@ public sealed class Background : IDisposable
 
         Command = string.Join(' ', psi.ArgumentList);
         _process = new Process { StartInfo = psi };
-        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (_stdout) { _stdout.Add(e.Data); } } };
+        // Blank lines are not frames (tcpdump prints one when interrupted).
+        _process.OutputDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) { lock (_stdout) { _stdout.Add(e.Data); } } };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (_stderr) { _stderr.AppendLine(e.Data); } } };
         _process.Start();
         _process.StandardInput.Close();
