@@ -64,6 +64,18 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             }
 
             var destination = MacAddress.Read(frame);
+            if (destination.Value == domain.GatewayMac && domain.GatewayMac != 0)
+            {
+                // Addressed to the appliance's own gateway interface: L3 takes it from here.
+                p.Flags |= PacketFlags.ToGateway;
+                if ((p.Flags & PacketFlags.Traced) != 0)
+                {
+                    context.Tracer.Record(p.TraceId, Name, "to gateway", $"{destination} is the gateway of {domain.Name}");
+                }
+
+                continue;
+            }
+
             if (destination.IsMulticast)
             {
                 p.Flags |= PacketFlags.Bum;

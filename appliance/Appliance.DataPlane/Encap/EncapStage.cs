@@ -43,7 +43,10 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
                 continue;
             }
 
-            var ingressIsVxlan = snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
+            // Split horizon and "not back where it came from" apply to bridged frames only: a routed
+            // or appliance-originated packet may leave on any segment of its (egress) domain.
+            var bridged = (p.Flags & (PacketFlags.Routed | PacketFlags.Local)) == 0;
+            var ingressIsVxlan = bridged && snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
             if ((p.Flags & PacketFlags.Flood) == 0)
             {
                 var egress = snapshot.Segments[p.EgressSegment];
@@ -69,7 +72,7 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
             var next = new Target(-1, 0);
             foreach (var s in snapshot.Domains[p.Domain].Segments)
             {
-                if (s < 0 || s == p.IngressSegment)
+                if (s < 0 || (bridged && s == p.IngressSegment))
                 {
                     continue;
                 }

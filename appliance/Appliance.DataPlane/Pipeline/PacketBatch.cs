@@ -38,6 +38,7 @@ public sealed class PacketBatch
         m.Length = length;
         m.IngressPort = ingressPort;
         m.EgressSegment = -1;
+        m.Flow = -1;
         return ref m;
     }
 

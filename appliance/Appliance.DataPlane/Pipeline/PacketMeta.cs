@@ -40,6 +40,27 @@ public enum PacketFlags : ushort
 
     /// <summary>The frame was truncated by the port (larger than a slot).</summary>
     Truncated = 1 << 5,
+
+    /// <summary>The destination MAC is the domain's gateway MAC: the frame leaves L2 for the L3 stages.</summary>
+    ToGateway = 1 << 6,
+
+    /// <summary>The L3 fields (<see cref="PacketMeta.L3Offset"/> and on) are parsed and valid.</summary>
+    L3Parsed = 1 << 7,
+
+    /// <summary>The packet is IPv6 (else IPv4), valid with <see cref="L3Parsed"/>.</summary>
+    Ipv6 = 1 << 8,
+
+    /// <summary>Routed: the route stage chose <see cref="PacketMeta.Domain"/> as the egress domain and rewrote the MACs.</summary>
+    Routed = 1 << 9,
+
+    /// <summary>Originated by the appliance (ARP/ND replies, ICMP errors, resets): no split horizon, no ingress segment.</summary>
+    Local = 1 << 10,
+
+    /// <summary>Conntrack found no flow: the firewall classifies it and NAT commits a new flow.</summary>
+    NewFlow = 1 << 11,
+
+    /// <summary>The packet belongs to a known flow (in either direction).</summary>
+    KnownFlow = 1 << 12,
 }
 
 /// <summary>
@@ -100,4 +121,24 @@ public struct PacketMeta
 
     /// <summary>Trace id when traced.</summary>
     public int TraceId;
+
+    // ---- L3 (valid with PacketFlags.L3Parsed; offsets are relative to Offset, i.e. within the frame) ----
+
+    /// <summary>Start of the IPv4/IPv6 header within the frame.</summary>
+    public ushort L3Offset;
+
+    /// <summary>Start of the transport header (after IPv4 options / IPv6 extension headers), 0 when absent (a later fragment).</summary>
+    public ushort L4Offset;
+
+    /// <summary>IP protocol / final IPv6 next header.</summary>
+    public byte IpProtocol;
+
+    /// <summary>Ingress bridge domain, kept when routing changes <see cref="Domain"/> to the egress domain.</summary>
+    public ushort IngressDomain;
+
+    /// <summary>Conntrack: index of the flow entry in the worker's table, or -1.</summary>
+    public int Flow;
+
+    /// <summary>Conntrack: 0 = original direction, 1 = reply direction.</summary>
+    public byte FlowDirection;
 }

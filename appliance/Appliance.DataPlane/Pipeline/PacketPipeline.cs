@@ -1,6 +1,10 @@
 using Isthmus.DataPlane.Bridge;
 using Isthmus.DataPlane.Decap;
 using Isthmus.DataPlane.Encap;
+using Isthmus.DataPlane.Firewall;
+using Isthmus.DataPlane.Gateway;
+using Isthmus.DataPlane.Nat;
+using Isthmus.DataPlane.Route;
 
 namespace Isthmus.DataPlane.Pipeline;
 
@@ -25,8 +29,16 @@ public sealed class PacketPipeline
         }
     }
 
-    /// <summary>decap → bridge → encap: the L2 data plane.</summary>
-    public static PacketPipeline CreateDefault() => new([new BridgeStage()]);
+    /// <summary>
+    /// The appliance's path, in netfilter's order for the L3 part:
+    /// decap → bridge → gateway (frames for the gateway MAC: ARP/ND/ping for its own addresses,
+    /// anti-spoofing, L3 parse) → conntrack (flow lookup; DNAT for new flows, translation for
+    /// known ones) → route (LPM, next hop, MAC rewrite, TTL, MTU, MSS clamp) → firewall (zone-pair
+    /// policy for new flows) → nat (SNAT and flow commit) → encap.
+    /// Bridged frames pass the L3 stages untouched.
+    /// </summary>
+    public static PacketPipeline CreateDefault() =>
+        new([new BridgeStage(), new GatewayStage(), new ConntrackStage(), new RouteStage(), new FirewallStage(), new NatStage()]);
 
     public IReadOnlyList<PipelineStage> Stages => _stages;
 
@@ -42,6 +54,20 @@ public sealed class PacketPipeline
             stage.Process(batch, context);
         }
 
+        Settle(batch, context);
+
+        // What the stages originated (replies, errors, resolved packets) leaves through encap.
+        var originated = context.Originated;
+        if (originated.Count > 0)
+        {
+            _stages[^1].Process(originated, context);
+            Settle(originated, context);
+            originated.Clear();
+        }
+    }
+
+    private void Settle(PacketBatch batch, WorkerContext context)
+    {
         var packets = batch.Packets;
         var pool = context.Pool;
         var counters = context.Counters;

@@ -37,6 +37,34 @@ public sealed class WorkerContext
 
     public BridgeState Bridge { get; } = new();
 
+    /// <summary>
+    /// Packets the appliance itself originates while a batch runs (ARP and ND replies, ICMP errors,
+    /// TCP resets, ARP requests for next hops, packets released from the neighbor queue). The
+    /// runner sends them through the encap stage after the batch, so they share its egress path,
+    /// counters and trace.
+    /// </summary>
+    public PacketBatch Originated { get; } = new();
+
+    /// <summary>
+    /// Claims a slot for an originated packet in <paramref name="buffer"/> (frame at
+    /// <paramref name="offset"/>). Set its <see cref="PacketMeta.Domain"/> and either
+    /// <see cref="PacketMeta.EgressSegment"/> (+ <see cref="PacketMeta.EgressVtep"/>) or the
+    /// <see cref="PacketFlags.Flood"/> flag. Returns a null reference when the batch is full: the
+    /// caller still owns the buffer then.
+    /// </summary>
+    public ref PacketMeta Originate(int buffer, int offset, int length)
+    {
+        if (Originated.IsFull)
+        {
+            return ref System.Runtime.CompilerServices.Unsafe.NullRef<PacketMeta>();
+        }
+
+        ref var p = ref Originated.Add(buffer, offset, length, 0);
+        p.Flags = PacketFlags.Local;
+        p.IngressSegment = -1;
+        return ref p;
+    }
+
     /// <summary>The snapshot this batch runs against; read once per batch.</summary>
     public DataPlaneSnapshot Snapshot { get; private set; } = null!;
 

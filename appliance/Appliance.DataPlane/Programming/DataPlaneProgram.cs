@@ -9,6 +9,18 @@ public sealed record DataPlaneProgram
     public IReadOnlyList<PortSpec> Ports { get; init; } = [];
 
     public IReadOnlyList<BridgeDomainSpec> BridgeDomains { get; init; } = [];
+
+    /// <summary>Gateway interfaces (one per routed bridge domain). See GatewaySpec.cs.</summary>
+    public IReadOnlyList<GatewaySpec> Gateways { get; init; } = [];
+
+    /// <summary>Static routes, including the upstream default route. See GatewaySpec.cs.</summary>
+    public IReadOnlyList<RouteSpec> Routes { get; init; } = [];
+
+    /// <summary>Zones, policies and conntrack settings. See FirewallSpec.cs.</summary>
+    public FirewallSpec Firewall { get; init; } = new();
+
+    /// <summary>SNAT, DNAT and 1:1 NAT. See NatSpec.cs.</summary>
+    public NatSpec Nat { get; init; } = new();
 }
 
 public enum PortSpecKind

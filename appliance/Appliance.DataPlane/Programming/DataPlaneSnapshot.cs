@@ -30,6 +30,12 @@ public sealed class DataPlaneSnapshot
     public Segment[] Segments { get; }
 
     public Domain[] Domains { get; }
+
+    /// <summary>Gateways, routes and neighbor settings (Gateway/ and Route/ stages).</summary>
+    public Route.L3Tables L3 { get; internal set; } = Route.L3Tables.Empty;
+
+    /// <summary>Zones, the compiled rule classifier, conntrack limits and NAT rules (Firewall/ and Nat/ stages).</summary>
+    public Firewall.FirewallTables Firewall { get; internal set; } = Isthmus.DataPlane.Firewall.FirewallTables.Empty;
 }
 
 /// <summary>How frames arriving on one port map to segments.</summary>
@@ -98,6 +104,9 @@ public sealed class Domain
     public required long MacFlapHoldTicks { get; init; }
 
     public required StaticMac[] StaticMacs { get; init; }
+
+    /// <summary>The domain's gateway interface MAC (48 bits), or 0 when the domain is L2 only. Set by the L3 compiler.</summary>
+    public ulong GatewayMac { get; internal set; }
 }
 
 public readonly record struct StaticMac(MacAddress Mac, int Segment, uint Vtep);

@@ -21,7 +21,7 @@ public sealed class ProgramValidationException(IReadOnlyList<ProgramError> error
 /// Validates a whole <see cref="DataPlaneProgram"/> (every error at once, with its path) and
 /// compiles it into a <see cref="DataPlaneSnapshot"/>. Nothing is published unless all of it is valid.
 /// </summary>
-public static class SnapshotCompiler
+public static partial class SnapshotCompiler
 {
     public const int MaxVlan = 4094;
 
@@ -184,6 +184,11 @@ public static class SnapshotCompiler
             });
         }
 
+        var compiledSegments = segments.ToArray();
+        var compiledDomains = domains.ToArray();
+        var l3 = CompileL3(program, compiledSegments, compiledDomains, problems);
+        var firewall = CompileFirewall(program, compiledSegments, compiledDomains, l3, ticksPerSecond, problems);
+
         errors = problems;
         if (problems.Count > 0)
         {
@@ -206,7 +211,7 @@ public static class SnapshotCompiler
             };
         }
 
-        snapshot = new DataPlaneSnapshot(version, program, ports, [.. segments], [.. domains]);
+        snapshot = new DataPlaneSnapshot(version, program, ports, compiledSegments, compiledDomains) { L3 = l3, Firewall = firewall };
         return true;
     }
 
