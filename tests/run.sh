@@ -16,6 +16,13 @@ trap cleanup EXIT
 
 if is_root; then
     "$LAB" prereqs
+    # One test run (and one lab) at a time on this machine: wait for another run to finish.
+    exec 9>/run/isthmus-lab.lock
+    if ! flock -n 9; then
+        echo "[run] another lab user holds /run/isthmus-lab.lock; waiting (up to 15 min)" >&2
+        flock -w 900 9 || { echo "[run] the lab lock is still held" >&2; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+    fi
+    export ISTHMUS_LAB_LOCKED=1
     "$LAB" down >/dev/null 2>&1 || true   # never start on top of a stale lab
 else
     echo "[run] not root: prerequisites are not installed and the integration tests will not run" >&2

@@ -3,7 +3,7 @@
 #
 #   sudo appliance/lab/lab.sh up            build, start, print what to try, tear down on Ctrl-C
 #   sudo appliance/lab/lab.sh up --detach   return once healthy (pids and logs in /run/isthmus-lab/)
-#   sudo appliance/lab/lab.sh down          tear everything down (idempotent)
+#   sudo appliance/lab/lab.sh down          tear everything down (idempotent; --force even while in use)
 #   sudo appliance/lab/lab.sh status        what is up
 #   sudo appliance/lab/lab.sh prereqs       install missing apt packages only
 #
@@ -22,9 +22,18 @@ PG_DLL="$REPO/appliance/Appliance.PortGroup/bin/Release/net10.0/Appliance.PortGr
 # Namespaces in teardown order (leaves first does not matter: deleting a namespace deletes its veths).
 NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-app ist-ul)
 SCAPY_PY=/usr/bin/python3
+# One lab per machine. Whoever uses it (a foreground `up`, tests/run.sh, the integration fixture) holds
+# this lock; ISTHMUS_LAB_LOCKED=1 says "my parent holds it" and skips locking here.
+LOCK=/run/isthmus-lab.lock
 
 log() { printf '[lab] %s\n' "$*" >&2; }
 die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+
+take_lock() { # take_lock WAIT_SECONDS: fails if another lab user holds the lock that long
+    [[ ${ISTHMUS_LAB_LOCKED:-} == 1 ]] && return 0
+    exec 9>"$LOCK"
+    flock -w "$1" 9
+}
 
 need_root() { [[ $(id -u) -eq 0 ]] || die "must be run as root (sudo $0 $*)"; }
 
@@ -169,7 +178,7 @@ kernel_bridge() {
 # ---------------------------------------------------------------- processes
 start_bg() { # start_bg NAME CMD...: detached from our session, output to a log, pid to a file
     local name=$1; shift
-    setsid "$@" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
+    setsid "$@" </dev/null >"$RUN_DIR/$name.log" 2>&1 9>&- &
     echo $! >"$RUN_DIR/$name.pid"
 }
 
@@ -215,6 +224,10 @@ start_appliance() {
 # ---------------------------------------------------------------- commands
 down() {
     local ns pid
+    if [[ ${1:-} != --force ]] && ! take_lock 5; then
+        log "the lab is in use by another run (lock $LOCK); not tearing it down (use: down --force)"
+        return 0
+    fi
     stop_pidfile appliance
     stop_pidfile portgroup
     for ns in "${NAMESPACES[@]}"; do
@@ -280,6 +293,7 @@ up() {
         shift
     done
     install_prereqs
+    take_lock 0 || die "the lab is in use by another run (lock $LOCK held: tests?); wait, or: $0 down --force"
     if ((appliance)); then
         if ((do_build)) || [[ ! -f $HOST_DLL || ! -f $PG_DLL ]]; then build; fi
     fi
@@ -322,10 +336,10 @@ main() {
     shift || true
     case $cmd in
         up) need_root; up "$@" ;;
-        down) need_root; down ;;
+        down) need_root; down "$@" ;;
         status) need_root; status ;;
         prereqs) need_root; install_prereqs ;;
-        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance|--kernel-bridge] [--config FILE] | down | status | prereqs" >&2; exit 2 ;;
+        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance|--kernel-bridge] [--config FILE]  | down [--force] | status | prereqs" >&2; exit 2 ;;
     esac
 }
 

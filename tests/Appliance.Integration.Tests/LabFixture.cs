@@ -22,6 +22,18 @@ public sealed class LabFixture : IDisposable
             return; // a lab someone brought up by hand (lab.sh up --detach): use it, leave it up
         }
 
+        // One lab per machine: hold the lab lock (flock, as lab.sh and tests/run.sh take it) for the
+        // collection's lifetime, unless our parent (tests/run.sh) already holds it.
+        if (Environment.GetEnvironmentVariable("ISTHMUS_LAB_LOCKED") != "1")
+        {
+            _lock = AcquireLock(TimeSpan.FromMinutes(10));
+            if (_lock is null)
+            {
+                StartError = "another run holds /run/isthmus-lab.lock (a lab or test run on this machine) for more than 10 minutes";
+                return;
+            }
+        }
+
         var args = new List<string> { Lab.LabScript, "up", "--detach" };
         if (Environment.GetEnvironmentVariable("ISTHMUS_LAB_NO_BUILD") == "1")
         {
@@ -29,7 +41,7 @@ public sealed class LabFixture : IDisposable
         }
 
         StartedAt = DateTime.UtcNow;
-        var r = Lab.RunAsync("bash", args, TimeSpan.FromMinutes(8)).GetAwaiter().GetResult();
+        var r = Lab.RunAsync("bash", args, TimeSpan.FromMinutes(8), LockedEnv).GetAwaiter().GetResult();
         UpOutput = r.ToString();
         if (!r.Ok)
         {
@@ -101,7 +113,34 @@ public sealed class LabFixture : IDisposable
     {
         if (MissingCapability is null && !External)
         {
-            Lab.RunAsync("bash", [Lab.LabScript, "down"], TimeSpan.FromMinutes(1)).GetAwaiter().GetResult();
+            Lab.RunAsync("bash", [Lab.LabScript, "down"], TimeSpan.FromMinutes(1), LockedEnv).GetAwaiter().GetResult();
+        }
+
+        _lock?.Dispose();
+    }
+
+    private static readonly Dictionary<string, string> LockedEnv = new() { ["ISTHMUS_LAB_LOCKED"] = "1" };
+
+    private readonly FileStream? _lock;
+
+    private static FileStream? AcquireLock(TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                // On Unix, FileShare.None takes flock(LOCK_EX), the same lock as flock(1) in the scripts.
+                return new FileStream("/run/isthmus-lab.lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < until)
+            {
+                Thread.Sleep(1000);
+            }
+            catch (IOException)
+            {
+                return null;
+            }
         }
     }
 }
