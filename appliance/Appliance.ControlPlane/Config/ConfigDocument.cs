@@ -1,0 +1,56 @@
+using System.Text.Json.Serialization;
+using Isthmus.DataPlane.Programming;
+
+namespace Isthmus.ControlPlane.Config;
+
+/// <summary>
+/// The one configuration document: data-plane settings, the data-plane program (ports, bridge domains
+/// and every section later issues add to <see cref="DataPlaneProgram"/>), users and API tokens.
+/// Immutable; what the store keeps in every revision.
+/// </summary>
+/// <remarks>
+/// On the wire the program's sections sit at the top level beside the control plane's own keys
+/// (<c>{ "dataPlane", "ports", "bridgeDomains", ..., "users", "apiTokens" }</c>): see
+/// <see cref="ConfigDocumentJson"/>, which splits them off by key, so a new program section needs no
+/// change here.
+/// </remarks>
+public sealed record ConfigDocument
+{
+    public DataPlaneSettings DataPlane { get; init; } = new();
+
+    public DataPlaneProgram Program { get; init; } = new();
+
+    public IReadOnlyList<UserSpec> Users { get; init; } = [];
+
+    public IReadOnlyList<ApiTokenSpec> ApiTokens { get; init; } = [];
+}
+
+/// <summary>Where and how the data plane runs. Fixed while it runs: changing it needs a restart.</summary>
+public sealed record DataPlaneSettings
+{
+    /// <summary>Network namespace holding the data-plane interfaces (the lab's "ist-app"); null = this one.</summary>
+    public string? Netns { get; init; }
+
+    /// <summary>Packet buffers in the worker's pool.</summary>
+    public int PoolSize { get; init; } = 16384;
+
+    /// <summary>Frames per receive system call.</summary>
+    public int RxBatch { get; init; } = 64;
+}
+
+public enum Role
+{
+    /// <summary>Everything, including commits, users and tokens.</summary>
+    [JsonStringEnumMemberName("admin")]
+    Admin,
+
+    /// <summary>Every GET: configuration, revisions, live state. No change.</summary>
+    [JsonStringEnumMemberName("read-only")]
+    ReadOnly,
+}
+
+/// <summary>A local user. <paramref name="PasswordHash"/> is ASP.NET Core Identity's PasswordHasher format (PBKDF2).</summary>
+public sealed record UserSpec(string Name, Role Role, string PasswordHash);
+
+/// <summary>An API token for automation (Bearer). Only its hash is kept: <c>sha256:&lt;64 hex&gt;</c>.</summary>
+public sealed record ApiTokenSpec(string Name, Role Role, string TokenHash);

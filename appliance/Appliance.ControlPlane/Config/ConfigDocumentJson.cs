@@ -1,0 +1,130 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using Isthmus.DataPlane.Programming;
+
+namespace Isthmus.ControlPlane.Config;
+
+/// <summary>
+/// Reads and writes <see cref="ConfigDocument"/> as one flat JSON object. The control plane's own keys
+/// (<see cref="ControlPlaneKeys"/>) are taken out by name; everything else is the data-plane program and
+/// is bound straight to <see cref="DataPlaneProgram"/>. That is why a section another issue adds to the
+/// program (firewall, NAT, gateways) flows through the store, the API and the diff without a change here.
+/// </summary>
+public static class ConfigDocumentJson
+{
+    public const string DataPlaneKey = "dataPlane";
+    public const string UsersKey = "users";
+    public const string ApiTokensKey = "apiTokens";
+
+    public static readonly IReadOnlySet<string> ControlPlaneKeys = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { DataPlaneKey, UsersKey, ApiTokensKey };
+
+    /// <summary>Strict: unknown keys are errors (a typo must not silently drop a setting).</summary>
+    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
+    {
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        WriteIndented = true,
+    };
+
+    private static readonly JsonNodeOptions NodeOptions = new() { PropertyNameCaseInsensitive = false };
+    private static readonly JsonDocumentOptions DocumentOptions = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+
+    /// <summary>Parses a document; the errors (JSON syntax or binding) carry document paths.</summary>
+    public static ConfigParseResult Parse(string json)
+    {
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(json, NodeOptions, DocumentOptions);
+        }
+        catch (JsonException e)
+        {
+            return new(null, null, [new ProgramError(CleanPath(e.Path), $"not valid JSON: {e.Message}")]);
+        }
+
+        return node is JsonObject root
+            ? Parse(root)
+            : new(null, null, [new ProgramError("$", "the configuration must be a JSON object")]);
+    }
+
+    /// <summary>Binds a parsed object. Every section is bound even if another fails, so all sections report.</summary>
+    public static ConfigParseResult Parse(JsonObject root)
+    {
+        var errors = new List<ProgramError>();
+        var program = new JsonObject();
+        JsonNode? dataPlane = null, users = null, tokens = null;
+        foreach (var (key, value) in root)
+        {
+            if (string.Equals(key, DataPlaneKey, StringComparison.OrdinalIgnoreCase)) { dataPlane = value; }
+            else if (string.Equals(key, UsersKey, StringComparison.OrdinalIgnoreCase)) { users = value; }
+            else if (string.Equals(key, ApiTokensKey, StringComparison.OrdinalIgnoreCase)) { tokens = value; }
+            else { program[key] = value?.DeepClone(); }
+        }
+
+        var document = new ConfigDocument
+        {
+            DataPlane = Bind<DataPlaneSettings>(dataPlane, DataPlaneKey, errors) ?? new(),
+            Program = Bind<DataPlaneProgram>(program, "", errors) ?? new(),
+            Users = Bind<List<UserSpec>>(users, UsersKey, errors) ?? [],
+            ApiTokens = Bind<List<ApiTokenSpec>>(tokens, ApiTokensKey, errors) ?? [],
+        };
+        return new(errors.Count == 0 ? document : null, root, errors);
+    }
+
+    public static JsonObject ToNode(ConfigDocument document)
+    {
+        var root = new JsonObject { [DataPlaneKey] = JsonSerializer.SerializeToNode(document.DataPlane, Options) };
+        var program = JsonSerializer.SerializeToNode(document.Program, Options)!.AsObject();
+        foreach (var (key, value) in program.ToList())
+        {
+            program.Remove(key);
+            root[key] = value;
+        }
+
+        root[UsersKey] = JsonSerializer.SerializeToNode(document.Users, Options);
+        root[ApiTokensKey] = JsonSerializer.SerializeToNode(document.ApiTokens, Options);
+        return root;
+    }
+
+    public static string ToJson(ConfigDocument document) => ToNode(document).ToJsonString(Options);
+
+    private static T? Bind<T>(JsonNode? node, string prefix, List<ProgramError> errors)
+        where T : class
+    {
+        if (node is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return node.Deserialize<T>(Options);
+        }
+        catch (JsonException e)
+        {
+            var inner = CleanPath(e.Path);
+            var path = prefix.Length == 0 ? inner : inner == "$" ? prefix : inner.StartsWith('[') ? prefix + inner : $"{prefix}.{inner}";
+            errors.Add(new ProgramError(path, Explain(e)));
+            return null;
+        }
+    }
+
+    /// <summary>"$.bridgeDomains[0].vlan" → "bridgeDomains[0].vlan": the same paths the compiler reports.</summary>
+    private static string CleanPath(string? path) =>
+        path is null or "$" ? "$" : path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.StartsWith('$') ? path[1..] : path;
+
+    private static string Explain(JsonException e)
+    {
+        // System.Text.Json's messages name CLR types; keep the part an operator can act on.
+        var message = e.Message;
+        var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+        return cut > 0 ? message[..cut] : message;
+    }
+}
+
+/// <param name="Document">The bound document, or null when there were errors.</param>
+/// <param name="Raw">The parsed JSON, when it was JSON at all.</param>
+public sealed record ConfigParseResult(ConfigDocument? Document, JsonObject? Raw, IReadOnlyList<ProgramError> Errors);

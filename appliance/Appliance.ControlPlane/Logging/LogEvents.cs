@@ -1,0 +1,32 @@
+namespace Isthmus.ControlPlane.Logging;
+
+/// <summary>
+/// Every EventId the appliance logs, in one table (as YARP does), so an operator can filter on a
+/// number and a reader can see at a glance what the appliance ever says.
+/// </summary>
+public static class LogEvents
+{
+    // 1xxx: data plane
+    public const int DataPlaneForwarding = 1001;
+    public const int DataPlaneStopped = 1002;
+    public const int SnapshotPublished = 1003;
+    public const int MacMoved = 1101;
+    public const int MacDamped = 1102;
+    public const int RateLimitedSuppressed = 1199;
+
+    // 2xxx: configuration
+    public const int ConfigCommitted = 2001;
+    public const int ConfigRejected = 2002;
+    public const int CommitConfirmArmed = 2003;
+    public const int CommitConfirmed = 2004;
+    public const int CommitConfirmExpired = 2005;
+    public const int ConfigSeeded = 2006;
+    public const int ConfigLoaded = 2007;
+
+    // 3xxx: access
+    public const int SetupTokenIssued = 3001;
+    public const int FirstAdminCreated = 3002;
+    public const int CertificateGenerated = 3003;
+    public const int CertificateLoaded = 3004;
+    public const int AuthenticationFailed = 3005;
+}
