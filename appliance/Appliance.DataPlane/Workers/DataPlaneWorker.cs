@@ -74,6 +74,9 @@ public sealed class DataPlaneWorker : IDisposable
 
     public PacketPipeline Pipeline => _pipeline;
 
+    /// <summary>Packet capture at receive; costs one volatile read per batch when nothing is armed.</summary>
+    public PacketCapture Capture { get; } = new();
+
     /// <summary>
     /// Queues a synthetic frame to enter as if received on port <paramref name="port"/>, traced
     /// through every stage. Returns its trace id. Safe from any thread.
@@ -113,6 +116,11 @@ public sealed class DataPlaneWorker : IDisposable
         var count = _batch.Count;
         if (count > 0)
         {
+            if (Capture.Armed)
+            {
+                Capture.Offer(_batch, Pool, _ports, Context.Now);
+            }
+
             Counters.Batches++;
             Counters.Packets += count;
             _pipeline.Run(_batch, Context);
