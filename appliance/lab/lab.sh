@@ -53,6 +53,7 @@ install_prereqs() {
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v sysctl >/dev/null || missing+=(procps)
     command -v setsid >/dev/null || missing+=(util-linux)
+    command -v flock >/dev/null || missing+=(util-linux)
     if [[ ! -x $SCAPY_PY ]] || ! "$SCAPY_PY" -c 'import scapy.all' >/dev/null 2>&1; then
         missing+=(python3-scapy)
     fi
