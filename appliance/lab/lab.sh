@@ -207,8 +207,13 @@ start_appliance() {
     if curl -s -o /dev/null --max-time 1 "$API/api/v1/health"; then
         die "something already answers on $API (another lab or appliance?)"
     fi
-    log "starting the appliance (config $config, API $API)"
-    start_bg appliance dotnet "$HOST_DLL" run --config "$config" --api "$API"
+    # No default password: first boot creates the admin from these files (fresh store every lab).
+    (umask 077
+     [[ -s $RUN_DIR/admin-password ]] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$RUN_DIR/admin-password"
+     [[ -s $RUN_DIR/admin-token ]] || echo "ist_$(head -c 32 /dev/urandom | base64 | tr -d '/+=')" >"$RUN_DIR/admin-token")
+    log "starting the appliance (config $config, store $RUN_DIR/config.db, API $API)"
+    start_bg appliance dotnet "$HOST_DLL" run --config "$config" --api "$API" --store "$RUN_DIR/config.db" \
+        --admin-password-file "$RUN_DIR/admin-password" --admin-token-file "$RUN_DIR/admin-token" --log-dir "$RUN_DIR/logs"
     local i
     for i in $(seq 120); do
         if curl -sf -o /dev/null --max-time 1 "$API/api/v1/health"; then
@@ -243,6 +248,11 @@ down() {
 }
 
 print_try() {
+    cat <<EOF
+
+Credentials (made at first boot): user admin, password $(cat "$RUN_DIR/admin-password" 2>/dev/null)
+  API token in $RUN_DIR/admin-token:   export ISTHMUS_TOKEN=\$(cat $RUN_DIR/admin-token)
+EOF
     cat <<'EOF'
 
 Isthmus lab is up.  bd10 = acc10 + VLAN 10 (trunk0) + VNI 5010;  bd20 = acc20 + VLAN 20 + VNI 5020.
@@ -261,9 +271,11 @@ Try:
   ip netns exec ist-vm10 curl -o /dev/null -w '%{size_download} bytes\n' http://10.10.0.10:8000/
   ip netns exec ist-ul   tshark -i br0 -c 6 -f 'udp port 4789'      # VXLAN on the underlay
   ip netns exec ist-hv   tcpdump -eni hvtrunk -c 6                  # 802.1Q tags on the trunk
-  curl -s http://127.0.0.1:8088/api/v1/counters
-  curl -s http://127.0.0.1:8088/api/v1/bridge-domains
-Logs: /run/isthmus-lab/appliance.log, /run/isthmus-lab/portgroup.log
+  curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/counters
+  curl -s -u admin:$(cat /run/isthmus-lab/admin-password) http://127.0.0.1:8088/api/v1/bridge-domains
+  dotnet appliance/Appliance.Cli/bin/Release/net10.0/isthmusctl.dll show revisions   # the CLI (reads ISTHMUS_TOKEN)
+  curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" -o acc10.pcap 'http://127.0.0.1:8088/api/v1/capture?port=acc10&count=10'
+Logs: /run/isthmus-lab/appliance.log (JSON: /run/isthmus-lab/logs/), /run/isthmus-lab/portgroup.log
 EOF
 }
 

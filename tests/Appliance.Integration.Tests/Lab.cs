@@ -56,7 +56,40 @@ public static class Lab
     public const string ScapyPython = "/usr/bin/python3";
     public const string RunDir = "/run/isthmus-lab";
 
-    private static readonly HttpClient Http = new() { BaseAddress = new Uri(Api), Timeout = TimeSpan.FromSeconds(5) };
+    /// <summary>
+    /// An API client that authenticates with the admin token lab.sh made for the appliance's first boot
+    /// (/run/isthmus-lab/admin-token), read at every request so a restarted lab's new token is used.
+    /// </summary>
+    public static HttpClient Http { get; } = new(new LabTokenHandler { InnerHandler = new HttpClientHandler() }) { BaseAddress = new Uri(Api), Timeout = TimeSpan.FromSeconds(5) };
+
+    /// <summary>The lab's admin API token (Bearer), or empty when the lab has not made one.</summary>
+    public static string AdminToken
+    {
+        get
+        {
+            try
+            {
+                return File.ReadAllText(Path.Combine(RunDir, "admin-token")).Trim();
+            }
+            catch (IOException)
+            {
+                return "";
+            }
+        }
+    }
+
+    private sealed class LabTokenHandler : DelegatingHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.Headers.Authorization is null && AdminToken is { Length: > 0 } token)
+            {
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            }
+
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
 
     public static string RepoRoot { get; } = FindRepoRoot();
 

@@ -67,11 +67,16 @@ public sealed partial class ConfigService : IDisposable
 
     public PendingConfirm? Pending => _store.Pending();
 
-    /// <summary>Connects the running data plane: from now on every commit is published to it.</summary>
-    public void Attach(IDataPlaneTarget target)
+    /// <summary>
+    /// Starts the data plane on the current revision and connects it, under the commit lock, so no commit
+    /// can land between reading the revision and attaching: from now on every commit is published to it.
+    /// </summary>
+    public void Attach(IDataPlaneTarget target, Action<RunningConfig> start)
     {
+        ArgumentNullException.ThrowIfNull(start);
         lock (_gate)
         {
+            start(_current);
             _target = target;
         }
     }

@@ -1,0 +1,116 @@
+using Isthmus.ControlPlane.Apply;
+using Isthmus.ControlPlane.Config;
+using Isthmus.ControlPlane.Logging;
+using Isthmus.DataPlane.Bridge;
+using Isthmus.DataPlane.Diagnostics;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Programming;
+using Isthmus.DataPlane.Workers;
+using Isthmus.Packets;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Isthmus.ControlPlane.Runtime;
+
+/// <summary>
+/// The running data plane: at start it compiles the last committed revision, opens its ports and
+/// starts the worker; from then on <see cref="ConfigService"/> publishes every commit to it with one
+/// <see cref="SnapshotSlot.Publish"/>. It also drains MAC moves into the rate-limited log.
+/// </summary>
+public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory portFactory, TimeProvider time, ILogger<DataPlaneRuntime> logger)
+    : IHostedService, IDataPlaneTarget, IDisposable
+{
+    private readonly RateLimitedLog _rateLimited = new(logger, time);
+    private IReadOnlyList<IPacketPort> _ports = [];
+    private ITimer? _drain;
+
+    public DataPlaneWorker Worker { get; private set; } = null!;
+
+    public SnapshotSlot Slot { get; private set; } = null!;
+
+    public PacketTracer Tracer { get; } = new();
+
+    public MacMoveFeed Moves { get; } = new();
+
+    public bool Forwarding { get; private set; }
+
+    public ConfigDocument? Started { get; private set; }
+
+    public long SnapshotVersion => Slot?.Current.Version ?? 0;
+
+    public long SuppressedLogLines => _rateLimited.Suppressed;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        config.Attach(this, current =>
+        {
+            var document = current.Document;
+            Slot = new SnapshotSlot(SnapshotCompiler.Compile(document.Program, current.Revision?.Id ?? 0, time.TimestampFrequency));
+            _ports = portFactory.Open(document);
+            Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize);
+            Worker.Start();
+            Started = document;
+            Forwarding = true;
+            LogForwarding(logger, current.Revision?.Id ?? 0, _ports.Count, document.Program.BridgeDomains.Count, document.DataPlane.Netns ?? "(own)");
+        });
+        _drain = time.CreateTimer(_ => DrainMoves(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        return Task.CompletedTask;
+    }
+
+    public void Publish(DataPlaneSnapshot snapshot)
+    {
+        Slot.Publish(snapshot);
+        LogPublished(logger, snapshot.Version);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        Forwarding = false;
+        _drain?.Dispose();
+        Worker?.Stop();
+        LogStopped(logger);
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        _drain?.Dispose();
+        Worker?.Dispose();
+        foreach (var port in _ports)
+        {
+            port.Dispose();
+        }
+    }
+
+    /// <summary>MAC moves are diagnostics, not per-packet logs: through the token bucket, a bounded number per second.</summary>
+    private void DrainMoves()
+    {
+        while (Moves.TryTake(out var move))
+        {
+            if (move.Damped)
+            {
+                _rateLimited.TryLog(LogEvents.MacDamped, move, static (l, m) => LogDamped(l, new MacAddress(m.Mac), m.Domain, m.FromSegment, m.ToSegment));
+            }
+            else
+            {
+                _rateLimited.TryLog(LogEvents.MacMoved, move, static (l, m) => LogMoved(l, new MacAddress(m.Mac), m.Domain, m.FromSegment, m.ToSegment, new Ipv4Address(m.ToVtep)));
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = LogEvents.DataPlaneForwarding, Level = LogLevel.Information, Message = "Data plane forwarding revision {Revision}: {Ports} ports, {Domains} bridge domains, namespace {Netns}")]
+    private static partial void LogForwarding(ILogger logger, long revision, int ports, int domains, string netns);
+
+    [LoggerMessage(EventId = LogEvents.DataPlaneStopped, Level = LogLevel.Information, Message = "Data plane stopped")]
+    private static partial void LogStopped(ILogger logger);
+
+    [LoggerMessage(EventId = LogEvents.SnapshotPublished, Level = LogLevel.Debug, Message = "Snapshot {Version} published")]
+    private static partial void LogPublished(ILogger logger, long version);
+
+    [LoggerMessage(EventId = LogEvents.MacMoved, Level = LogLevel.Information, Message = "MAC {Mac} moved in {Domain}: segment {From} -> {To} (VTEP {Vtep})")]
+    private static partial void LogMoved(ILogger logger, MacAddress mac, string domain, int from, int to, Ipv4Address vtep);
+
+    [LoggerMessage(EventId = LogEvents.MacDamped, Level = LogLevel.Warning, Message = "MAC {Mac} in {Domain} is flapping between segments {From} and {To}: damped (loop?)")]
+    private static partial void LogDamped(ILogger logger, MacAddress mac, string domain, int from, int to);
+}

@@ -1,0 +1,58 @@
+using System.Net;
+using Isthmus.ControlPlane.Config;
+using Isthmus.ControlPlane.Runtime;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Programming;
+
+namespace Isthmus.Host.Hosting;
+
+/// <summary>
+/// Opens the real ports: AF_PACKET for trunk and access, a UDP socket for VXLAN, inside the data-plane
+/// namespace when one is configured (sockets keep the namespace they were created in), so the API stays
+/// in this one.
+/// </summary>
+public sealed class SocketPortFactory : IPortFactory
+{
+    public IReadOnlyList<IPacketPort> Open(ConfigDocument document)
+    {
+        ArgumentNullException.ThrowIfNull(document);
+        var settings = document.DataPlane;
+        var ports = new List<IPacketPort>();
+        // Enter, open, leave, all on this thread.
+        using var scope = settings.Netns is { } netns ? NetworkNamespace.Enter(netns) : null;
+        try
+        {
+            foreach (var spec in document.Program.Ports)
+            {
+                ports.Add(spec.Kind switch
+                {
+                    PortSpecKind.Vxlan => new VxlanUdpPort(new VxlanUdpPortOptions
+                    {
+                        Name = spec.Name,
+                        LocalAddress = IPAddress.Parse(spec.LocalAddress!),
+                        Port = (ushort)spec.UdpPort,
+                        BatchSize = settings.RxBatch,
+                    }),
+                    _ => new AfPacketPort(new AfPacketPortOptions
+                    {
+                        Name = spec.Name,
+                        InterfaceName = spec.Interface!,
+                        Kind = spec.Kind == PortSpecKind.Trunk ? PortKind.Trunk : PortKind.Access,
+                        BatchSize = settings.RxBatch,
+                    }),
+                });
+            }
+        }
+        catch
+        {
+            foreach (var port in ports)
+            {
+                port.Dispose();
+            }
+
+            throw;
+        }
+
+        return ports;
+    }
+}
