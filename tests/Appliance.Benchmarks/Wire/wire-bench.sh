@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Wire benchmark (issue 2 §8): 60-byte frames from a paced generator through the appliance, then
+# through the Linux kernel doing the same forwarding (lab.sh up --kernel-bridge), in one run.
+#
+#   sudo tests/Appliance.Benchmarks/Wire/wire-bench.sh [options]
+#
+# Options:
+#   --rates "25000 50000 ..."   offered rates in pps (default: 25k..500k, 9 steps)
+#   --seconds S                 seconds per step (default 3)
+#   --modes "appliance kernel"  which forwarders, in order (default both)
+#   --directions "fwd rev"      fwd = access host ist-h10 -> VXLAN VM ist-vm10 (default);
+#                               rev = ist-vm10 -> ist-h10 (the VM's kernel VTEP encapsulates on CPU0)
+#   --out DIR                   raw results (default /tmp/isthmus-wire-bench)
+#   --no-build                  use the existing Release binaries
+#   --no-wait                   do not wait for another lab / integration run to finish
+#   --worktree                  build and run the appliance from the working tree instead of a clean
+#                               `git archive HEAD` snapshot in DIR/src (the default: the commit is recorded)
+#
+# Cores: the generator runs pinned to CPU0 (taskset -c 0). The forwarding side gets CPU1: the
+# appliance process (all its threads, taskset -a -p 2), or in kernel mode the softirq of the lab's
+# kernel bridge, steered there with RPS (rps_cpus = 2) on the forwarding side's ingress device (acc10
+# for fwd, und0 for rev). Whatever runs downstream of the forwarder on the same softirq chain (the
+# underlay bridge, the far VTEP, the VM's stack) runs where the packet already is: CPU1 for fwd.
+#
+# Measured: delivered = rx_packets of the receiver's interface (ist-vm10 eth0 for fwd, ist-h10 eth0
+# for rev), before/after each step plus a short drain. Offered = frames the generator handed to the
+# kernel (sent + ENOBUFS, i.e. frames the forwarder's ingress backlog refused) / step time.
+# Bounded: every step is S seconds plus ~1 s of overhead; the lab is always torn down (trap).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../../.." && pwd)"
+LAB="$REPO/appliance/lab/lab.sh"
+GEN_PROJ="$HERE/Appliance.WireGen/Appliance.WireGen.csproj"
+GEN_DLL="$HERE/Appliance.WireGen/bin/Release/net10.0/Appliance.WireGen.dll"
+API=http://127.0.0.1:8088/api/v1
+RUN_DIR=/run/isthmus-lab
+
+RATES="25000 50000 100000 150000 200000 250000 300000 400000 500000"
+SECONDS_PER_STEP=3
+MODES="appliance kernel"
+DIRECTIONS="fwd"
+OUT=/tmp/isthmus-wire-bench
+DO_BUILD=1
+WAIT=1
+SNAPSHOT=1
+while (($#)); do
+    case $1 in
+        --rates) RATES=$2; shift ;;
+        --seconds) SECONDS_PER_STEP=$2; shift ;;
+        --modes) MODES=$2; shift ;;
+        --directions) DIRECTIONS=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --no-build) DO_BUILD=0 ;;
+        --no-wait) WAIT=0 ;;
+        --worktree) SNAPSHOT=0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf '[wire] %s\n' "$*" >&2; }
+die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "run as root"
+(($(nproc) >= 2)) || die "needs 2 CPUs (generator on CPU0, forwarding on CPU1)"
+
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+ctr() { nsx "$1" cat "/sys/class/net/$2/statistics/$3"; }
+
+LAB_OURS=0
+cleanup() {
+    local rc=$?
+    if ((LAB_OURS)); then
+        log "tearing the lab down"
+        "$LAB" down >/dev/null 2>&1 || true
+        LAB_OURS=0
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# One lab per machine: hold lab.sh's lock (/run/isthmus-lab.lock) for the whole run, so nobody else
+# brings the lab up between our two modes, and tell lab.sh that its parent holds it. Also wait for an
+# integration run or a lab that predates the lock to go away (poll every 20 s, up to 15 min).
+LAB_LOCK=/run/isthmus-lab.lock
+take_lab() {
+    ((WAIT)) || { exec 9>"$LAB_LOCK"; flock -n 9 || die "the lab lock is held"; export ISTHMUS_LAB_LOCKED=1; return 0; }
+    exec 9>"$LAB_LOCK"
+    local i
+    for i in $(seq 45); do
+        if flock -n 9; then
+            local n t
+            n=$(ip netns list | grep -c '^ist-' || true)
+            t=$(pgrep -f 'Appliance.Integration.Tests|testhost' || true)
+            if [[ $n -eq 0 && -z $t ]]; then export ISTHMUS_LAB_LOCKED=1; return 0; fi
+            flock -u 9
+            log "lab namespaces present ($n) or integration run active (${t//$'\n'/ }); waiting 20 s"
+        else
+            log "the lab lock $LAB_LOCK is held by another run; waiting 20 s"
+        fi
+        sleep 20
+    done
+    die "the lab stayed busy for 15 minutes"
+}
+
+# /proc/stat cpuN: busy and total jiffies.
+cpu_sample() { awk -v c="cpu$1" '$1==c {b=$2+$3+$4+$7+$8; t=b+$5+$6; print b, t}' /proc/stat; }
+# utime+stime of a process (all threads).
+proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Sum of the "dropped" column (2nd) of /proc/net/softnet_stat over all CPUs.
+softnet_drops() { local s=0 a b rest; while read -r a b rest; do s=$((s + 16#$b)); done </proc/net/softnet_stat; echo "$s"; }
+
+# step MODE DIR RATE: one offered rate; appends a result line to $RES.
+step() {
+    local mode=$1 dir=$2 rate=$3
+    local gns gif gsrc gdst sip dip rns rif
+    if [[ $dir == fwd ]]; then
+        gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$VM_MAC sip=10.10.0.10 dip=10.10.0.99 rns=ist-vm10 rif=eth0
+    else
+        gns=ist-vm10 gif=eth0 gsrc=$VM_MAC gdst=$H_MAC sip=10.10.0.11 dip=10.10.0.98 rns=ist-h10 rif=eth0
+    fi
+    local rx0 rx1 sd0 sd1 c0 c1 p0 p1 genout
+    rx0=$(ctr "$rns" "$rif" rx_packets)
+    sd0=$(softnet_drops)
+    nsx "$gns" taskset -c 0 dotnet "$GEN_DLL" --iface "$gif" --src-mac "$gsrc" --dst-mac "$gdst" \
+        --src-ip "$sip" --dst-ip "$dip" --rate "$rate" --seconds "$SECONDS_PER_STEP" >"$OUT/gen.out" 2>&1 &
+    local gpid=$!
+    # CPU1 and appliance CPU over the middle of the step (after the generator's start-up).
+    sleep 1
+    read -r c0 tot0 < <(cpu_sample 1)
+    p0=$(proc_ticks "${APP_PID:-0}")
+    sleep 1
+    read -r c1 tot1 < <(cpu_sample 1)
+    p1=$(proc_ticks "${APP_PID:-0}")
+    wait "$gpid" || { cat "$OUT/gen.out" >&2; die "generator failed"; }
+    sleep 0.3 # drain
+    rx1=$(ctr "$rns" "$rif" rx_packets)
+    sd1=$(softnet_drops)
+    genout=$(cat "$OUT/gen.out")
+    local sent drops secs offered
+    sent=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' <<<"$genout")
+    drops=$(sed -n 's/.*ingress_drops=\([0-9]*\).*/\1/p' <<<"$genout")
+    secs=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$genout")
+    offered=$((sent + drops))
+    local hz
+    hz=$(getconf CLK_TCK)
+    local cpu1 apcpu
+    cpu1=$(awk -v a="$c0" -v b="$c1" -v t0="$tot0" -v t1="$tot1" 'BEGIN{ if (t1>t0) printf "%.0f", 100*(b-a)/(t1-t0); else print "?" }')
+    if [[ -n ${APP_PID:-} ]]; then
+        apcpu=$(awk -v a="$p0" -v b="$p1" -v t0="$tot0" -v t1="$tot1" -v hz="$hz" 'BEGIN{ if (t1>t0) printf "%.0f", 100*(b-a)/(t1-t0); else print "?" }')
+    else
+        apcpu=-
+    fi
+    local delivered=$((rx1 - rx0))
+    awk -v m="$mode" -v d="$dir" -v r="$rate" -v o="$offered" -v s="$secs" -v dl="$delivered" -v nb="$drops" \
+        -v sd=$((sd1 - sd0)) -v c1="$cpu1" -v ap="$apcpu" 'BEGIN {
+            loss = (o > 0) ? 100 * (o - dl) / o : 0; if (loss < 0) loss = 0;
+            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap }' >>"$RES"
+    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, CPU1 %s%%, appliance %s%%\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10}' >&2
+}
+
+# ------------------------------------------------------------------------------------------ main
+mkdir -p "$OUT"
+RES="$OUT/results.txt"
+: >"$RES"
+if ((DO_BUILD)); then
+    log "building the generator (Release)"
+    dotnet build "$GEN_PROJ" -c Release -nologo -v q -clp:ErrorsOnly >&2 || die "generator build failed"
+fi
+[[ -f $GEN_DLL ]] || die "$GEN_DLL missing (build without --no-build)"
+if ((SNAPSHOT)); then
+    # The appliance under test is exactly HEAD (a working tree under edit may not even build).
+    COMMIT=$(git -C "$REPO" rev-parse --short HEAD)
+    if [[ ! -f $OUT/src/COMMIT || $(cat "$OUT/src/COMMIT") != "$COMMIT" ]]; then
+        rm -rf "$OUT/src"; mkdir -p "$OUT/src"
+        git -C "$REPO" archive HEAD | tar -x -C "$OUT/src"
+        echo "$COMMIT" >"$OUT/src/COMMIT"
+    fi
+    LAB="$OUT/src/appliance/lab/lab.sh"
+    log "appliance under test: commit $COMMIT (snapshot in $OUT/src)"
+else
+    COMMIT="$(git -C "$REPO" rev-parse --short HEAD) + working tree"
+fi
+echo "$COMMIT" >"$OUT/commit.txt"
+
+take_lab
+built=0
+for mode in $MODES; do
+    args=(up --detach)
+    [[ $mode == kernel ]] && args+=(--kernel-bridge)
+    if [[ $mode == appliance ]] && { ((!DO_BUILD)) || ((built)); }; then args+=(--no-build); fi
+    log "mode $mode: lab.sh ${args[*]}"
+    LAB_OURS=1
+    "$LAB" "${args[@]}" >"$OUT/lab-$mode.log" 2>&1 || { tail -n 30 "$OUT/lab-$mode.log" >&2; die "lab.sh up failed"; }
+    [[ $mode == appliance ]] && built=1
+
+    VM_MAC=$(nsx ist-vm10 cat /sys/class/net/eth0/address)
+    H_MAC=$(nsx ist-h10 cat /sys/class/net/eth0/address)
+    APP_PID=
+    if [[ $mode == appliance ]]; then
+        APP_PID=$(cat "$RUN_DIR/appliance.pid")
+        [[ $(cat "/proc/$APP_PID/comm") == dotnet ]] || die "pid $APP_PID is not the appliance"
+        taskset -a -p 2 "$APP_PID" >/dev/null
+        # The PortGroup (trunk side, idle in this benchmark) stays off the forwarding core.
+        [[ -f $RUN_DIR/portgroup.pid ]] && taskset -a -p 1 "$(cat "$RUN_DIR/portgroup.pid")" >/dev/null || true
+    fi
+    # Forwarding side's ingress softirq on CPU1 (RPS).
+    echo 2 | nsx ist-app tee /sys/class/net/acc10/queues/rx-0/rps_cpus >/dev/null
+    echo 2 | nsx ist-app tee /sys/class/net/und0/queues/rx-0/rps_cpus >/dev/null
+
+    # Teach every bridge on the path both MACs (unicast, not flood), then check it.
+    nsx ist-vm10 ping -c 3 -i 0.2 -W 1 10.10.0.10 >/dev/null || die "ping ist-vm10 -> ist-h10 failed in mode $mode"
+    if [[ $mode == appliance ]]; then
+        curl -sf "$API/bridge-domains" >"$OUT/bridge-domains-before.json"
+        grep -qi "$VM_MAC" "$OUT/bridge-domains-before.json" || die "the appliance did not learn $VM_MAC"
+        grep -qi "$H_MAC" "$OUT/bridge-domains-before.json" || die "the appliance did not learn $H_MAC"
+        curl -sf "$API/counters" >"$OUT/counters-appliance-before.json"
+        log "appliance learned $VM_MAC and $H_MAC: unicast path"
+    else
+        nsx ist-app bridge fdb show br br5010 | grep -qi "$VM_MAC" || die "the kernel bridge did not learn $VM_MAC"
+        nsx ist-app bridge fdb show br br5010 | grep -qi "$H_MAC" || die "the kernel bridge did not learn $H_MAC"
+        log "kernel bridge br5010 learned $VM_MAC and $H_MAC: unicast path"
+    fi
+
+    for dir in $DIRECTIONS; do
+        # Warm-up (JIT, caches, neighbour state): not recorded.
+        SECONDS_SAVED=$SECONDS_PER_STEP; SECONDS_PER_STEP=2
+        step "$mode-warmup" "$dir" 50000 >/dev/null 2>&1 || true
+        SECONDS_PER_STEP=$SECONDS_SAVED
+        sed -i '/-warmup /d' "$RES"
+        nsx ist-vm10 ping -c 1 -W 1 10.10.0.10 >/dev/null || true
+        for rate in $RATES; do step "$mode" "$dir" "$rate"; done
+    done
+
+    if [[ $mode == appliance ]]; then
+        curl -sf "$API/counters" >"$OUT/counters-appliance-after.json" || true
+        curl -sf "$API/bridge-domains" >"$OUT/bridge-domains-after.json" || true
+    fi
+    { for ns in ist-app ist-h10 ist-vm10 ist-vtep1 ist-ul; do echo "== $ns"; nsx "$ns" ip -s link; done
+      echo "== softnet_stat"; cat /proc/net/softnet_stat; } >"$OUT/links-$mode.txt" 2>&1 || true
+    log "mode $mode done: lab.sh down"
+    "$LAB" down >/dev/null 2>&1 || true
+    LAB_OURS=0
+done
+
+# ------------------------------------------------------------------------------------------ report
+# Highest offered rate with loss <= 0.1% such that every lower step was also lossless.
+zero_loss() {
+    awk -v m="$1" -v d="$2" '$1==m && $2==d { if (ok && $6 <= 0.1) best=$4; else ok=0 } BEGIN{ok=1; best=0} END { printf "%.0f", best }' "$RES"
+}
+{
+    echo
+    echo "Offered vs delivered, 60-byte frames, ${SECONDS_PER_STEP} s per step (pps; loss %; CPU1 busy %)"
+    for dir in $DIRECTIONS; do
+        echo
+        echo "Direction: $dir"
+        echo
+        printf '| target |'; for m in $MODES; do printf ' %s offered | %s delivered | %s loss %% | %s CPU1 %% |' "$m" "$m" "$m" "$m"; done; echo
+        printf '|---:|'; for m in $MODES; do printf -- '---:|---:|---:|---:|'; done; echo
+        for rate in $RATES; do
+            printf '| %s |' "$rate"
+            for m in $MODES; do
+                awk -v m="$m" -v d="$dir" -v r="$rate" '$1==m && $2==d && $3==r { printf " %d | %d | %.2f | %s |", $4, $5, $6, $9; f=1 } END { if (!f) printf " - | - | - | - |" }' "$RES"
+            done
+            echo
+        done
+        echo
+        for m in $MODES; do echo "- zero-loss (<= 0.1 %) $m $dir: $(zero_loss "$m" "$dir") pps"; done
+        if [[ $MODES == *appliance* && $MODES == *kernel* ]]; then
+            a=$(zero_loss appliance "$dir"); k=$(zero_loss kernel "$dir")
+            awk -v a="$a" -v k="$k" 'BEGIN { if (k > 0) printf "- ratio appliance/kernel: %.2f (goal >= 1.5)\n", a / k }'
+        fi
+        awk -v d="$dir" '$1=="appliance" && $2==d && $10!="-" { printf "- appliance process CPU at %d pps offered: %s %% of one core\n", $3, $10 }' "$RES"
+    done
+    echo
+    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance%)"
+} | tee "$OUT/report.md"
