@@ -9,8 +9,9 @@ namespace Isthmus.PortGroup;
 /// Frames from an access port get the port's 802.1Q tag written inline and leave on the trunk;
 /// frames from the trunk tagged VLAN v (in aux data, or inline, which is stripped) leave untagged on
 /// the access ports of VLAN v. Untagged, unknown-VLAN and S-tagged trunk frames, and tagged frames on
-/// access ports, are dropped. Partial TCP/UDP checksums (the kernel peers' TX offload) are finished
-/// first. Single-threaded: <see cref="Run"/> polls every port until <see cref="Stop"/>.
+/// access ports, are dropped. The ports cut the kernel peers' GSO super-frames into segments and
+/// finish their partial checksums (PACKET_VNET_HDR); a partial checksum a port left (vnet header off) is
+/// finished here. Single-threaded: <see cref="Run"/> polls every port until <see cref="Stop"/>.
 /// </summary>
 internal sealed class TaggingSwitch : IDisposable
 {
@@ -60,7 +61,9 @@ internal sealed class TaggingSwitch : IDisposable
     }
 
     public string Stats =>
-        $"forwarded {_forwarded}, dropped {_dropped}, checksums finished {_checksumsFinished}, pool outstanding {_pool.Outstanding}";
+        $"forwarded {_forwarded}, dropped {_dropped}, checksums finished {_checksumsFinished + _ports.Sum(p => p.Counters.RxChecksumsFinished)}, " +
+        $"GSO frames segmented {_ports.Sum(p => p.Counters.RxGsoSegmented)} (dropped {_ports.Sum(p => p.Counters.RxGsoDropped)}), " +
+        $"truncated {_ports.Sum(p => p.Counters.RxTruncated)}, pool outstanding {_pool.Outstanding}";
 
     public int PoolOutstanding => _pool.Outstanding;
 
@@ -70,14 +73,16 @@ internal sealed class TaggingSwitch : IDisposable
     {
         while (!_stopping)
         {
-            if (_poller.Wait(100) == 0)
+            // Segments of a GSO super-frame that did not fit the last batch wait in their port: do not sleep.
+            var pending = HasPendingFrames();
+            if (_poller.Wait(pending ? 0 : 100) == 0 && !pending)
             {
                 continue;
             }
 
             for (var i = 0; i < _ports.Length; i++)
             {
-                if (!_poller.IsReadable(i) || _ports[i].Receive(_batch, _pool, (ushort)i) == 0)
+                if (!(_poller.IsReadable(i) || _ports[i].HasPendingFrames) || _ports[i].Receive(_batch, _pool, (ushort)i) == 0)
                 {
                     continue;
                 }
@@ -104,6 +109,19 @@ internal sealed class TaggingSwitch : IDisposable
                 }
             }
         }
+    }
+
+    private bool HasPendingFrames()
+    {
+        foreach (var p in _ports)
+        {
+            if (p.HasPendingFrames)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     public void Dispose()

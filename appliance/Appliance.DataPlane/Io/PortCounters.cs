@@ -17,6 +17,21 @@ public sealed class PortCounters
     /// <summary>Frames larger than a buffer slot (truncated by the kernel).</summary>
     public long RxTruncated;
 
+    /// <summary>GSO super-frames (PACKET_VNET_HDR) cut into wire-sized segments.</summary>
+    public long RxGsoSegmented;
+
+    /// <summary>Segments those super-frames became (each counted in <see cref="RxPackets"/>).</summary>
+    public long RxGsoSegments;
+
+    /// <summary>
+    /// GSO super-frames (or their remaining segments) lost: an offload type that cannot be cut (legacy
+    /// UFO, one the kernel cannot describe), unparsable headers, a frame beyond 64 KB, or no buffers.
+    /// </summary>
+    public long RxGsoDropped;
+
+    /// <summary>Partial checksums (virtio NEEDS_CSUM) the port finished at csum_start/csum_offset.</summary>
+    public long RxChecksumsFinished;
+
     /// <summary>Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on).</summary>
     public long TxErrors;
 

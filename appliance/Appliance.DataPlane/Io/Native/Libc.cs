@@ -34,6 +34,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "recvmsg", SetLastError = true)]
     public static partial nint RecvMsg(int fd, MsgHdr* message, int flags);
 
+    [LibraryImport(Lib, EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
+
     [LibraryImport(Lib, EntryPoint = "sendto", SetLastError = true)]
     public static partial nint SendTo(int fd, void* buffer, nuint length, int flags, void* address, uint addressLength);
 
@@ -88,6 +91,7 @@ internal static unsafe partial class Libc
     public const int SolPacket = 263;
     public const int PacketAddMembership = 1;
     public const int PacketAuxData = 8;
+    public const int PacketVnetHdr = 15;
     public const int PacketIgnoreOutgoing = 23;
     public const ushort PacketMrPromisc = 1;
 
@@ -104,6 +108,7 @@ internal static unsafe partial class Libc
     // errno values.
     public const int EIntr = 4;
     public const int EAgain = 11;
+    public const int EInval = 22;
     public const int ENoBufs = 105;
 
     // poll events.
@@ -196,6 +201,22 @@ internal struct TPacketAuxData
     public ushort Net;
     public ushort VlanTci;
     public ushort VlanTpid;
+}
+
+/// <summary>
+/// struct virtio_net_hdr (10 bytes), in front of every frame on a PACKET_VNET_HDR socket. The 16-bit
+/// fields are in the host's byte order (the kernel writes them with vio_le(): little endian on a
+/// little-endian host).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+internal struct VirtioNetHdr
+{
+    public byte Flags;
+    public byte GsoType;
+    public ushort HdrLen;
+    public ushort GsoSize;
+    public ushort CsumStart;
+    public ushort CsumOffset;
 }
 
 /// <summary>struct packet_mreq (16 bytes).</summary>

@@ -11,16 +11,24 @@ internal sealed unsafe class MessageVector : IDisposable
 {
     private readonly int _controlSize;
     private readonly int _nameSize;
+    private readonly int _iovsPerMessage;
     private byte* _memory;
 
-    public MessageVector(int capacity, int controlSize, int nameSize)
+    /// <param name="capacity">Messages.</param>
+    /// <param name="controlSize">Control buffer bytes per message.</param>
+    /// <param name="nameSize">Address bytes per message.</param>
+    /// <param name="iovsPerMessage">1, or 2 for a second (scatter) buffer per message.</param>
+    public MessageVector(int capacity, int controlSize, int nameSize, int iovsPerMessage = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(iovsPerMessage, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(iovsPerMessage, 2);
         Capacity = capacity;
         _controlSize = Align(controlSize);
         _nameSize = Align(nameSize);
+        _iovsPerMessage = iovsPerMessage;
         var msgBytes = capacity * sizeof(MMsgHdr);
-        var iovBytes = capacity * sizeof(IoVec);
+        var iovBytes = capacity * iovsPerMessage * sizeof(IoVec);
         var total = (nuint)(msgBytes + iovBytes + (capacity * _controlSize) + (capacity * _nameSize));
         _memory = (byte*)NativeMemory.AlignedAlloc(total, 64);
         NativeMemory.Clear(_memory, total);
@@ -41,14 +49,27 @@ internal sealed unsafe class MessageVector : IDisposable
     public byte* Names { get; }
 
     /// <summary>Points message <paramref name="i"/> at one receive buffer, resetting what the kernel overwrote.</summary>
-    public void PrepareReceive(int i, byte* data, int length)
+    public void PrepareReceive(int i, byte* data, int length) => PrepareReceive(i, data, length, null, 0);
+
+    /// <summary>
+    /// Points message <paramref name="i"/> at a receive buffer and, when <paramref name="overflow"/> is not
+    /// null (two iovecs per message), at a second buffer that takes whatever does not fit in the first.
+    /// </summary>
+    public void PrepareReceive(int i, byte* data, int length, byte* overflow, int overflowLength)
     {
-        var iov = Iovs + i;
+        var iov = Iovs + (i * _iovsPerMessage);
         iov->Base = data;
         iov->Length = (nuint)length;
         ref var h = ref Messages[i].Header;
         h.Iov = iov;
         h.IovLength = 1;
+        if (overflow != null && _iovsPerMessage > 1)
+        {
+            iov[1].Base = overflow;
+            iov[1].Length = (nuint)overflowLength;
+            h.IovLength = 2;
+        }
+
         h.Name = _nameSize == 0 ? null : Names + (i * _nameSize);
         h.NameLength = (uint)_nameSize;
         h.Control = _controlSize == 0 ? null : Control + (i * _controlSize);
@@ -58,14 +79,32 @@ internal sealed unsafe class MessageVector : IDisposable
     }
 
     /// <summary>Points message <paramref name="i"/> at one frame to send; <paramref name="nameLength"/> 0 = no address.</summary>
-    public void PrepareSend(int i, byte* data, int length, uint nameLength)
+    public void PrepareSend(int i, byte* data, int length, uint nameLength) => PrepareSend(i, null, 0, data, length, nameLength);
+
+    /// <summary>
+    /// Points message <paramref name="i"/> at <paramref name="head"/> (when not null; needs two iovecs per
+    /// message) followed by <paramref name="data"/>.
+    /// </summary>
+    public void PrepareSend(int i, byte* head, int headLength, byte* data, int length, uint nameLength)
     {
-        var iov = Iovs + i;
-        iov->Base = data;
-        iov->Length = (nuint)length;
+        var iov = Iovs + (i * _iovsPerMessage);
         ref var h = ref Messages[i].Header;
         h.Iov = iov;
-        h.IovLength = 1;
+        if (head != null && _iovsPerMessage > 1)
+        {
+            iov[0].Base = head;
+            iov[0].Length = (nuint)headLength;
+            iov[1].Base = data;
+            iov[1].Length = (nuint)length;
+            h.IovLength = 2;
+        }
+        else
+        {
+            iov->Base = data;
+            iov->Length = (nuint)length;
+            h.IovLength = 1;
+        }
+
         h.Name = nameLength == 0 ? null : Names + (i * _nameSize);
         h.NameLength = nameLength;
         h.Control = null;
