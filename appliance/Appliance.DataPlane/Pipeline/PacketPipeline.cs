@@ -34,11 +34,12 @@ public sealed class PacketPipeline
     /// decap → bridge → gateway (frames for the gateway MAC: ARP/ND/ping for its own addresses,
     /// anti-spoofing, L3 parse) → conntrack (flow lookup; DNAT for new flows, translation for
     /// known ones) → route (LPM, next hop, MAC rewrite, TTL, MTU, MSS clamp) → firewall (zone-pair
-    /// policy for new flows) → nat (SNAT and flow commit) → encap.
+    /// policy for new flows) → nat (SNAT and flow commit) → neighbor (routed packets whose next hop is
+    /// unresolved wait here, after the policy and NAT saw them, as in Linux's neighbour output) → encap.
     /// Bridged frames pass the L3 stages untouched.
     /// </summary>
     public static PacketPipeline CreateDefault() =>
-        new([new BridgeStage(), new GatewayStage(), new ConntrackStage(), new RouteStage(), new FirewallStage(), new NatStage()]);
+        new([new BridgeStage(), new GatewayStage(), new ConntrackStage(), new RouteStage(), new FirewallStage(), new NatStage(), new NeighborStage()]);
 
     public IReadOnlyList<PipelineStage> Stages => _stages;
 
@@ -55,8 +56,32 @@ public sealed class PacketPipeline
         }
 
         Settle(batch, context);
+        SendOriginated(context);
+    }
 
-        // What the stages originated (replies, errors, resolved packets) leaves through encap.
+    /// <summary>Runs every stage's heartbeat (aging, ARP/ND retries) and sends what they originated.</summary>
+    public void Heartbeat(WorkerContext context)
+    {
+        foreach (var stage in _stages)
+        {
+            stage.Heartbeat(context);
+        }
+
+        SendOriginated(context);
+    }
+
+    /// <summary>The worker is stopping: every stage returns the buffers it holds.</summary>
+    public void Release(WorkerContext context)
+    {
+        foreach (var stage in _stages)
+        {
+            stage.Release(context);
+        }
+    }
+
+    /// <summary>What the stages originated (replies, errors, resolved packets) leaves through encap.</summary>
+    private void SendOriginated(WorkerContext context)
+    {
         var originated = context.Originated;
         if (originated.Count > 0)
         {

@@ -26,6 +26,16 @@ public abstract class PipelineStage
 
     public abstract void Process(PacketBatch batch, WorkerContext context);
 
+    /// <summary>The worker's one-second heartbeat (aging, retries). What it originates leaves through encap.</summary>
+    public virtual void Heartbeat(WorkerContext context)
+    {
+    }
+
+    /// <summary>The worker is stopping: return every buffer the stage still holds (held packets, queues).</summary>
+    public virtual void Release(WorkerContext context)
+    {
+    }
+
     /// <summary>Marks a packet dropped by this stage; the runner counts it and frees its buffer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     protected void Drop(ref PacketMeta packet, ushort reason)

@@ -37,6 +37,9 @@ public sealed class WorkerContext
 
     public BridgeState Bridge { get; } = new();
 
+    /// <summary>Neighbor (ARP/ND) cache, ICMP-error limiter and gateway counters (Gateway/ and Route/ stages).</summary>
+    public Route.L3State L3 { get; } = new();
+
     /// <summary>
     /// Packets the appliance itself originates while a batch runs (ARP and ND replies, ICMP errors,
     /// TCP resets, ARP requests for next hops, packets released from the neighbor queue). The
@@ -87,6 +90,7 @@ public sealed class WorkerContext
         }
 
         Bridge.Apply(snapshot, Now);
+        L3.Apply(snapshot, Pool, Now);
         Snapshot = snapshot;
     }
 }

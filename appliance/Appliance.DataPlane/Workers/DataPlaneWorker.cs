@@ -147,6 +147,9 @@ public sealed class DataPlaneWorker : IDisposable
     public void Dispose()
     {
         Stop();
+
+        // Buffers the stages still hold (packets waiting for ARP/ND) go back to the pool.
+        _pipeline.Release(Context);
     }
 
     private void Loop()
@@ -184,6 +187,10 @@ public sealed class DataPlaneWorker : IDisposable
         {
             domains[d].Table.Age(Context.Now - snapshot.Domains[d].MacAgingTicks);
         }
+
+        // Stage aging (neighbor cache: ARP/ND retries, expiry); what it originates is sent now.
+        _pipeline.Heartbeat(Context);
+        Flush();
     }
 
     private void TakeInjected()
