@@ -1,15 +1,376 @@
+using System.Buffers.Binary;
+using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Programming;
+using Isthmus.Packets;
 
 namespace Isthmus.DataPlane.Firewall;
 
 public enum ConntrackDrop : ushort
 {
+    /// <summary>A non-first IPv4 fragment: it carries no ports, and conntrack does not reassemble.</summary>
+    Fragment,
+
+    /// <summary>The transport header is cut short (TCP &lt; 20, UDP or ICMP &lt; 8 bytes).</summary>
+    TruncatedL4,
+
+    /// <summary>A TCP flag combination no stack sends: SYN+FIN, SYN+RST, FIN without ACK, NULL, Xmas.</summary>
+    BadTcpFlags,
+
+    /// <summary>An ICMP error quoting a packet of no known session (a scan, or a spoofed error).</summary>
+    IcmpErrorNoFlow,
+
+    /// <summary>An ICMP error whose quoted packet is too short or not IPv4.</summary>
+    IcmpErrorMalformed,
 }
 
-/// <summary>Placeholder: passes every packet on. Issue 3 fills it in.</summary>
+/// <summary>
+/// Connection tracking: finds the packet's session in this worker's table. A known flow is marked
+/// (KnownFlow, Flow, FlowDirection), its TCP state machine or UDP/ICMP pseudo-state advances and
+/// its NAT translation for that direction is applied (including un-DNAT on replies). ICMP errors
+/// are tied to the session of the packet they quote (RELATED) and translated back. An unknown flow
+/// is marked NewFlow and DNAT / port-forward / 1:1 rules rewrite its destination; the firewall
+/// classifies it and the NAT stage commits the session. See README.md.
+/// </summary>
 public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(ConntrackDrop))
 {
     public override void Process(PacketBatch batch, WorkerContext context)
     {
+        var tables = context.Snapshot.Firewall;
+        if (!tables.Tracking)
+        {
+            return;
+        }
+
+        var flows = context.Flows;
+        flows.Tick(context.Now, context.TicksPerSecond);
+        var table = flows.Table!;
+        var pool = context.Pool;
+        var packets = batch.Packets;
+        for (var i = 0; i < packets.Length; i++)
+        {
+            ref var p = ref packets[i];
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Local | PacketFlags.Ipv6)) != 0)
+            {
+                continue;
+            }
+
+            var bridged = false;
+            if ((p.Flags & PacketFlags.L3Parsed) == 0)
+            {
+                if (!tables.L2Filter || (p.Flags & PacketFlags.ToGateway) != 0 || !ParseBridged(ref p, pool))
+                {
+                    continue;
+                }
+
+                bridged = true;
+            }
+
+            ref var pending = ref flows.Pending[i];
+            pending = default;
+            pending.Bridged = bridged;
+            Track(ref p, ref pending, context, tables, table, flows.Now);
+        }
+    }
+
+    private void Track(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now)
+    {
+        var frame = context.Pool.Frame(p.Buffer, p.Offset, p.Length);
+        int l3 = p.L3Offset;
+        if (frame.Length < l3 + Ipv4Header.MinLength)
+        {
+            Drop(ref p, (ushort)ConntrackDrop.TruncatedL4);
+            return;
+        }
+
+        var ip = new Ipv4Header(frame[l3..]);
+        var end = Math.Min(frame.Length, l3 + ip.TotalLength);
+        int l4 = p.L4Offset;
+        if (l4 == 0 || ip.IsLaterFragment || l4 > end)
+        {
+            Drop(ref p, (ushort)ConntrackDrop.Fragment);
+            return;
+        }
+
+        frame = frame[..end];
+        var segment = frame[l4..];
+        var source = ip.Source.Value;
+        var destination = ip.Destination.Value;
+        var protocol = p.IpProtocol;
+        var tcpFlags = TcpFlags.None;
+        var trackable = true;
+        var invalid = false;
+        FlowTuple tuple;
+        switch (protocol)
+        {
+            case IpProtocol.Tcp:
+                if (segment.Length < TcpHeader.MinLength)
+                {
+                    Drop(ref p, (ushort)ConntrackDrop.TruncatedL4);
+                    return;
+                }
+
+                tcpFlags = (TcpFlags)segment[13];
+                if (!TcpConntrack.IsValid(tcpFlags))
+                {
+                    Drop(ref p, (ushort)ConntrackDrop.BadTcpFlags);
+                    return;
+                }
+
+                tuple = new FlowTuple(source, destination, BinaryPrimitives.ReadUInt16BigEndian(segment), BinaryPrimitives.ReadUInt16BigEndian(segment[2..]), protocol);
+                break;
+
+            case IpProtocol.Udp:
+                if (segment.Length < UdpHeader.Length)
+                {
+                    Drop(ref p, (ushort)ConntrackDrop.TruncatedL4);
+                    return;
+                }
+
+                tuple = new FlowTuple(source, destination, BinaryPrimitives.ReadUInt16BigEndian(segment), BinaryPrimitives.ReadUInt16BigEndian(segment[2..]), protocol);
+                break;
+
+            case IpProtocol.Icmp:
+                if (segment.Length < Icmpv4Header.Length)
+                {
+                    Drop(ref p, (ushort)ConntrackDrop.TruncatedL4);
+                    return;
+                }
+
+                var type = segment[0];
+                pending.IcmpType = type;
+                var id = BinaryPrimitives.ReadUInt16BigEndian(segment[4..]);
+                switch (type)
+                {
+                    case Icmpv4Type.EchoRequest:
+                        tuple = new FlowTuple(source, destination, id, 0, protocol);
+                        break;
+                    case Icmpv4Type.EchoReply:
+                        tuple = new FlowTuple(source, destination, 0, id, protocol);
+                        break;
+                    case Icmpv4Type.DestinationUnreachable or Icmpv4Type.TimeExceeded or Icmpv4Type.ParameterProblem:
+                        Related(ref p, ref pending, context, table, frame, l3, l4, now);
+                        return;
+                    default:
+                        // Timestamp, router advertisement and the like: classified, never tracked or translated.
+                        tuple = new FlowTuple(source, destination, 0, 0, protocol);
+                        trackable = false;
+                        break;
+                }
+
+                break;
+
+            default:
+                tuple = new FlowTuple(source, destination, 0, 0, protocol);
+                break;
+        }
+
+        var direction = 0;
+        var entry = trackable ? table.Find(tuple, now, out direction) : -1;
+        if (entry >= 0 && protocol == IpProtocol.Tcp && direction == 0 && TcpConntrack.Opens(tcpFlags)
+            && table[entry].State is ConntrackState.TcpTimeWait or ConntrackState.TcpClose)
+        {
+            // A new connection reusing the tuple of one that has closed: start over, policy included.
+            table.Remove(entry);
+            entry = -1;
+        }
+
+        if (entry >= 0)
+        {
+            Known(ref p, ref pending, context, tables, table, entry, direction, frame, l3, l4, tuple, tcpFlags, now);
+            return;
+        }
+
+        // A new flow. Only a SYN opens TCP; a stray ACK, FIN or RST (or an echo reply) is INVALID:
+        // it is classified as such and never creates a session.
+        if (protocol == IpProtocol.Tcp && !TcpConntrack.Opens(tcpFlags))
+        {
+            invalid = true;
+        }
+        else if (protocol == IpProtocol.Icmp && pending.IcmpType == Icmpv4Type.EchoReply)
+        {
+            invalid = true;
+        }
+
+        p.Flags |= PacketFlags.NewFlow;
+        pending.Original = tuple;
+        pending.Current = tuple;
+        pending.State = invalid ? ConnectionStates.Invalid : ConnectionStates.New;
+        pending.Trackable = trackable && !invalid;
+        pending.TcpFlags = (byte)tcpFlags;
+        pending.DestinationMac = MacAddress.Read(frame).Value;
+        pending.SourceMac = MacAddress.Read(frame[6..]).Value;
+        if (!invalid && !pending.Bridged && tables.DnatIndex.Count > 0)
+        {
+            Dnat(ref p, ref pending, context, tables, frame, l3, l4, tuple);
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, invalid ? "invalid" : "new", pending.DnatRule > 0
+                ? $"{tuple} DNAT → {pending.Current} ({tables.Dnat[pending.DnatRule - 1].Description})"
+                : tuple.ToString());
+        }
+    }
+
+    private void Known(
+        ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table,
+        int entry, int direction, Span<byte> frame, int l3, int l4, in FlowTuple tuple, TcpFlags tcpFlags, uint now)
+    {
+        ref var e = ref table[entry];
+        var protocol = tuple.Protocol;
+        if (protocol == IpProtocol.Tcp)
+        {
+            if (!TcpConntrack.Advance(ref e, direction, tcpFlags))
+            {
+                pending.InvalidTransition = true;
+            }
+        }
+        else if (direction == 1 && e.State == ConntrackState.Unreplied)
+        {
+            e.State = ConntrackState.Replied;
+        }
+
+        if (!pending.InvalidTransition)
+        {
+            e.Expires = now + tables.Timeouts.For(protocol, e.State);
+        }
+
+        p.Flags |= PacketFlags.KnownFlow;
+        p.Flow = entry;
+        p.FlowDirection = (byte)direction;
+        pending.State = ConnectionStates.Established;
+        pending.Original = tuple;
+        if ((e.Flags & (FlowFlags.SourceNat | FlowFlags.DestinationNat)) != 0)
+        {
+            // Translating direction d: the other direction's tuple, reversed.
+            var other = ConntrackTable.TupleOf(e, 1 - direction);
+            var target = new FlowTuple(other.Destination, other.Source, other.DestinationPort, other.SourcePort, protocol);
+            NatRewriter.Rewrite(frame, l3, l4, tuple, target);
+            pending.Current = target;
+        }
+        else
+        {
+            pending.Current = tuple;
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, pending.InvalidTransition ? "invalid" : "established",
+                $"flow {entry} {(direction == 0 ? "original" : "reply")} {e.State}" + (pending.Current != tuple ? $", NAT {tuple} → {pending.Current}" : ""));
+        }
+    }
+
+    /// <summary>An ICMP error: find the session of the quoted packet (RFC 792; RFC 5508 section 4.2 for the NAT part).</summary>
+    private void Related(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, ConntrackTable table, Span<byte> frame, int l3, int l4, uint now)
+    {
+        var quote = frame[(l4 + Icmpv4Header.QuotedPacketOffset)..];
+        if (quote.Length < Ipv4Header.MinLength + 8 || (quote[0] >> 4) != 4)
+        {
+            Drop(ref p, (ushort)ConntrackDrop.IcmpErrorMalformed);
+            return;
+        }
+
+        var qihl = (quote[0] & 0x0F) * 4;
+        if (qihl < Ipv4Header.MinLength || quote.Length < qihl + 8)
+        {
+            Drop(ref p, (ushort)ConntrackDrop.IcmpErrorMalformed);
+            return;
+        }
+
+        var qprotocol = quote[9];
+        var qsource = BinaryPrimitives.ReadUInt32BigEndian(quote[12..]);
+        var qdestination = BinaryPrimitives.ReadUInt32BigEndian(quote[16..]);
+        var ql4 = quote[qihl..];
+        FlowTuple quoted;
+        switch (qprotocol)
+        {
+            case IpProtocol.Tcp or IpProtocol.Udp:
+                quoted = new FlowTuple(qsource, qdestination, BinaryPrimitives.ReadUInt16BigEndian(ql4), BinaryPrimitives.ReadUInt16BigEndian(ql4[2..]), qprotocol);
+                break;
+            case IpProtocol.Icmp when ql4[0] == Icmpv4Type.EchoRequest:
+                quoted = new FlowTuple(qsource, qdestination, BinaryPrimitives.ReadUInt16BigEndian(ql4[4..]), 0, qprotocol);
+                break;
+            case IpProtocol.Icmp when ql4[0] == Icmpv4Type.EchoReply:
+                quoted = new FlowTuple(qsource, qdestination, 0, BinaryPrimitives.ReadUInt16BigEndian(ql4[4..]), qprotocol);
+                break;
+            case IpProtocol.Icmp:
+                // An error about an error is never sent (RFC 1122 section 3.2.2).
+                Drop(ref p, (ushort)ConntrackDrop.IcmpErrorNoFlow);
+                return;
+            default:
+                quoted = new FlowTuple(qsource, qdestination, 0, 0, qprotocol);
+                break;
+        }
+
+        // The error travels back toward the quoted packet's sender: the reversed quote is a key of
+        // the session in the direction the error goes.
+        var entry = table.Find(quoted.Reverse(), now, out var direction);
+        if (entry < 0)
+        {
+            Drop(ref p, (ushort)ConntrackDrop.IcmpErrorNoFlow);
+            return;
+        }
+
+        ref var e = ref table[entry];
+        p.Flags |= PacketFlags.KnownFlow;
+        p.Flow = entry;
+        p.FlowDirection = (byte)direction;
+        pending.State = ConnectionStates.Related;
+        if ((e.Flags & (FlowFlags.SourceNat | FlowFlags.DestinationNat)) != 0 && !NatRewriter.TranslateIcmpError(frame, l3, l4, e, direction))
+        {
+            Drop(ref p, (ushort)ConntrackDrop.IcmpErrorMalformed);
+            return;
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "related", $"ICMP error about flow {entry} ({quoted}), {(direction == 0 ? "original" : "reply")} direction");
+        }
+    }
+
+    private static void Dnat(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, Span<byte> frame, int l3, int l4, in FlowTuple tuple)
+    {
+        var index = tables.DnatIndex;
+        var hasPorts = tuple.Protocol is IpProtocol.Tcp or IpProtocol.Udp;
+        if (!(hasPorts && index.TryGetValue(FirewallTables.DnatKey(tuple.Destination, tuple.Protocol, tuple.DestinationPort), out var rule))
+            && !index.TryGetValue(FirewallTables.DnatKey(tuple.Destination, tuple.Protocol, 0), out rule)
+            && !index.TryGetValue(FirewallTables.DnatKey(tuple.Destination, 0, 0), out rule))
+        {
+            return;
+        }
+
+        var dnat = tables.Dnat[rule];
+        if (dnat.IngressZone >= 0 && dnat.IngressZone != tables.IngressZone(p.IngressSegment))
+        {
+            return;
+        }
+
+        var target = tuple with
+        {
+            Destination = dnat.ToAddress,
+            DestinationPort = hasPorts && dnat.ToPort != 0 ? dnat.ToPort : tuple.DestinationPort,
+        };
+        NatRewriter.Rewrite(context.Pool.Frame(p.Buffer, p.Offset, p.Length), l3, l4, tuple, target);
+        _ = frame;
+        pending.Current = target;
+        pending.DnatRule = rule + 1;
+    }
+
+    /// <summary>L2 filter: finds the IPv4 header of a bridged frame (decap removed any tags).</summary>
+    private static bool ParseBridged(ref PacketMeta p, PacketPool pool)
+    {
+        var frame = pool.Frame(p.Buffer, p.Offset, p.Length);
+        if (frame.Length < EthernetHeader.Length + Ipv4Header.MinLength
+            || BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) != EtherType.Ipv4
+            || Ipv4Header.TryParse(frame[EthernetHeader.Length..], out var ip) != ParseError.None)
+        {
+            return false;
+        }
+
+        p.L3Offset = EthernetHeader.Length;
+        p.L4Offset = ip.IsLaterFragment ? (ushort)0 : (ushort)(EthernetHeader.Length + ip.HeaderLength);
+        p.IpProtocol = ip.Protocol;
+        return true;
     }
 }
