@@ -46,9 +46,10 @@ public static class ControlPlaneApi
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRouting();
+        // Outside authentication and authorization, so refused calls (401, 403) are audited too.
+        app.UseMiddleware<AuditMiddleware>();
         app.UseAuthentication();
         app.UseAuthorization();
-        app.UseMiddleware<AuditMiddleware>();
         return app;
     }
 

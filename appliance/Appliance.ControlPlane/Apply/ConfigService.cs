@@ -251,8 +251,17 @@ public sealed partial class ConfigService : IDisposable
         var requireAdmin = current.Users.Any(u => u.Role == Role.Admin) || current.ApiTokens.Any(t => t.Role == Role.Admin);
         errors.AddRange(ConfigValidator.Validate(document, requireAdmin));
         var nextVersion = (_current.Revision?.Id ?? 0) + 1;
-        SnapshotCompiler.TryCompile(document.Program, nextVersion, _time.TimestampFrequency, out var snapshot, out var compileErrors);
-        errors.AddRange(compileErrors);
+        DataPlaneSnapshot? snapshot = null;
+        try
+        {
+            SnapshotCompiler.TryCompile(document.Program, nextVersion, _time.TimestampFrequency, out snapshot, out var compileErrors);
+            errors.AddRange(compileErrors);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A compiler bug must not take the API down or half-apply anything: the running revision stays.
+            errors.Add(new ProgramError("$", $"the data-plane compiler failed on this document ({e.GetType().Name}: {e.Message}); nothing was applied"));
+        }
         if (_target?.Started is { } running)
         {
             errors.AddRange(FixedWhileRunning(running, document));
