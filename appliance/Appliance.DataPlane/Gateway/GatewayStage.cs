@@ -142,7 +142,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         if (opcode == ArpOpcode.Request && gw.Owns(targetIp.Value))
         {
             context.L3.ArpReplies++;
-            Answer(ref p, context, gw, toGateway, gw.Mac, targetIp, senderMac, senderIp, "ARP reply", $"{targetIp} is at {gw.Mac}");
+            Answer(ref p, context, gw, toGateway, gw.Mac, targetIp, senderMac, senderIp, "ARP reply", (p.Flags & PacketFlags.Traced) != 0 ? $"{targetIp} is at {gw.Mac}" : "");
             return;
         }
 
@@ -152,14 +152,14 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
             // ARP suppression: the owner is known, so answer for it and do not flood the request.
             context.L3.ProxyReplies++;
             var ownerMac = new MacAddress(owner);
-            Answer(ref p, context, gw, toGateway: true, ownerMac, targetIp, senderMac, senderIp, "proxy ARP reply", $"{targetIp} is at {ownerMac} (suppressed flood)");
+            Answer(ref p, context, gw, toGateway: true, ownerMac, targetIp, senderMac, senderIp, "proxy ARP reply", (p.Flags & PacketFlags.Traced) != 0 ? $"{targetIp} is at {ownerMac} (suppressed flood)" : "");
             return;
         }
 
         if (toGateway)
         {
             // A reply to our request (learned above) or anything else unicast to the gateway: it ends here.
-            Absorb(ref p, context, $"ARP {opcode} for the gateway");
+            Absorb(ref p, context, (p.Flags & PacketFlags.Traced) != 0 ? $"ARP {opcode} for the gateway" : "");
         }
     }
 
@@ -246,7 +246,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
             SwapMacs(frame, gw);
             context.L3.EchoReplies++;
             TurnAround(ref p, context);
-            Trace(ref p, context, "echo reply", $"{destination} answers ping from {source}");
+            Trace(ref p, context, "echo reply", (p.Flags & PacketFlags.Traced) != 0 ? $"{destination} answers ping from {source}" : "");
             return;
         }
 
@@ -326,7 +326,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
             SwapMacs(frame, gw);
             context.L3.EchoReplies++;
             TurnAround(ref p, context);
-            Trace(ref p, context, "echo reply", $"{destination} answers ping from {source}");
+            Trace(ref p, context, "echo reply", (p.Flags & PacketFlags.Traced) != 0 ? $"{destination} answers ping from {source}" : "");
             return;
         }
 
@@ -341,7 +341,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         if (type is not (Icmpv6Type.NeighborSolicitation or Icmpv6Type.NeighborAdvertisement))
         {
             // RS, RA, redirect: the appliance sends no RAs and takes no redirects.
-            Absorb(ref p, context, $"ICMPv6 type {type} for the gateway");
+            Absorb(ref p, context, (p.Flags & PacketFlags.Traced) != 0 ? $"ICMPv6 type {type} for the gateway" : "");
             return;
         }
 
@@ -430,7 +430,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         if (gw.Owns(target))
         {
             context.L3.NdAdvertisements++;
-            Advertise(ref p, context, gw, toGateway, target, gw.Mac, source, askerMac, router: true, "neighbor advertisement", $"{target} is at {gw.Mac}");
+            Advertise(ref p, context, gw, toGateway, target, gw.Mac, source, askerMac, router: true, "neighbor advertisement", (p.Flags & PacketFlags.Traced) != 0 ? $"{target} is at {gw.Mac}" : "");
             return;
         }
 
@@ -438,13 +438,13 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         {
             context.L3.ProxyReplies++;
             var ownerMac = new MacAddress(owner);
-            Advertise(ref p, context, gw, toGateway: true, target, ownerMac, source, askerMac, router: false, "proxy neighbor advertisement", $"{target} is at {ownerMac} (suppressed flood)");
+            Advertise(ref p, context, gw, toGateway: true, target, ownerMac, source, askerMac, router: false, "proxy neighbor advertisement", (p.Flags & PacketFlags.Traced) != 0 ? $"{target} is at {ownerMac} (suppressed flood)" : "");
             return;
         }
 
         if (toGateway)
         {
-            Absorb(ref p, context, $"neighbor solicitation for {target}");
+            Absorb(ref p, context, (p.Flags & PacketFlags.Traced) != 0 ? $"neighbor solicitation for {target}" : "");
         }
     }
 

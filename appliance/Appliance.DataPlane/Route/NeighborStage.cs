@@ -108,7 +108,7 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
             // Resolved earlier in this batch.
             new MacAddress(entry.Mac).WriteTo(frame);
             PlaceInDomain(ref p, context, entry.Mac);
-            Trace(ref p, context, "resolved", $"next hop {Text(ipv6, hi, lo)} at {new MacAddress(entry.Mac)}");
+            Trace(ref p, context, "resolved", (p.Flags & PacketFlags.Traced) != 0 ? $"next hop {Text(ipv6, hi, lo)} at {new MacAddress(entry.Mac)}" : "");
             return;
         }
 
@@ -120,7 +120,10 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
 
         // The held queue owns the buffer now.
         p.Disposition = Disposition.Consumed;
-        Trace(ref p, context, "held", $"waiting for {(ipv6 ? "NS" : "ARP")} answer from {Text(ipv6, hi, lo)} in {gw.DomainName} ({entry.HeldCount} held)");
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            Trace(ref p, context, "held", $"waiting for {(ipv6 ? "NS" : "ARP")} answer from {Text(ipv6, hi, lo)} in {gw.DomainName} ({entry.HeldCount} held)");
+        }
     }
 
     /// <summary>Sends the packets of every entry the gateway stage confirmed since the last batch.</summary>
@@ -151,7 +154,7 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
                 o.Disposition = Disposition.Continue;
                 PlaceInDomain(ref o, context, entry.Mac);
                 context.L3.Released++;
-                Trace(ref o, context, "released", $"next hop resolved to {new MacAddress(entry.Mac)}");
+                Trace(ref o, context, "released", (o.Flags & PacketFlags.Traced) != 0 ? $"next hop resolved to {new MacAddress(entry.Mac)}" : "");
             }
 
             neighbors.ClearHeld(ref entry);

@@ -218,7 +218,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 
         new MacAddress(neighbor.Mac).WriteTo(frame);
         NeighborStage.PlaceInDomain(ref p, context, neighbor.Mac);
-        Trace(ref p, context, route, $"next hop at {new MacAddress(neighbor.Mac)}");
+        Trace(ref p, context, route, (p.Flags & PacketFlags.Traced) != 0 ? $"next hop at {new MacAddress(neighbor.Mac)}" : "");
     }
 
     private void Trace(ref PacketMeta p, WorkerContext context, FibEntry route, string detail)

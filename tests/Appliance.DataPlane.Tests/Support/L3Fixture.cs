@@ -31,12 +31,12 @@ public sealed class L3Fixture : IDisposable
     public static readonly Ipv6Address Gw106 = Ipv6Address.Parse("fd00:10::1");
     public static readonly Ipv6Address Gw206 = Ipv6Address.Parse("fd00:20::1");
 
-    public L3Fixture(DataPlaneProgram? program = null)
+    public L3Fixture(DataPlaneProgram? program = null, PacketPipeline? pipeline = null)
     {
         Program = program ?? L3Program.Create();
         Ports = [new("und0", PortKind.Vxlan), new("acc10", PortKind.Access), new("acc20", PortKind.Access), new("trunk0", PortKind.Trunk)];
         Slot = new SnapshotSlot(SnapshotCompiler.Compile(Program, 1, Time.TimestampFrequency));
-        Worker = new DataPlaneWorker(Ports, Slot, PacketPipeline.CreateDefault(), Time, poolSize: 1024);
+        Worker = new DataPlaneWorker(Ports, Slot, pipeline ?? PacketPipeline.CreateDefault(), Time, poolSize: 1024);
     }
 
     public ManualTimeProvider Time { get; } = new();
