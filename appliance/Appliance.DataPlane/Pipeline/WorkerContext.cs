@@ -37,9 +37,6 @@ public sealed class WorkerContext
 
     public BridgeState Bridge { get; } = new();
 
-    /// <summary>Neighbor (ARP/ND) cache, ICMP-error limiter and gateway counters (Gateway/ and Route/ stages).</summary>
-    public Route.L3State L3 { get; } = new();
-
     /// <summary>Conntrack table, NAT ports, firewall rule counters and log (Firewall/, Nat/).</summary>
     public Firewall.FlowState Flows { get; } = new();
 
@@ -98,7 +95,6 @@ public sealed class WorkerContext
         Bridge.Apply(snapshot, Now);
         L3.Apply(snapshot, Pool, Now);
         Flows.Apply(snapshot.Firewall);
-        L3.Apply(snapshot, Pool, Now);
         Snapshot = snapshot;
     }
 }

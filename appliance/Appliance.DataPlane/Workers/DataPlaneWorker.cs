@@ -188,10 +188,6 @@ public sealed class DataPlaneWorker : IDisposable
             domains[d].Table.Age(Context.Now - snapshot.Domains[d].MacAgingTicks);
         }
 
-        // Stage aging (neighbor cache: ARP/ND retries, expiry); what it originates is sent now.
-        _pipeline.Heartbeat(Context);
-        Flush();
-
         Context.Flows.Heartbeat(Context.Now, Context.TicksPerSecond);
 
         // Stage aging (neighbor cache: ARP/ND retries, expiry); what it originates is sent now.
