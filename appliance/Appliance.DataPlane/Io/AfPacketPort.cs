@@ -402,6 +402,24 @@ public sealed unsafe class AfPacketPort : IPacketPort
             return true;
         }
 
+        if (layout.Segments == 1 && length <= PacketPool.MaxFrame)
+        {
+            // Already wire-sized (a short GSO skb): fix it up in place, no copy.
+            if (batch.IsFull)
+            {
+                return false;
+            }
+
+            var fixedLength = VirtioNet.WriteSegment(layout, frame, firstLength, rest, 0, frame);
+            ref var single = ref batch.Add(buffer, PacketPool.Headroom, fixedLength, portIndex);
+            single.Flags = flags;
+            single.VlanTci = tci;
+            single.VlanTpid = tpid;
+            Counters.RxPackets++;
+            Counters.RxBytes += fixedLength;
+            return true;
+        }
+
         for (var k = _pendingSegment; k < layout.Segments; k++)
         {
             if (batch.IsFull)

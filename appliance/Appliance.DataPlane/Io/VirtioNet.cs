@@ -211,7 +211,9 @@ internal static unsafe class VirtioNet
             headerLength = l4 + tcpLength;
         }
 
-        if (headerLength > firstLength || headerLength >= length || headerLength + segmentSize > maxSegment)
+        // A super-frame may carry no payload at all (the kernel marks a FIN or an ACK GSO when it was
+        // built on a GSO skb): it is one segment, headers only.
+        if (headerLength > firstLength || headerLength > length || headerLength + Math.Min(segmentSize, length - headerLength) > maxSegment)
         {
             return false;
         }
@@ -221,7 +223,7 @@ internal static unsafe class VirtioNet
         layout.HeaderLength = headerLength;
         layout.SegmentSize = segmentSize;
         layout.PayloadLength = length - headerLength;
-        layout.Segments = (layout.PayloadLength + segmentSize - 1) / segmentSize;
+        layout.Segments = Math.Max(1, (layout.PayloadLength + segmentSize - 1) / segmentSize);
         layout.Ipv6 = etherType == EtherTypeIpv6;
         layout.Udp = type == GsoUdpL4;
         return true;
@@ -232,6 +234,8 @@ internal static unsafe class VirtioNet
     /// returns its length: the headers, its share of the payload, IPv4 total length / ID (+index) / header
     /// checksum or IPv6 payload length, TCP sequence number and flags (FIN and PSH only on the last
     /// segment, CWR only on the first) or UDP length, and a full transport checksum.
+    /// <paramref name="destination"/> may be <paramref name="first"/> itself for a one-segment frame
+    /// that fits in it (fixed in place).
     /// </summary>
     public static int WriteSegment(in GsoLayout layout, byte* first, int firstLength, byte* rest, int index, byte* destination)
     {
