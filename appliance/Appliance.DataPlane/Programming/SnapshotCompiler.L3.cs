@@ -169,6 +169,7 @@ public static partial class SnapshotCompiler
             {
                 Prefix = PrefixText(c.IsV6, c.Hi, c.Lo, c.Length),
                 Kind = RouteKind.Connected,
+                Length = (byte)c.Length,
                 Domain = c.Domain,
                 NextHopText = $"connected in {domains[c.Domain].Name}",
             };
@@ -256,6 +257,7 @@ public static partial class SnapshotCompiler
             {
                 Prefix = PrefixText(isV6, hi, lo, length),
                 Kind = RouteKind.Static,
+                Length = (byte)length,
                 Domain = onLink.Domain,
                 NextHopHi = nhHi,
                 NextHopLo = nhLo,

@@ -173,6 +173,9 @@ public sealed class FibEntry
 
     public required RouteKind Kind { get; init; }
 
+    /// <summary>Prefix length (a connected subnet's all-ones host address is its directed broadcast).</summary>
+    public byte Length { get; init; }
+
     /// <summary>Egress bridge domain index.</summary>
     public required int Domain { get; init; }
 

@@ -20,7 +20,7 @@ public enum RouteDrop : ushort
     /// <summary>IPv4 without DF bigger than the egress MTU: the appliance does not fragment.</summary>
     FragmentationNotSupported,
 
-    /// <summary>The destination is multicast, broadcast, unspecified, loopback or link-local: never routed.</summary>
+    /// <summary>The destination is multicast, broadcast (also a connected subnet's directed broadcast), unspecified, loopback or link-local: never routed.</summary>
     BadDestination,
 
     /// <summary>An IPv6 link-local source may not leave its link (RFC 4291 section 2.5.6).</summary>
@@ -84,6 +84,13 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         }
 
         var route = l3.Routes4[index];
+        if (route.Kind == RouteKind.Connected && route.Length <= 30 && (destination.Value | (0xFFFF_FFFFu << (32 - route.Length))) == 0xFFFF_FFFFu)
+        {
+            // A connected subnet's directed broadcast is not forwarded (RFC 2644).
+            Drop(ref p, (ushort)RouteDrop.BadDestination);
+            return;
+        }
+
         var egress = l3.Gateways[route.Domain]!;
         if (ip.Ttl <= 1)
         {
