@@ -9,7 +9,8 @@
 #
 # Options for up: --detach, --no-build (use existing Release binaries), --no-appliance (namespaces
 # only), --kernel-bridge (no appliance: the kernel bridges VLAN<->VXLAN in its place, a reference),
-# --config FILE (default appliance/lab/lab-config.json).
+# --config FILE (default appliance/lab/lab-config-l3.json: the L2 lab plus gateway, firewall and NAT;
+# appliance/lab/lab-config.json is the L2-only config).
 # Every name the lab creates starts with "ist-"; `down` removes exactly those names.
 set -euo pipefail
 
@@ -20,7 +21,7 @@ API=http://127.0.0.1:8088
 HOST_DLL="$REPO/appliance/Appliance.Host/bin/Release/net10.0/Appliance.Host.dll"
 PG_DLL="$REPO/appliance/Appliance.PortGroup/bin/Release/net10.0/Appliance.PortGroup.dll"
 # Namespaces in teardown order (leaves first does not matter: deleting a namespace deletes its veths).
-NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-app ist-ul)
+NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-out ist-app ist-ul)
 SCAPY_PY=/usr/bin/python3
 # One lab per machine. Whoever uses it (a foreground `up`, tests/run.sh, the integration fixture) holds
 # this lock; ISTHMUS_LAB_LOCKED=1 says "my parent holds it" and skips locking here.
@@ -149,11 +150,23 @@ topology() {
     addr_host ist-h20 10.20.0.10/24
     addr_host ist-t10 10.10.0.12/24
     addr_host ist-t20 10.20.0.12/24
+
+    # Upstream (issue 3): ist-out is "the outside" (RFC 5737 203.0.113.0/24) behind the access port
+    # up0, the appliance's gateway 203.0.113.1 in domain bd-up. The outside knows the tenant's prefixes
+    # are behind the appliance (an upstream router would); it needs them only to probe the policy
+    # outside -> inside directly, since everything inside -> outside is SNATed to 203.0.113.1.
+    veth ist-app up0 ist-out eth0
+    addr_host ist-out 203.0.113.10/24
+    nsx ist-out ip route add 10.0.0.0/8 via 203.0.113.1
+    # Hosts and VMs route through the appliance's gateway addresses (10.x.0.1). Without an L3 config
+    # (lab-config.json, --kernel-bridge) nobody answers there, which changes nothing for L2 traffic.
+    for ns in ist-h10 ist-t10 ist-vm10 ist-vm10b; do nsx "$ns" ip route add default via 10.10.0.1; done
+    for ns in ist-h20 ist-t20 ist-vm20; do nsx "$ns" ip route add default via 10.20.0.1; done
     # ISTHMUS_LAB_PEER_GSO=off: the access and trunk hosts segment TCP themselves. With it on (the
     # default, like a real neighbour), their veths hand the appliance's AF_PACKET sockets GSO frames of
     # up to 64 KB, which the appliance must segment (PACKET_VNET_HDR) or drop.
     if [[ ${ISTHMUS_LAB_PEER_GSO:-on} == off ]]; then
-        for ns in ist-h10 ist-h20 ist-t10 ist-t20; do nsx "$ns" ethtool -K eth0 tso off gso off >/dev/null; done
+        for ns in ist-h10 ist-h20 ist-t10 ist-t20 ist-out; do nsx "$ns" ethtool -K eth0 tso off gso off >/dev/null; done
     fi
 }
 
@@ -262,6 +275,9 @@ Isthmus lab is up.  bd10 = acc10 + VLAN 10 (trunk0) + VNI 5010;  bd20 = acc20 + 
   VXLAN VM  (ist-vm20, VNI 5020)                      10.20.0.11
   access    (ist-h10 / ist-h20)                       10.10.0.10 / 10.20.0.10
   trunk     (ist-t10 / ist-t20, tagged via ist-hv)    10.10.0.12 / 10.20.0.12
+  outside   (ist-out, access port up0, domain bd-up)  203.0.113.10
+  gateways (lab-config-l3.json): 10.10.0.1, 10.20.0.1, 203.0.113.1; SNAT inside -> outside to
+  203.0.113.1; port forward 203.0.113.1:8080 -> 10.10.0.11:80
 
 Try:
   ip netns exec ist-vm10 ping -c3 10.10.0.10             # VXLAN VM -> access host
@@ -269,6 +285,11 @@ Try:
   ip netns exec ist-vm20 ping -c3 10.20.0.12             # VNI 5020 -> VLAN 20 trunk host
   ip netns exec ist-h10  /usr/bin/python3 -m http.server 8000 --bind 10.10.0.10 &
   ip netns exec ist-vm10 curl -o /dev/null -w '%{size_download} bytes\n' http://10.10.0.10:8000/
+  ip netns exec ist-h10  ping -c3 203.0.113.10          # routed + SNAT: ist-out sees 203.0.113.1
+  ip netns exec ist-out  tcpdump -ni eth0 -c 6 icmp      # (run first, in another terminal)
+  ip netns exec ist-vm10 /usr/bin/python3 -m http.server 80 --bind 10.10.0.11 &
+  ip netns exec ist-out  curl -s -o /dev/null -w '%{http_code}\n' http://203.0.113.1:8080/   # port forward
+  ip netns exec ist-out  curl -m 2 http://10.10.0.11:22/   # rejected by rule 201: connection refused (RST)
   ip netns exec ist-ul   tshark -i br0 -c 6 -f 'udp port 4789'      # VXLAN on the underlay
   ip netns exec ist-hv   tcpdump -eni hvtrunk -c 6                  # 802.1Q tags on the trunk
   curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/counters
@@ -293,7 +314,7 @@ status() {
 }
 
 up() {
-    local detach=0 do_build=1 appliance=1 kernel=0 config="$LAB_DIR/lab-config.json"
+    local detach=0 do_build=1 appliance=1 kernel=0 config="$LAB_DIR/lab-config-l3.json"
     while (($#)); do
         case $1 in
             --detach) detach=1 ;;

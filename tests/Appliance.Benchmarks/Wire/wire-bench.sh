@@ -7,7 +7,13 @@
 # Options:
 #   --rates "25000 50000 ..."   offered rates in pps (default: 25k..500k, 9 steps)
 #   --seconds S                 seconds per step (default 3)
-#   --modes "appliance kernel"  which forwarders, in order (default both)
+#   --modes "appliance kernel"  which forwarders, in order (default both). Routed + SNAT (issue 3):
+#                               "snat kernel-snat" = the appliance with lab-config-l3.json routing
+#                               ist-h10 -> 198.51.100.99 via its gateway 10.10.0.1, default route to
+#                               ist-out 203.0.113.10, SNAT to 203.0.113.1 (rule 102 allows UDP); vs the
+#                               Linux kernel in ist-app doing the same with nftables (forward policy +
+#                               conntrack + masquerade). Direction fwd only; delivered = ist-out eth0
+#                               rx_packets (ist-out does not forward, so nothing comes back).
 #   --directions "fwd rev"      fwd = access host ist-h10 -> VXLAN VM ist-vm10 (default);
 #                               rev = ist-vm10 -> ist-h10 (the VM's kernel VTEP encapsulates on CPU0)
 #   --out DIR                   raw results (default /tmp/isthmus-wire-bench)
@@ -54,7 +60,7 @@ while (($#)); do
         --no-build) DO_BUILD=0 ;;
         --no-wait) WAIT=0 ;;
         --worktree) SNAPSHOT=0 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -116,7 +122,9 @@ softnet_drops() { local s=0 a b rest; while read -r a b rest; do s=$((s + 16#$b)
 step() {
     local mode=$1 dir=$2 rate=$3
     local gns gif gsrc gdst sip dip rns rif
-    if [[ $dir == fwd ]]; then
+    if [[ $mode == snat* || $mode == kernel-snat* ]]; then
+        gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$GW_MAC sip=10.10.0.10 dip=198.51.100.99 rns=ist-out rif=eth0
+    elif [[ $dir == fwd ]]; then
         gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$VM_MAC sip=10.10.0.10 dip=10.10.0.99 rns=ist-vm10 rif=eth0
     else
         gns=ist-vm10 gif=eth0 gsrc=$VM_MAC gdst=$H_MAC sip=10.10.0.11 dip=10.10.0.98 rns=ist-h10 rif=eth0
@@ -161,6 +169,31 @@ step() {
     tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, CPU1 %s%%, appliance %s%%\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10}' >&2
 }
 
+# Kernel reference for routed + SNAT: ist-app routes acc10 (10.10.0.1) <-> up0 (203.0.113.1) with
+# nftables mirroring lab-config-l3.json's inside -> outside policy (conntrack, established first, UDP
+# allowed, default drop) and masquerade to 203.0.113.1, default route via ist-out.
+kernel_snat() {
+    nsx ist-app ip addr add 10.10.0.1/24 dev acc10
+    nsx ist-app ip addr add 203.0.113.1/24 dev up0
+    nsx ist-app ip route add default via 203.0.113.10
+    nsx ist-app sysctl -qw net.ipv4.ip_forward=1
+    nsx ist-app nft -f - <<'NFT'
+table inet isthmus {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "acc10" oifname "up0" meta l4proto tcp tcp dport 25 reject with tcp reset
+        iifname "acc10" oifname "up0" meta l4proto { tcp, udp, icmp } accept
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "up0" masquerade
+    }
+}
+NFT
+}
+
 # ------------------------------------------------------------------------------------------ main
 mkdir -p "$OUT"
 RES="$OUT/results.txt"
@@ -189,17 +222,29 @@ take_lab
 built=0
 for mode in $MODES; do
     args=(up --detach)
-    [[ $mode == kernel ]] && args+=(--kernel-bridge)
-    if [[ $mode == appliance ]] && { ((!DO_BUILD)) || ((built)); }; then args+=(--no-build); fi
+    case $mode in
+        kernel) args+=(--kernel-bridge) ;;
+        kernel-snat) args+=(--no-appliance) ;;
+        # The L2 benchmark keeps its L2-only config (lab.sh's default is now the L3 demo config).
+        appliance) args+=(--config "$(dirname "$LAB")/lab-config.json") ;;
+        snat) args+=(--config "$(dirname "$LAB")/lab-config-l3.json") ;;
+        *) die "unknown mode $mode (appliance kernel snat kernel-snat)" ;;
+    esac
+    if [[ $mode == appliance || $mode == snat ]] && { ((!DO_BUILD)) || ((built)); }; then args+=(--no-build); fi
     log "mode $mode: lab.sh ${args[*]}"
     LAB_OURS=1
     "$LAB" "${args[@]}" >"$OUT/lab-$mode.log" 2>&1 || { tail -n 30 "$OUT/lab-$mode.log" >&2; die "lab.sh up failed"; }
-    [[ $mode == appliance ]] && built=1
+    [[ $mode == appliance || $mode == snat ]] && built=1
+    [[ $mode == kernel-snat ]] && kernel_snat
 
+    # The API needs authentication: lab.sh made the admin token at first boot.
+    AUTH=()
+    [[ -s $RUN_DIR/admin-token ]] && AUTH=(-H "Authorization: Bearer $(cat "$RUN_DIR/admin-token")")
     VM_MAC=$(nsx ist-vm10 cat /sys/class/net/eth0/address)
     H_MAC=$(nsx ist-h10 cat /sys/class/net/eth0/address)
     APP_PID=
-    if [[ $mode == appliance ]]; then
+    if [[ $mode == snat ]]; then GW_MAC=02:15:7e:00:00:10; else GW_MAC=$(nsx ist-app cat /sys/class/net/acc10/address); fi
+    if [[ $mode == appliance || $mode == snat ]]; then
         APP_PID=$(cat "$RUN_DIR/appliance.pid")
         [[ $(cat "/proc/$APP_PID/comm") == dotnet ]] || die "pid $APP_PID is not the appliance"
         taskset -a -p 2 "$APP_PID" >/dev/null
@@ -210,13 +255,34 @@ for mode in $MODES; do
     echo 2 | nsx ist-app tee /sys/class/net/acc10/queues/rx-0/rps_cpus >/dev/null
     echo 2 | nsx ist-app tee /sys/class/net/und0/queues/rx-0/rps_cpus >/dev/null
 
+    if [[ $mode == snat || $mode == kernel-snat ]]; then
+        # Resolve every neighbour on the routed path and check SNAT end to end.
+        nsx ist-h10 ping -c 3 -i 0.2 -W 1 203.0.113.10 >/dev/null || die "ping ist-h10 -> ist-out failed in mode $mode"
+        nsx ist-out ip neigh show 203.0.113.1 | grep -q . || die "ist-out has no neighbour entry for 203.0.113.1 (no SNAT?)"
+        [[ $mode == snat ]] && curl -sf "${AUTH[@]}" "$API/counters" >"$OUT/counters-snat-before.json"
+        for dir in fwd; do
+            SECONDS_SAVED=$SECONDS_PER_STEP; SECONDS_PER_STEP=2
+            step "$mode-warmup" "$dir" 50000 >/dev/null 2>&1 || true
+            SECONDS_PER_STEP=$SECONDS_SAVED
+            sed -i '/-warmup /d' "$RES"
+            for rate in $RATES; do step "$mode" "$dir" "$rate"; done
+        done
+        [[ $mode == snat ]] && curl -sf "${AUTH[@]}" "$API/counters" >"$OUT/counters-snat-after.json" || true
+        [[ $mode == kernel-snat ]] && nsx ist-app conntrack -L 2>/dev/null | head -n 5 >"$OUT/conntrack-kernel-snat.txt" || true
+        { for ns in ist-app ist-h10 ist-out; do echo "== $ns"; nsx "$ns" ip -s link; done
+          echo "== softnet_stat"; cat /proc/net/softnet_stat; } >"$OUT/links-$mode.txt" 2>&1 || true
+        log "mode $mode done: lab.sh down"
+        "$LAB" down >/dev/null 2>&1 || true
+        LAB_OURS=0
+        continue
+    fi
     # Teach every bridge on the path both MACs (unicast, not flood), then check it.
     nsx ist-vm10 ping -c 3 -i 0.2 -W 1 10.10.0.10 >/dev/null || die "ping ist-vm10 -> ist-h10 failed in mode $mode"
     if [[ $mode == appliance ]]; then
-        curl -sf "$API/bridge-domains" >"$OUT/bridge-domains-before.json"
+        curl -sf "${AUTH[@]}" "$API/bridge-domains" >"$OUT/bridge-domains-before.json"
         grep -qi "$VM_MAC" "$OUT/bridge-domains-before.json" || die "the appliance did not learn $VM_MAC"
         grep -qi "$H_MAC" "$OUT/bridge-domains-before.json" || die "the appliance did not learn $H_MAC"
-        curl -sf "$API/counters" >"$OUT/counters-appliance-before.json"
+        curl -sf "${AUTH[@]}" "$API/counters" >"$OUT/counters-appliance-before.json"
         log "appliance learned $VM_MAC and $H_MAC: unicast path"
     else
         nsx ist-app bridge fdb show br br5010 | grep -qi "$VM_MAC" || die "the kernel bridge did not learn $VM_MAC"
@@ -235,8 +301,8 @@ for mode in $MODES; do
     done
 
     if [[ $mode == appliance ]]; then
-        curl -sf "$API/counters" >"$OUT/counters-appliance-after.json" || true
-        curl -sf "$API/bridge-domains" >"$OUT/bridge-domains-after.json" || true
+        curl -sf "${AUTH[@]}" "$API/counters" >"$OUT/counters-appliance-after.json" || true
+        curl -sf "${AUTH[@]}" "$API/bridge-domains" >"$OUT/bridge-domains-after.json" || true
     fi
     { for ns in ist-app ist-h10 ist-vm10 ist-vtep1 ist-ul; do echo "== $ns"; nsx "$ns" ip -s link; done
       echo "== softnet_stat"; cat /proc/net/softnet_stat; } >"$OUT/links-$mode.txt" 2>&1 || true
@@ -268,11 +334,15 @@ zero_loss() {
         done
         echo
         for m in $MODES; do echo "- zero-loss (<= 0.1 %) $m $dir: $(zero_loss "$m" "$dir") pps"; done
-        if [[ $MODES == *appliance* && $MODES == *kernel* ]]; then
+        if [[ " $MODES " == *" appliance "* && " $MODES " == *" kernel "* ]]; then
             a=$(zero_loss appliance "$dir"); k=$(zero_loss kernel "$dir")
             awk -v a="$a" -v k="$k" 'BEGIN { if (k > 0) printf "- ratio appliance/kernel: %.2f (goal >= 1.5)\n", a / k }'
         fi
-        awk -v d="$dir" '$1=="appliance" && $2==d && $10!="-" { printf "- appliance process CPU at %d pps offered: %s %% of one core\n", $3, $10 }' "$RES"
+        if [[ " $MODES " == *" snat "* && " $MODES " == *" kernel-snat "* ]]; then
+            a=$(zero_loss snat "$dir"); k=$(zero_loss kernel-snat "$dir")
+            awk -v a="$a" -v k="$k" 'BEGIN { if (k > 0) printf "- ratio snat/kernel-snat (routed + SNAT): %.2f (goal >= 1.5)\n", a / k }'
+        fi
+        awk -v d="$dir" '($1=="appliance" || $1=="snat") && $2==d && $10!="-" { printf "- %s: appliance process CPU at %d pps offered: %s %% of one core\n", $1, $3, $10 }' "$RES"
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance%)"
