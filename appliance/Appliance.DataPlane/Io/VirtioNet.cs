@@ -69,7 +69,7 @@ internal static unsafe class VirtioNet
     /// </summary>
     public static bool FinishChecksum(byte* frame, int length, int start, int offset)
     {
-        if ((uint)start >= (uint)length || (uint)offset > (uint)(length - start - 2) || (offset & 1) != 0)
+        if (start < 0 || offset < 0 || start >= length || offset > length - start - 2)
         {
             return false;
         }

@@ -148,8 +148,10 @@ public sealed class AfPacketPortTests
         Assert.Equal(0, txPool.Outstanding);
     }
 
-    [Fact]
-    public void A_kernel_hosts_UDP_over_veth_arrives_with_its_checksum_not_ready()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_kernel_hosts_partial_UDP_checksum_is_finished_by_the_port_or_flagged_without_the_vnet_header(bool vnetHeader)
     {
         if (!Requires.RootAndNetns())
         {
@@ -160,7 +162,7 @@ public sealed class AfPacketPortTests
         var pool = new PacketPool(256);
         Ip.Run("-n", net.NamespaceA, "addr", "add", "10.77.0.1/24", "dev", net.LinkA);
         Ip.Run("-n", net.NamespaceA, "neigh", "add", "10.77.0.2", "lladdr", "02:00:00:00:00:0b", "dev", net.LinkA);
-        using var b = OpenAfPacket(net.NamespaceB, net.LinkB);
+        using var b = OpenAfPacket(net.NamespaceB, net.LinkB, vnetHeader: vnetHeader);
         Socket udp;
         using (NetworkNamespace.Enter(net.NamespaceA))
         {
@@ -176,7 +178,19 @@ public sealed class AfPacketPortTests
             f.Length > 34 && BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12)) == 0x0800 && f[23] == 17;
 
         var r = Assert.Single(Collect(b, pool, 1, (_, f) => IsUdp(f)));
-        Assert.True(r.Meta.Flags.HasFlag(PacketFlags.ChecksumNotReady), $"flags {r.Meta.Flags}");
+        if (vnetHeader)
+        {
+            Assert.False(r.Meta.Flags.HasFlag(PacketFlags.ChecksumNotReady), $"flags {r.Meta.Flags}");
+            Assert.True(Isthmus.Packets.L4Checksum.IsValid(r.Bytes, 14), "the port finishes NEEDS_CSUM at csum_start/csum_offset");
+            Assert.Equal(1, b.Counters.RxChecksumsFinished);
+        }
+        else
+        {
+            Assert.True(r.Meta.Flags.HasFlag(PacketFlags.ChecksumNotReady), $"flags {r.Meta.Flags}");
+        }
+
+        Assert.Equal(42 + 32, r.Bytes.Length);
+        Assert.Equal(PacketPool.Headroom, r.Meta.Offset);
         Assert.Equal(0, pool.Outstanding);
     }
 }

@@ -17,6 +17,26 @@ internal static class Ip
         }
     }
 
+    /// <summary>
+    /// Waits (up to 3 s) until <paramref name="link"/> in <paramref name="ns"/> is operationally up. Until
+    /// linkwatch has seen the carrier, the device keeps the noop qdisc, which drops what AF_PACKET sends
+    /// while sendmmsg reports success: tests that transmit at once would lose their first frames.
+    /// </summary>
+    public static void WaitOperUp(string ns, string link)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(3))
+        {
+            var (code, output) = TryRun("-n", ns, "-o", "link", "show", "dev", link);
+            if (code == 0 && output.Contains("state UP", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            Thread.Sleep(10);
+        }
+    }
+
     public static (int ExitCode, string Output) TryRun(params string[] args) =>
         Exec(Path ?? throw new InvalidOperationException("ip not found"), args);
 

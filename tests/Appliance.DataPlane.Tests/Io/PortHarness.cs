@@ -16,11 +16,11 @@ internal static class PortHarness
     public static readonly byte[] MacA = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0a];
     public static readonly byte[] MacB = [0x02, 0x00, 0x00, 0x00, 0x00, 0x0b];
 
-    public static AfPacketPort OpenAfPacket(string ns, string link, bool batch = true, PortKind kind = PortKind.Trunk)
+    public static AfPacketPort OpenAfPacket(string ns, string link, bool batch = true, PortKind kind = PortKind.Trunk, bool vnetHeader = true)
     {
         using (NetworkNamespace.Enter(ns))
         {
-            return new AfPacketPort(new AfPacketPortOptions { InterfaceName = link, Kind = kind, BatchSyscalls = batch });
+            return new AfPacketPort(new AfPacketPortOptions { InterfaceName = link, Kind = kind, BatchSyscalls = batch, VnetHeader = vnetHeader });
         }
     }
 

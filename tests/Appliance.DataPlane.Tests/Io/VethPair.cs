@@ -23,6 +23,9 @@ internal sealed class VethPair : IDisposable
                 Ip.Run("-n", ns, "link", "set", "lo", "up");
                 Ip.Run("-n", ns, "link", "set", link, "up");
             }
+
+            Ip.WaitOperUp(NamespaceA, LinkA);
+            Ip.WaitOperUp(NamespaceB, LinkB);
         }
         catch
         {
@@ -93,6 +96,8 @@ internal sealed class Lab : IDisposable
         Ip.Run("link", "add", x, "netns", nsX, "type", "veth", "peer", "name", y, "netns", nsY);
         Ip.Run("-n", nsX, "link", "set", x, "up");
         Ip.Run("-n", nsY, "link", "set", y, "up");
+        Ip.WaitOperUp(nsX, x);
+        Ip.WaitOperUp(nsY, y);
         return (x, y);
     }
 
