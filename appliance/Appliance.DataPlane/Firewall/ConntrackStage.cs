@@ -22,6 +22,13 @@ public enum ConntrackDrop : ushort
 
     /// <summary>An ICMP error whose quoted packet is too short or not IPv4.</summary>
     IcmpErrorMalformed,
+
+    /// <summary>
+    /// A new flow to one of the appliance's own addresses that no port forward claims. (Packets to
+    /// the gateway's address must reach conntrack: replies to masqueraded flows and port forwards
+    /// on that address are addressed to it.)
+    /// </summary>
+    ToApplianceNoFlow,
 }
 
 /// <summary>
@@ -203,6 +210,12 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         if (!invalid && !pending.Bridged && tables.DnatIndex.Count > 0)
         {
             Dnat(ref p, ref pending, context, tables, frame, l3, l4, tuple);
+        }
+
+        if (pending.DnatRule == 0 && !pending.Bridged && context.Snapshot.L3.LocalIpv4.ContainsKey(tuple.Destination))
+        {
+            Drop(ref p, (ushort)ConntrackDrop.ToApplianceNoFlow);
+            return;
         }
 
         if ((p.Flags & PacketFlags.Traced) != 0)

@@ -54,6 +54,11 @@ public sealed class FirewallTables
     /// <summary>Static 1:1 outbound: internal address → external address.</summary>
     public FrozenDictionary<uint, uint> StaticOutbound { get; init; } = FrozenDictionary<uint, uint>.Empty;
 
+    /// <summary>Each domain's gateway IPv4 address (masquerade and hairpin source), 0 when the domain has none.</summary>
+    public uint[] GatewayAddress { get; init; } = [];
+
+    public uint GatewayAddressOf(int domain) => (uint)domain < (uint)GatewayAddress.Length ? GatewayAddress[domain] : 0;
+
     public static ulong DnatKey(uint address, byte protocol, ushort port) => ((ulong)address << 32) | ((ulong)protocol << 16) | port;
 
     public int EgressZone(int segment, int domain) =>
@@ -130,8 +135,11 @@ public readonly record struct DnatRule(int IngressZone, uint ToAddress, ushort T
 /// <param name="EgressZone">-1: any.</param>
 /// <param name="EgressDomain">-1: any.</param>
 /// <param name="Sources">Prefixes as (network, mask); empty: any.</param>
+/// <param name="Pool">Empty: masquerade (the egress domain's gateway address).</param>
 public sealed record SnatRule(int EgressZone, int EgressDomain, (uint Network, uint Mask)[] Sources, uint[] Pool, ushort PortLow, ushort PortHigh, bool EndpointIndependent, string Description)
 {
+    public bool Masquerade => Pool.Length == 0;
+
     public bool MatchesSource(uint source)
     {
         if (Sources.Length == 0)

@@ -39,12 +39,19 @@ public sealed class NatPortAllocator : IConntrackObserver
     /// The address is chosen per inside host (RFC 4787 REQ-2, "paired"); the port keeps the
     /// inside port when it is free (port preservation), else the first free one from a hashed start.
     /// </summary>
-    public bool TryAllocate(ConntrackTable table, uint now, in FlowTuple outgoing, SnatRule rule, out uint address, out ushort port)
+    /// <param name="masquerade">The egress gateway's address, used when the rule is a masquerade (empty pool).</param>
+    public bool TryAllocate(ConntrackTable table, uint now, in FlowTuple outgoing, SnatRule rule, uint masquerade, out uint address, out ushort port)
     {
-        var isEcho = outgoing.Protocol == 1;
-        var insidePort = isEcho ? outgoing.SourcePort : outgoing.SourcePort;
+        var insidePort = outgoing.SourcePort;
         var hasPorts = outgoing.Protocol is 6 or 17 or 1;
-        address = rule.Pool[(int)(Mix(outgoing.Source) % (uint)rule.Pool.Length)];
+        address = rule.Masquerade ? masquerade : rule.Pool[(int)(Mix(outgoing.Source) % (uint)rule.Pool.Length)];
+        if (address == 0)
+        {
+            port = 0;
+            Exhausted++;
+            return false;
+        }
+
         if (rule.EndpointIndependent && hasPorts && _byInside.TryGetValue(InsideKey(outgoing.Protocol, outgoing.Source, insidePort), out var existing))
         {
             address = existing.Address;

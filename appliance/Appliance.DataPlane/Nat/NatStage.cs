@@ -10,7 +10,7 @@ public enum NatDrop : ushort
     /// <summary>The worker's conntrack table is full: the new flow is dropped, established ones are untouched.</summary>
     ConntrackFull,
 
-    /// <summary>Every port of the SNAT pool's range is taken toward this destination.</summary>
+    /// <summary>Every port of the SNAT pool's range is taken toward this destination (or a masquerade's egress domain has no gateway address).</summary>
     PortsExhausted,
 
     /// <summary>The new flow's reply tuple already belongs to another session (a DNAT or 1:1 overlap).</summary>
@@ -81,6 +81,7 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
         var source = outgoing.Source;
         var sourcePort = outgoing.SourcePort;
         string? how = null;
+        var allocated = false;
         if (!pending.Bridged)
         {
             var rule = SelectSnat(ref p, pending, tables, out var staticAddress);
@@ -92,19 +93,21 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
             }
             else if (rule is not null)
             {
-                if (!flows.Nat.TryAllocate(table, now, outgoing, rule, out source, out sourcePort))
+                if (!flows.Nat.TryAllocate(table, now, outgoing, rule, tables.GatewayAddressOf(p.Domain), out source, out sourcePort))
                 {
                     Drop(ref p, (ushort)NatDrop.PortsExhausted);
                     return;
                 }
 
+                allocated = true;
                 flags |= FlowFlags.SourceNat | (rule.EndpointIndependent ? FlowFlags.EndpointIndependent : FlowFlags.None);
                 how = rule.Description;
             }
         }
 
         var reply = NatPortAllocator.Reply(outgoing, source, sourcePort);
-        if (table.Contains(reply, now))
+        // The allocator has already checked the reply tuple of what it handed out.
+        if (!allocated && table.Contains(reply, now))
         {
             Drop(ref p, (ushort)NatDrop.TupleCollision);
             return;

@@ -27,7 +27,7 @@ public sealed record SnatRuleSpec
 
     public IReadOnlyList<string> Sources { get; init; } = [];
 
-    /// <summary>The pool. Masquerade (the egress gateway's own address) needs the gateway address; list it here.</summary>
+    /// <summary>The pool. Empty: masquerade, to the egress domain's gateway address (its first IPv4 address).</summary>
     public IReadOnlyList<string> ToAddresses { get; init; } = [];
 
     /// <summary>"1024-65535". Each worker allocates from its own slice, so workers never collide.</summary>
@@ -59,9 +59,12 @@ public sealed record DnatRuleSpec
 
     /// <summary>
     /// Hairpin: when the client sits in the server's own domain, its source is also translated, to
-    /// this address (the gateway's address there), so the server's replies come back through the
-    /// appliance. Null: no hairpin.
+    /// the gateway's address there (or <see cref="HairpinAddress"/>), so the server's replies come
+    /// back through the appliance. On by default.
     /// </summary>
+    public bool Hairpin { get; init; } = true;
+
+    /// <summary>The hairpin source address, when it should not be the domain's gateway address.</summary>
     public string? HairpinAddress { get; init; }
 }
 
@@ -74,6 +77,9 @@ public sealed record StaticNatSpec
 
     /// <summary>Zone the inbound side accepts from (null: any).</summary>
     public string? IngressZone { get; init; }
+
+    /// <summary>As <see cref="DnatRuleSpec.Hairpin"/>.</summary>
+    public bool Hairpin { get; init; } = true;
 
     /// <summary>As <see cref="DnatRuleSpec.HairpinAddress"/>.</summary>
     public string? HairpinAddress { get; init; }

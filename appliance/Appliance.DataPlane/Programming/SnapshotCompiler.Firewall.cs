@@ -13,8 +13,14 @@ public static partial class SnapshotCompiler
     /// <summary>Validates zones, policies and NAT (every error, with its path), and compiles the classifier and NAT tables.</summary>
     private static FirewallTables CompileFirewall(DataPlaneProgram program, Segment[] segments, Domain[] domains, L3Tables l3, long ticksPerSecond, List<ProgramError> problems)
     {
-        _ = l3;
         _ = ticksPerSecond;
+        var gatewayAddress = new uint[domains.Length];
+        for (var d = 0; d < domains.Length; d++)
+        {
+            var gateway = l3.Gateway(d);
+            gatewayAddress[d] = gateway is { Ipv4.Length: > 0 } ? gateway.Ipv4[0].Ipv4 : 0;
+        }
+
         var fw = program.Firewall;
         var nat = program.Nat;
         var zoneIndex = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -72,7 +78,8 @@ public static partial class SnapshotCompiler
 
                 foreach (var s in dom.Segments)
                 {
-                    if (s >= 0)
+                    // A segment that failed validation may leave a dangling index: skip it.
+                    if (s >= 0 && s < segments.Length)
                     {
                         Claim(s, id, $"{path}.domains[{i}]", segments[s].Name);
                     }
@@ -96,7 +103,7 @@ public static partial class SnapshotCompiler
             var zone = -1;
             foreach (var s in domains[d].Segments)
             {
-                if (s < 0)
+                if (s < 0 || s >= segments.Length)
                 {
                     continue;
                 }
@@ -253,6 +260,11 @@ public static partial class SnapshotCompiler
             var dst = Address(rule.Destination, $"{path}.destination");
             var to = Address(rule.ToAddress, $"{path}.toAddress");
             var hairpin = rule.HairpinAddress is null ? 0u : Address(rule.HairpinAddress, $"{path}.hairpinAddress");
+            if (rule.Hairpin && hairpin == 0 && gatewayAddress.All(a => a == 0))
+            {
+                problems.Add(new($"{path}.hairpin", "hairpin translates to the gateway address, and no gateway has an IPv4 address: set hairpinAddress or hairpin: false"));
+            }
+
             var protocol = rule.Protocol switch
             {
                 "tcp" => IpProtocol.Tcp,
@@ -276,7 +288,7 @@ public static partial class SnapshotCompiler
                 problems.Add(new(path, $"{rule.Destination} {rule.Protocol} port {rule.Port?.ToString(CultureInfo.InvariantCulture) ?? "any"} is forwarded twice"));
             }
 
-            dnat.Add(new DnatRule(zone, to, (ushort)(rule.ToPort ?? 0), HairpinRule(hairpin, $"dnat[{i}] hairpin"), $"dnat[{i}]"));
+            dnat.Add(new DnatRule(zone, to, (ushort)(rule.ToPort ?? 0), rule.Hairpin ? HairpinRule(hairpin, $"dnat[{i}] hairpin") : null, $"dnat[{i}]"));
         }
 
         var staticOut = new Dictionary<uint, uint>();
@@ -298,7 +310,7 @@ public static partial class SnapshotCompiler
                 problems.Add(new($"{path}.internal", $"{rule.Internal} already has a 1:1 external address"));
             }
 
-            dnat.Add(new DnatRule(zone, inside, 0, HairpinRule(hairpin, $"static[{i}] hairpin"), $"static[{i}]"));
+            dnat.Add(new DnatRule(zone, inside, 0, rule.Hairpin ? HairpinRule(hairpin, $"static[{i}] hairpin") : null, $"static[{i}]"));
         }
 
         var snat = new List<SnatRule>();
@@ -344,9 +356,9 @@ public static partial class SnapshotCompiler
                 pool.Add(Address(rule.ToAddresses[k], $"{path}.toAddresses[{k}]"));
             }
 
-            if (pool.Count == 0)
+            if (pool.Count == 0 && (domain >= 0 ? gatewayAddress[domain] == 0 : gatewayAddress.All(a => a == 0)))
             {
-                problems.Add(new($"{path}.toAddresses", "list the address(es) to translate to (masquerade: the egress gateway's address)"));
+                problems.Add(new($"{path}.toAddresses", "masquerade needs a gateway with an IPv4 address in the egress domain; configure one or list toAddresses"));
             }
 
             if (!TryParseRange(rule.Ports, out var low, out var high) || low == 0)
@@ -377,6 +389,7 @@ public static partial class SnapshotCompiler
             DnatIndex = dnatIndex.ToFrozenDictionary(),
             Snat = [.. snat],
             StaticOutbound = staticOut.ToFrozenDictionary(),
+            GatewayAddress = gatewayAddress,
         };
 
         void Claim(int segment, int zone, string path, string name)
@@ -510,8 +523,9 @@ public static partial class SnapshotCompiler
         }
     }
 
-    private static SnatRule? HairpinRule(uint address, string description) =>
-        address == 0 ? null : new SnatRule(-1, -1, [], [address], 1024, 65535, false, description);
+    /// <summary>Hairpin: the given address, or (none given) masquerade to the server domain's gateway.</summary>
+    private static SnatRule HairpinRule(uint address, string description) =>
+        new(-1, -1, [], address == 0 ? [] : [address], 1024, 65535, false, description);
 
     /// <summary>"10.0.0.0/8" or "10.0.0.1" (a /32). Host bits must be zero.</summary>
     internal static bool TryParsePrefix(string text, out uint network, out int length)

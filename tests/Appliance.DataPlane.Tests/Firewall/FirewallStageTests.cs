@@ -152,7 +152,7 @@ public class FirewallStageTests
         Assert.Contains(errors, e => e.StartsWith("firewall.policies[1].rules[0].sourceSets[0]: no address set named 'x'", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("nat.snat[0]: name the egressZone", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("nat.snat[0].ports:", StringComparison.Ordinal));
-        Assert.Contains(errors, e => e.StartsWith("nat.snat[0].toAddresses:", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("nat.snat[0].toAddresses: masquerade needs a gateway", StringComparison.Ordinal));
     }
 
     private static DataPlaneProgram L2FixtureProgram() => Support.L2Fixture.LabProgram();

@@ -47,9 +47,9 @@ public sealed class FlowFixture : IDisposable
 
     private readonly PipelineStage[] _stages = [new ConntrackStage(), new FirewallStage(), new NatStage()];
 
-    public FlowFixture(FirewallSpec? firewall = null, NatSpec? nat = null)
+    public FlowFixture(FirewallSpec? firewall = null, NatSpec? nat = null, IReadOnlyList<GatewaySpec>? gateways = null)
     {
-        Program = L2Fixture.LabProgram() with { Firewall = firewall ?? DefaultFirewall, Nat = nat ?? new NatSpec() };
+        Program = L2Fixture.LabProgram() with { Firewall = firewall ?? DefaultFirewall, Nat = nat ?? new NatSpec(), Gateways = gateways ?? [] };
         for (var i = 0; i < _stages.Length; i++)
         {
             _stages[i].Index = (byte)i;

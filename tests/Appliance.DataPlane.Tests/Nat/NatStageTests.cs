@@ -146,7 +146,7 @@ public class NatStageTests
     [Fact]
     public void Port_unreachable_from_a_port_forwarded_server_reaches_the_outside_client_un_dnatted()
     {
-        var nat = new NatSpec { Dnat = [new DnatRuleSpec { Destination = Public, Protocol = "udp", Port = 5353, ToAddress = WebServer, ToPort = 53 }] };
+        var nat = new NatSpec { Dnat = [new DnatRuleSpec { Destination = Public, Protocol = "udp", Port = 5353, ToAddress = WebServer, ToPort = 53, Hairpin = false }] };
         using var f = new FlowFixture(WithInbound(new RuleSpec { Id = 10, Protocol = "udp", DestinationPorts = ["53"] }), nat);
         var query = f.Inbound(Udp(Server, 50000, Public, 5353));
         Assert.True(query.Passed);
@@ -171,7 +171,7 @@ public class NatStageTests
     [Fact]
     public void A_port_forward_reaches_the_inside_server_and_replies_leave_as_the_public_address()
     {
-        var nat = new NatSpec { Dnat = [new DnatRuleSpec { IngressZone = "outside", Destination = Public, Port = 8080, ToAddress = WebServer, ToPort = 80 }] };
+        var nat = new NatSpec { Dnat = [new DnatRuleSpec { IngressZone = "outside", Destination = Public, Port = 8080, ToAddress = WebServer, ToPort = 80, Hairpin = false }] };
         using var f = new FlowFixture(WithInbound(new RuleSpec { Id = 10, Protocol = "tcp", Destinations = [WebServer], DestinationPorts = ["80"] }), nat);
         var syn = f.Inbound(Tcp(Server, 50000, Public, 8080, TcpFlags.Syn));
         Assert.True(syn.Passed);
@@ -193,7 +193,7 @@ public class NatStageTests
     [Fact]
     public void Static_one_to_one_translates_both_ways_and_keeps_ports()
     {
-        var nat = new NatSpec { Static = [new StaticNatSpec { External = "203.0.113.50", Internal = WebServer }] };
+        var nat = new NatSpec { Static = [new StaticNatSpec { External = "203.0.113.50", Internal = WebServer, Hairpin = false }] };
         using var f = new FlowFixture(WithInbound(new RuleSpec { Id = 10 }), nat);
         var outbound = f.Outbound(Tcp(WebServer, 1234, Server, 443, TcpFlags.Syn));
         Assert.Equal("203.0.113.50", outbound.Source.ToString());
@@ -226,6 +226,36 @@ public class NatStageTests
         Assert.Equal(Host, synAck.Destination.ToString());
         Assert.Equal(41000, synAck.DestinationPort);
         AssertChecksums(synAck.Frame);
+    }
+
+    [Fact]
+    public void Masquerade_and_hairpin_use_the_gateway_addresses()
+    {
+        var gateways = new[]
+        {
+            new GatewaySpec { Domain = "bd10", Addresses = ["10.10.0.1/24"] },
+            new GatewaySpec { Domain = "bd20", Addresses = ["203.0.113.1/24"] },
+        };
+        var nat = new NatSpec
+        {
+            Snat = [new SnatRuleSpec { EgressDomain = "bd20" }],
+            Dnat = [new DnatRuleSpec { Destination = "203.0.113.1", Port = 443, ToAddress = WebServer }],
+        };
+        using var f = new FlowFixture(nat: nat, gateways: gateways);
+        var masqueraded = f.Outbound(Udp(Host, 1111, Server, 53));
+        Assert.Equal("203.0.113.1", masqueraded.Source.ToString());
+        AssertChecksums(masqueraded.Frame);
+        var reply = f.Inbound(Udp(Server, 53, "203.0.113.1", masqueraded.SourcePort));
+        Assert.True(reply.Passed);
+        Assert.Equal(Host, reply.Destination.ToString());
+
+        // To the gateway's address, not a reply and not forwarded: not the firewall's to pass on.
+        Assert.Equal("conntrack.ToApplianceNoFlow", f.Inbound(Udp(Server, 53, "203.0.113.1", 9)).Drop);
+
+        var hairpinned = f.Run(Tcp(Host, 41000, "203.0.113.1", 443, TcpFlags.Syn), InsideSegment, InsideDomain, InsideSegment, InsideDomain);
+        Assert.Equal(WebServer, hairpinned.Destination.ToString());
+        Assert.Equal("10.10.0.1", hairpinned.Source.ToString());
+        AssertChecksums(hairpinned.Frame);
     }
 
     [Fact]
