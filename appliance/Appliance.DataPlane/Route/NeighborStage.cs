@@ -187,6 +187,7 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
 
                 foreach (ref var held in neighbors.Held(ref e))
                 {
+                    Unreachable(context, l3, held);
                     context.Counters.CountDrop(Index, (ushort)NeighborDrop.Unresolved);
                     if ((held.Flags & PacketFlags.Traced) != 0)
                     {
@@ -213,6 +214,79 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
     }
 
     public override void Release(WorkerContext context) => context.L3.Neighbors.Clear(context.Pool);
+
+    /// <summary>
+    /// A held packet whose next hop never answered: tell its source the host is unreachable (ICMP
+    /// type 3 code 1, RFC 1812 section 5.2.7.1; ICMPv6 type 1 code 3, RFC 4443 section 3.1). The
+    /// held packet's source MAC was already rewritten, so the error is routed like any packet: LPM
+    /// on the source, and only to a next hop the cache already knows (no resolution for an error).
+    /// </summary>
+    private static void Unreachable(WorkerContext context, L3Tables l3, in PacketMeta held)
+    {
+        var pool = context.Pool;
+        var frame = pool.Frame(held.Buffer, held.Offset, held.Length);
+        var ipv6 = (held.Flags & PacketFlags.Ipv6) != 0;
+        var offending = frame[held.L3Offset..];
+        ulong hi = 0, lo;
+        FibEntry? route;
+        if (ipv6)
+        {
+            if (held.IpProtocol == IpProtocol.Icmpv6 && held.L4Offset != 0 && frame[held.L4Offset] < 128)
+            {
+                return;
+            }
+
+            var source = new Ipv6Header(offending).Source;
+            var index = l3.Fib6.Lookup(source.High, source.Low);
+            route = index < 0 ? null : l3.Routes6[index];
+            (hi, lo) = route is { Kind: RouteKind.Static } ? (route.NextHopHi, route.NextHopLo) : (source.High, source.Low);
+        }
+        else
+        {
+            var ip = new Ipv4Header(offending);
+            if (ip.IsLaterFragment || (held.IpProtocol == IpProtocol.Icmp && held.L4Offset != 0 && new Icmpv4Header(frame[held.L4Offset..]).IsError))
+            {
+                return;
+            }
+
+            var index = l3.Fib4.Lookup(ip.Source.Value);
+            route = index < 0 ? null : l3.Routes4[index];
+            lo = route is { Kind: RouteKind.Static } ? route.NextHopLo : ip.Source.Value;
+        }
+
+        if (route is null || l3.Gateway(route.Domain) is not { } gw || (ipv6 ? gw.Ipv6.Length : gw.Ipv4.Length) == 0)
+        {
+            return;
+        }
+
+        ref var neighbor = ref context.L3.Neighbors.Find(gw.Domain, ipv6, hi, lo);
+        if (Unsafe.IsNullRef(ref neighbor) || neighbor.State != NeighborState.Reachable || !context.L3.IcmpErrors.TryTake(context.Now, context.TicksPerSecond))
+        {
+            return;
+        }
+
+        var buffer = pool.Rent();
+        if (buffer < 0)
+        {
+            return;
+        }
+
+        var mac = new MacAddress(neighbor.Mac);
+        var into = pool.Frame(buffer, PacketPool.Headroom, PacketPool.MaxFrame);
+        var length = ipv6
+            ? L3Messages.Icmpv6Error(into, mac, gw.Mac, gw.Ipv6[0].Ipv6, new Ipv6Header(offending).Packet, Icmpv6Type.DestinationUnreachable, 3, 0)
+            : L3Messages.Icmpv4Error(into, mac, gw.Mac, new Ipv4Address(gw.Ipv4[0].Ipv4), new Ipv4Header(offending).Packet, Icmpv4Type.DestinationUnreachable, 1, 0);
+        ref var error = ref context.Originate(buffer, PacketPool.Headroom, length);
+        if (Unsafe.IsNullRef(ref error))
+        {
+            pool.Return(buffer);
+            return;
+        }
+
+        error.Domain = (ushort)gw.Domain;
+        PlaceInDomain(ref error, context, neighbor.Mac);
+        context.L3.IcmpErrorsSent++;
+    }
 
     /// <summary>
     /// Sends an ARP request (IPv4) or a neighbor solicitation (IPv6) for a next hop, flooded in its

@@ -104,9 +104,34 @@ public class RouteStageTests
         Assert.Empty(lab.Sent(Acc20));
 
         Assert.Equal(NeighborCache.MaxHeld, lab.Drops("neighbor", "Unresolved"));
+        Assert.Empty(lab.Sent(Acc10)); // HostA never ARPed, so no next hop is known for the error
         Assert.Equal(0, lab.Neighbors.HeldPackets);
         Assert.True(Unsafe.IsNullRef(ref lab.Neighbors.Find(1, false, 0, Host20Ip.Value)));
         Assert.Equal(1, lab.Neighbors.Failed);
+    }
+
+    [Fact]
+    public void An_unanswered_next_hop_sends_host_unreachable_to_a_known_source()
+    {
+        using var lab = new L3Fixture();
+        lab.Announce(Acc10, HostA, HostAIp);
+        var packet = Udp(HostA, Gw10, HostAIp, Host20Ip);
+
+        lab.Receive(Acc10, packet);
+        lab.Tick(3);
+
+        var error = Assert.Single(lab.Sent(Acc10));
+        Assert.Equal(HostA, Destination(error));
+        Assert.Equal(Gw10, Source(error));
+        var ip = Ip4(error);
+        Assert.Equal(Gw10Ip, ip.Source);
+        Assert.Equal(HostAIp, ip.Destination);
+        var icmp = new Icmpv4Header(ip.Payload);
+        Assert.Equal(Icmpv4Type.DestinationUnreachable, icmp.Type);
+        Assert.Equal(1, icmp.Code);
+        Assert.Equal(Host20Ip, Ipv4Address.Read(icmp.QuotedPacket[16..]));
+        AssertChecksums(error);
+        lab.ClearSent();
     }
 
     [Fact]
