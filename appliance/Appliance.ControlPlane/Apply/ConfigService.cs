@@ -240,7 +240,7 @@ public sealed partial class ConfigService : IDisposable
     /// <summary>Validates everything and compiles: the errors of every layer together, or a snapshot ready to publish.</summary>
     private (ConfigDocument? Document, List<ProgramError> Errors, DataPlaneSnapshot? Snapshot) Prepare(JsonObject raw)
     {
-        var parsed = ConfigDocumentJson.Parse(WithCarriedCredentials(raw));
+        var parsed = ConfigDocumentJson.Parse(raw);
         var errors = new List<ProgramError>(parsed.Errors);
         if (parsed.Document is not { } document)
         {
@@ -248,6 +248,7 @@ public sealed partial class ConfigService : IDisposable
         }
 
         var current = _current.Document;
+        document = WithCarriedCredentials(raw, document, current);
         var requireAdmin = current.Users.Any(u => u.Role == Role.Admin) || current.ApiTokens.Any(t => t.Role == Role.Admin);
         errors.AddRange(ConfigValidator.Validate(document, requireAdmin));
         var nextVersion = (_current.Revision?.Id ?? 0) + 1;
@@ -293,6 +294,17 @@ public sealed partial class ConfigService : IDisposable
         {
             yield return new("ports", $"the port list differs from the running one ({string.Join(", ", a.Select(p => p.Name))}); ports are opened at start: import the document with `Appliance.Host import` and restart");
         }
+    }
+
+    /// <summary>A document that does not mention users or tokens keeps the current ones.</summary>
+    private static ConfigDocument WithCarriedCredentials(JsonObject raw, ConfigDocument document, ConfigDocument current)
+    {
+        bool Mentions(string key) => raw.Any(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase));
+        return document with
+        {
+            Users = Mentions(ConfigDocumentJson.UsersKey) ? document.Users : current.Users,
+            ApiTokens = Mentions(ConfigDocumentJson.ApiTokensKey) ? document.ApiTokens : current.ApiTokens,
+        };
     }
 
     private JsonObject WithCarriedCredentials(JsonObject raw)

@@ -61,4 +61,34 @@ public static class Documents
 
         return doc;
     }
+
+    /// <summary>
+    /// <see cref="Lab"/> plus a firewall: zone "access" (acc10) and zone "trunk" (trunk0/vlan10), and
+    /// <paramref name="rules"/> distinct TCP rules from access to trunk (distinct /24 sources, varied ports).
+    /// </summary>
+    public static JsonObject WithFirewall(JsonObject document, int rules, int seed = 0)
+    {
+        var list = new JsonArray();
+        for (var i = 0; i < rules; i++)
+        {
+            var n = i + seed;
+            list.Add(new JsonObject
+            {
+                ["id"] = i + 1,
+                ["sources"] = new JsonArray($"10.{(n / 250) % 250}.{n % 250}.0/24"),
+                ["protocol"] = "tcp",
+                ["destinationPorts"] = new JsonArray((1024 + (n % 60000)).ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                ["action"] = i % 7 == 0 ? "drop" : "allow",
+            });
+        }
+
+        document["firewall"] = new JsonObject
+        {
+            ["zones"] = new JsonArray(
+                new JsonObject { ["name"] = "access", ["segments"] = new JsonArray("acc10") },
+                new JsonObject { ["name"] = "trunk", ["segments"] = new JsonArray("trunk0/vlan10") }),
+            ["policies"] = new JsonArray(new JsonObject { ["from"] = "access", ["to"] = "trunk", ["rules"] = list, ["defaultAction"] = "drop" }),
+        };
+        return document;
+    }
 }
