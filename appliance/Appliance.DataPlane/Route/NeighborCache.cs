@@ -184,12 +184,15 @@ public sealed class NeighborCache
         }
 
         Learned++;
+        var resolved = e.State == NeighborState.Incomplete;
         e.State = NeighborState.Reachable;
         e.Mac = mac;
         e.Confirmed = now;
         e.Probes = 0;
         e.NextProbe = now;
-        if (e.HeldCount > 0 && _readyCount < _ready.Length)
+        // Only Incomplete entries hold packets, and each holds a block: the ready list (one slot per
+        // block) cannot overflow when entries are queued on the Incomplete → Reachable transition.
+        if (resolved && e.HeldCount > 0 && _readyCount < _ready.Length)
         {
             _ready[_readyCount++] = (e.DomainKey, hi, lo);
         }
