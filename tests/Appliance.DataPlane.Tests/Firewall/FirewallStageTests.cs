@@ -127,6 +127,46 @@ public class FirewallStageTests
     }
 
     [Fact]
+    public void Ipv6_is_not_tracked_allowed_within_a_zone_and_dropped_between_zones_unless_allowed()
+    {
+        var buffer = new byte[128];
+        var spec = new Ipv6FrameSpec(HostMac, GatewayMac, Ipv6Address.Parse("fd00:10::a"), Ipv6Address.Parse("fd00:20::5"));
+        var frame = buffer[..PacketBuilder.Udp(buffer, spec, 1, 53, new byte[8])];
+
+        using var f = new FlowFixture();
+        Assert.Equal("firewall.Ipv6BetweenZones", Ipv6(f, frame, OutsideSegment, OutsideDomain).Drop);
+        Assert.True(Ipv6(f, frame, 1, InsideDomain).Passed);
+        Assert.Equal(0, f.Table.Count);
+
+        using var open = new FlowFixture(DefaultFirewall with { AllowIpv6BetweenZones = true });
+        Assert.True(Ipv6(open, frame, OutsideSegment, OutsideDomain).Passed);
+    }
+
+    private static FlowResult Ipv6(FlowFixture f, byte[] frame, int egressSegment, int egressDomain)
+    {
+        var batch = new PacketBatch();
+        var buffer = f.Pool.Rent();
+        frame.CopyTo(f.Pool.Frame(buffer, PacketPool.Headroom, frame.Length));
+        ref var p = ref batch.Add(buffer, PacketPool.Headroom, frame.Length, 0);
+        p.IngressSegment = InsideSegment;
+        p.IngressDomain = InsideDomain;
+        p.EgressSegment = egressSegment;
+        p.Domain = (ushort)egressDomain;
+        p.Flags = PacketFlags.L3Parsed | PacketFlags.Ipv6 | PacketFlags.Routed;
+        p.L3Offset = EthernetHeader.Length;
+        p.L4Offset = EthernetHeader.Length + Ipv6Header.Length;
+        p.IpProtocol = IpProtocol.Udp;
+        foreach (var stage in f.Stages)
+        {
+            stage.Process(batch, f.Context);
+        }
+
+        var result = new FlowResult(p, frame, p.Disposition == Disposition.Drop ? $"{f.Stages[p.DropStage].Name}.{f.Stages[p.DropStage].DropReasons[p.DropCode]}" : null);
+        f.Pool.Return(buffer);
+        return result;
+    }
+
+    [Fact]
     public void Invalid_configuration_is_reported_with_paths()
     {
         var program = L2FixtureProgram() with
