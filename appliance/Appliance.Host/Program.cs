@@ -144,6 +144,7 @@ public static class Program
             {
                 var path = options.Certificate?.FullName ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(options.Store))!, "api-certificate.pfx");
                 var cert = SelfSignedCertificate.LoadOrCreate(path, TimeProvider.System, new SerilogLoggerFactory(Log.Logger).CreateLogger("Isthmus.Tls"));
+                builder.WebHost.UseKestrelHttpsConfiguration();
                 builder.WebHost.ConfigureKestrel(k => k.ConfigureHttpsDefaults(h => h.ServerCertificate = cert));
             }
 
