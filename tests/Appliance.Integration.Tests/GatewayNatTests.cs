@@ -20,8 +20,7 @@ public sealed class GatewayNatTests(LabFixture lab, ITestOutputHelper output)
             return;
         }
 
-        using var server = Lab.Start("ist-out", $"{Probes.Python} -m http.server 8000 --bind 203.0.113.10");
-        await Lab.WaitListening("ist-out", 8000);
+        using var server = await Probes.StartServer("ist-out", $"{Probes.Python} -m http.server 8000 --bind 203.0.113.10", 8000);
         // What the outside receives: every packet from the tenant must carry the appliance's address.
         using var cap = await Lab.Tshark("ist-out", "eth0", "ip and not arp and (icmp or tcp port 8000)",
             "ip.src", "ip.dst", "ip.proto", "tcp.srcport", "tcp.dstport", "icmp.type");
@@ -53,8 +52,7 @@ public sealed class GatewayNatTests(LabFixture lab, ITestOutputHelper output)
             return;
         }
 
-        using var server = Lab.Start("ist-vm10", $"{Probes.Python} -m http.server 80 --bind 10.10.0.11");
-        await Lab.WaitListening("ist-vm10", 80);
+        using var server = await Probes.StartServer("ist-vm10", $"{Probes.Python} -m http.server 80 --bind 10.10.0.11", 80);
         // The VM sees the client's real address (DNAT only, no SNAT on the way in).
         using var cap = await Lab.Tcpdump("ist-vm10", "eth0", "tcp port 80", "in");
         string outMac = await Lab.Mac("ist-out");
@@ -154,8 +152,7 @@ public sealed class GatewayNatTests(LabFixture lab, ITestOutputHelper output)
 
         using var outside = await Probes.StartServers("ist-out", Probes.OutsideServers);
         await Lab.Must("ist-out", "mkdir -p /tmp/isthmus-l3-www && head -c 2000000 /dev/urandom > /tmp/isthmus-l3-www/blob && sha256sum /tmp/isthmus-l3-www/blob | cut -c1-64 > /tmp/isthmus-l3-www/blob.sha");
-        using var web = Lab.Start("ist-out", $"{Probes.Python} -m http.server 8001 --bind 203.0.113.10 --directory /tmp/isthmus-l3-www");
-        await Lab.WaitListening("ist-out", 8001);
+        using var web = await Probes.StartServer("ist-out", $"{Probes.Python} -m http.server 8001 --bind 203.0.113.10 --directory /tmp/isthmus-l3-www", 8001);
         string want = (await Lab.Must("ist-out", "cat /tmp/isthmus-l3-www/blob.sha")).Stdout.Trim();
 
         // A 2 MB download through SNAT: every reply segment (and the VM's ACKs) must pass and be translated back.

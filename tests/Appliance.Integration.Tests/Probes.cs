@@ -119,13 +119,40 @@ public static class Probes
         return file;
     }
 
+    /// <summary>Starts a server command in a namespace and waits until it listens on the TCP port (fails with its stderr).</summary>
+    public static async Task<Background> StartServer(string ns, string command, int port)
+    {
+        var bg = Lab.Start(ns, command);
+        await WaitListening(bg, ns, port);
+        return bg;
+    }
+
+    /// <summary>Up to 15 s (a loaded 2-core VM starts Python slowly); the server's stderr in the failure.</summary>
+    public static async Task WaitListening(Background bg, string ns, int port)
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (DateTime.UtcNow < until && !bg.HasExited)
+        {
+            var r = await Lab.Exec(ns, $"ss -Hltn 'sport = :{port.ToString(CultureInfo.InvariantCulture)}' | grep -q LISTEN");
+            if (r.Ok)
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        var ss = await Lab.Exec(ns, "ss -Hltnp; ss -Hlunp");
+        Assert.Fail($"nothing listens on port {port} in {ns} ({bg.Command}; exited={bg.HasExited})\nstderr: {bg.Stderr}\nlisteners:\n{ss.Stdout}");
+    }
+
     /// <summary>Starts TCP listeners (send a line, close) and UDP echo servers in a namespace, and waits for them.</summary>
     public static async Task<Background> StartServers(string ns, string spec)
     {
         var bg = Lab.Start(ns, $"{Python} {ServerFile.Value} {spec}");
         foreach (string p in spec.Split(' ')[1].Split(','))
         {
-            await Lab.WaitListening(ns, int.Parse(p, CultureInfo.InvariantCulture));
+            await WaitListening(bg, ns, int.Parse(p, CultureInfo.InvariantCulture));
         }
 
         return bg;
