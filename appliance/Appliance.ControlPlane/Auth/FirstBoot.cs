@@ -67,6 +67,11 @@ public sealed partial class FirstBoot(ConfigService config, ILogger<FirstBoot> l
 
             LogSeeded(logger, outcome.Revision!.Id, document.Users.Count, document.ApiTokens.Count);
         }
+        else if (options.SeedDocument is not null)
+        {
+            // The store is the source of truth once it exists; the file only seeds an empty one.
+            LogSeedIgnored(logger, config.Current.Revision.Id);
+        }
 
         var current = config.Current.Document;
         if (!current.Users.Any(u => u.Role == Role.Admin) && !current.ApiTokens.Any(t => t.Role == Role.Admin))
@@ -107,6 +112,9 @@ public sealed partial class FirstBoot(ConfigService config, ILogger<FirstBoot> l
 
     [LoggerMessage(EventId = LogEvents.ConfigSeeded, Level = LogLevel.Information, Message = "First boot: imported configuration as revision {Revision} ({Users} users, {Tokens} API tokens)")]
     private static partial void LogSeeded(ILogger logger, long revision, int users, int tokens);
+
+    [LoggerMessage(EventId = LogEvents.ConfigSeedIgnored, Level = LogLevel.Information, Message = "The store already holds revision {Revision}: the --config file is not imported (use `import` to replace the configuration offline)")]
+    private static partial void LogSeedIgnored(ILogger logger, long revision);
 
     [LoggerMessage(EventId = LogEvents.SetupTokenIssued, Level = LogLevel.Warning, Message = "No admin is configured. One-time setup token: {SetupToken}  (POST /api/v1/setup {{\"token\":\"...\",\"user\":\"admin\",\"password\":\"...\"}})")]
     private static partial void LogSetupToken(ILogger logger, string setupToken);

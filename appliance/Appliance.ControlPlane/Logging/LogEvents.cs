@@ -22,6 +22,7 @@ public static class LogEvents
     public const int CommitConfirmExpired = 2005;
     public const int ConfigSeeded = 2006;
     public const int ConfigLoaded = 2007;
+    public const int ConfigSeedIgnored = 2008;
 
     // 3xxx: access
     public const int SetupTokenIssued = 3001;
