@@ -254,23 +254,35 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         p.FlowDirection = (byte)direction;
         pending.State = ConnectionStates.Established;
         pending.Original = tuple;
+        pending.Current = tuple;
         if ((e.Flags & (FlowFlags.SourceNat | FlowFlags.DestinationNat)) != 0)
         {
-            // Translating direction d: the other direction's tuple, reversed.
+            // Translating direction d: the other direction's tuple, reversed. The destination is
+            // rewritten here, before the route lookup (netfilter's prerouting); the source in the
+            // NAT stage, after route and firewall (postrouting), so ICMP errors the route stage
+            // sends about this packet still quote what its sender sent.
             var other = ConntrackTable.TupleOf(e, 1 - direction);
-            var target = new FlowTuple(other.Destination, other.Source, other.DestinationPort, other.SourcePort, protocol);
-            NatRewriter.Rewrite(frame, l3, l4, tuple, target);
-            pending.Current = target;
-        }
-        else
-        {
-            pending.Current = tuple;
+            if (other.Source != tuple.Destination || other.SourcePort != tuple.DestinationPort)
+            {
+                var target = tuple with { Destination = other.Source, DestinationPort = other.SourcePort };
+                NatRewriter.Rewrite(frame, l3, l4, tuple, target);
+                pending.Current = target;
+            }
+
+            if (other.Destination != tuple.Source || other.DestinationPort != tuple.SourcePort)
+            {
+                pending.SourceRewrite = true;
+                pending.SourceTo = other.Destination;
+                pending.SourcePortTo = other.DestinationPort;
+            }
         }
 
         if ((p.Flags & PacketFlags.Traced) != 0)
         {
             context.Tracer.Record(p.TraceId, Name, pending.InvalidTransition ? "invalid" : "established",
-                $"flow {entry} {(direction == 0 ? "original" : "reply")} {e.State}" + (pending.Current != tuple ? $", NAT {tuple} → {pending.Current}" : ""));
+                $"flow {entry} {(direction == 0 ? "original" : "reply")} {e.State}"
+                + (pending.Current != tuple ? $", destination {tuple} → {pending.Current}" : "")
+                + (pending.SourceRewrite ? $", source → {new Ipv4Address(pending.SourceTo)}:{pending.SourcePortTo} in nat" : ""));
         }
     }
 

@@ -42,6 +42,16 @@ public struct PendingFlow
 
     /// <summary>TCP flags as received (reject builds its RST from them).</summary>
     public byte TcpFlags;
+
+    /// <summary>
+    /// A known flow whose source the NAT stage rewrites, after route and firewall (netfilter's
+    /// postrouting): SNAT in the original direction, un-DNAT in the reply direction.
+    /// </summary>
+    public bool SourceRewrite;
+
+    public uint SourceTo;
+
+    public ushort SourcePortTo;
 }
 
 /// <summary>

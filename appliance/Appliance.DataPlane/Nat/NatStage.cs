@@ -38,13 +38,23 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
-            if (p.Disposition != Disposition.Continue || (p.Flags & PacketFlags.NewFlow) == 0)
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.NewFlow | PacketFlags.KnownFlow)) == 0)
             {
                 continue;
             }
 
             ref var pending = ref flows.Pending[i];
-            if (pending.Allowed && pending.Trackable)
+            if ((p.Flags & PacketFlags.KnownFlow) != 0)
+            {
+                if (pending.SourceRewrite)
+                {
+                    // A known flow's source half of the translation (conntrack did the destination).
+                    var current = pending.Current;
+                    NatRewriter.Rewrite(context.Pool.Frame(p.Buffer, p.Offset, p.Length), p.L3Offset, p.L4Offset, current,
+                        current with { Source = pending.SourceTo, SourcePort = pending.SourcePortTo });
+                }
+            }
+            else if (pending.Allowed && pending.Trackable)
             {
                 Commit(ref p, ref pending, context, tables, flows, table);
             }
