@@ -74,8 +74,8 @@ public struct ConntrackEntry
 
     public FlowFlags Flags;
 
-    /// <summary>Index of the firewall rule that admitted the flow (low byte unused: see <see cref="FlowRule"/>).</summary>
-    public byte Spare;
+    /// <summary>Padding to 32 bytes (free for a future flag).</summary>
+    public byte Reserved;
 }
 
 /// <summary>A flow tuple as the lookup sees it (for ICMP echo: requests carry the id as source port, replies as destination port).</summary>
@@ -224,7 +224,7 @@ public sealed class ConntrackTable
         e.State = state;
         e.Flags = flags;
         e.Expires = expires;
-        e.Spare = 0;
+        e.Reserved = 0;
         AddKey(Hash(original), (entry << 1) + 1);
         AddKey(Hash(reply), (entry << 1) + 2);
         return entry;
