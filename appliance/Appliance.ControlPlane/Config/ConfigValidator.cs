@@ -43,7 +43,7 @@ public static class ConfigValidator
 
             if (!Credentials.LooksLikePasswordHash(user.PasswordHash))
             {
-                errors.Add(new($"{path}.passwordHash", "not a password hash: set passwords with POST /api/v1/users (isthmusctl user add), never in clear"));
+                errors.Add(new($"{path}.passwordHash", "not a password hash: set passwords with POST /api/v1/users, never in clear"));
             }
         }
 
