@@ -130,10 +130,19 @@ public class FirewallEstablishedBenchmarks
 {
     private FlowBench _outbound = null!;
     private FlowBench _inbound = null!;
+    private FlowBench _harness = null!;
 
     [GlobalSetup]
     public void Setup()
     {
+        // The same frames with no firewall or NAT configured: the stages return at once, so this
+        // is the harness's own cost (frame copy, metadata) to subtract.
+        _harness = new FlowBench(new FirewallSpec(), new NatSpec());
+        for (var i = 0; i < FlowBench.Batch; i++)
+        {
+            _harness.SetTemplate(i, FlowBench.TcpFrame(0x0A0A_0000u + (uint)i, (ushort)(40000 + i), 0xC633_6407u, 80, TcpFlags.Ack));
+        }
+
         _outbound = Established(out _);
         _inbound = Established(out var replies);
         for (var i = 0; i < FlowBench.Batch; i++)
@@ -141,6 +150,9 @@ public class FirewallEstablishedBenchmarks
             _inbound.SetTemplate(i, replies[i]);
         }
     }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = FlowBench.Batch, Description = "harness only (frame copy + metadata), per packet")]
+    public int Harness() => _harness.Run(FlowBench.InsideSegment, 0, FlowBench.OutsideSegment, 1);
 
     [Benchmark(OperationsPerInvoke = FlowBench.Batch, Description = "established, original direction (SNAT), per packet")]
     public int Outbound() => _outbound.Run(FlowBench.InsideSegment, 0, FlowBench.OutsideSegment, 1);

@@ -73,9 +73,11 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
                 bridged = true;
             }
 
+            // Reset what firewall and NAT read for a known flow; the new-flow path clears the rest.
             ref var pending = ref flows.Pending[i];
-            pending = default;
             pending.Bridged = bridged;
+            pending.InvalidTransition = false;
+            pending.SourceRewrite = false;
             Track(ref p, ref pending, context, tables, table, flows.Now);
         }
     }
@@ -106,6 +108,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         var protocol = p.IpProtocol;
         var tcpFlags = TcpFlags.None;
         var trackable = true;
+        pending.IcmpType = 0;
         var invalid = false;
         FlowTuple tuple;
         switch (protocol)
@@ -200,6 +203,11 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         }
 
         p.Flags |= PacketFlags.NewFlow;
+        var bridgedFlow = pending.Bridged;
+        var icmpType = pending.IcmpType;
+        pending = default;
+        pending.Bridged = bridgedFlow;
+        pending.IcmpType = icmpType;
         pending.Original = tuple;
         pending.Current = tuple;
         pending.State = invalid ? ConnectionStates.Invalid : ConnectionStates.New;
