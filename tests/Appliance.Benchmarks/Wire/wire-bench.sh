@@ -9,11 +9,11 @@
 #   --seconds S                 seconds per step (default 3)
 #   --modes "appliance kernel"  which forwarders, in order (default both). Routed + SNAT (issue 3):
 #                               "snat kernel-snat" = the appliance with lab-config-l3.json routing
-#                               ist-h10 -> 198.51.100.99 via its gateway 10.10.0.1, default route to
-#                               ist-out 203.0.113.10, SNAT to 203.0.113.1 (rule 102 allows UDP); vs the
+#                               ist-h10 -> ist-out 203.0.113.10 udp/9 via its gateway 10.10.0.1, SNAT
+#                               to 203.0.113.1 (rule 102 allows UDP); vs the
 #                               Linux kernel in ist-app doing the same with nftables (forward policy +
 #                               conntrack + masquerade). Direction fwd only; delivered = ist-out eth0
-#                               rx_packets (ist-out does not forward, so nothing comes back).
+#                               rx_packets (ist-out drops udp/9 in nftables: no port unreachable back).
 #   --directions "fwd rev"      fwd = access host ist-h10 -> VXLAN VM ist-vm10 (default);
 #                               rev = ist-vm10 -> ist-h10 (the VM's kernel VTEP encapsulates on CPU0)
 #   --out DIR                   raw results (default /tmp/isthmus-wire-bench)
@@ -123,7 +123,7 @@ step() {
     local mode=$1 dir=$2 rate=$3
     local gns gif gsrc gdst sip dip rns rif
     if [[ $mode == snat* || $mode == kernel-snat* ]]; then
-        gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$GW_MAC sip=10.10.0.10 dip=198.51.100.99 rns=ist-out rif=eth0
+        gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$GW_MAC sip=10.10.0.10 dip=203.0.113.10 rns=ist-out rif=eth0
     elif [[ $dir == fwd ]]; then
         gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$VM_MAC sip=10.10.0.10 dip=10.10.0.99 rns=ist-vm10 rif=eth0
     else
@@ -171,11 +171,10 @@ step() {
 
 # Kernel reference for routed + SNAT: ist-app routes acc10 (10.10.0.1) <-> up0 (203.0.113.1) with
 # nftables mirroring lab-config-l3.json's inside -> outside policy (conntrack, established first, UDP
-# allowed, default drop) and masquerade to 203.0.113.1, default route via ist-out.
+# allowed, default drop) and masquerade to 203.0.113.1.
 kernel_snat() {
     nsx ist-app ip addr add 10.10.0.1/24 dev acc10
     nsx ist-app ip addr add 203.0.113.1/24 dev up0
-    nsx ist-app ip route add default via 203.0.113.10
     nsx ist-app sysctl -qw net.ipv4.ip_forward=1
     nsx ist-app nft -f - <<'NFT'
 table inet isthmus {
@@ -256,6 +255,8 @@ for mode in $MODES; do
     echo 2 | nsx ist-app tee /sys/class/net/und0/queues/rx-0/rps_cpus >/dev/null
 
     if [[ $mode == snat || $mode == kernel-snat ]]; then
+        # The sink: ist-out counts the frames (rx_packets) and drops them without a port unreachable.
+        nsx ist-out nft 'add table inet istsink; add chain inet istsink in { type filter hook input priority 0; policy accept; }; add rule inet istsink in udp dport 9 drop'
         # Resolve every neighbour on the routed path and check SNAT end to end.
         nsx ist-h10 ping -c 3 -i 0.2 -W 1 203.0.113.10 >/dev/null || die "ping ist-h10 -> ist-out failed in mode $mode"
         nsx ist-out ip neigh show 203.0.113.1 | grep -q . || die "ist-out has no neighbour entry for 203.0.113.1 (no SNAT?)"
