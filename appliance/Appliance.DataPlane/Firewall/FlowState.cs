@@ -133,6 +133,20 @@ public sealed class FlowState
         return table is null ? 0 : table.Sweep(Now, Math.Max(4096, table.MaxSessions / 8));
     }
 
+    /// <summary>Every rule's new-flow hits in this worker, for the API (allocates; not for the packet path).</summary>
+    public IReadOnlyList<(int RuleId, long Hits)> RuleCounters()
+    {
+        var ids = _tables.RuleIds;
+        var hits = RuleHits;
+        var list = new List<(int, long)>(ids.Length);
+        for (var i = 0; i < ids.Length && i < hits.Length; i++)
+        {
+            list.Add((ids[i], Volatile.Read(ref hits[i])));
+        }
+
+        return list;
+    }
+
     /// <summary>Hits of the rule with <paramref name="ruleId"/> in this worker, or 0.</summary>
     public long Hits(int ruleId)
     {
