@@ -38,6 +38,24 @@ public class NatPipelineTests
         Assert.Equal(1, lab.Worker.Context.Flows.Table!.Count);
     }
 
+    [Fact]
+    public void The_worker_heartbeat_ages_sessions_out_in_virtual_time()
+    {
+        using var lab = new L3Fixture(Masquerade());
+        lab.Announce(Acc10, HostA, HostAIp);
+        lab.Announce(Acc20, Upstream, UpstreamIp);
+        lab.Receive(Acc10, Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(HostA, Gw10, HostAIp, Internet), 40002, 53, new byte[8])));
+        Assert.Single(lab.Sent(Acc20));
+        var table = lab.Worker.Context.Flows.Table!;
+        Assert.Equal(1, table.Count);
+
+        // UDP unreplied: 30 s; the sweep visits the whole table within 8 heartbeats.
+        lab.Tick(29);
+        Assert.Equal(1, table.Count);
+        lab.Tick(2 + 8);
+        Assert.Equal(0, table.Count);
+    }
+
     // The gateway stage drops packets addressed to its own address other than echo requests
     // (gateway.NotServed) before conntrack sees them, so replies to masqueraded flows never get
     // un-NATed. Needs the gateway to hand such packets on when NAT is configured (see Firewall/README.md).
