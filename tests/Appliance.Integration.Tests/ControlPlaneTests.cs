@@ -93,7 +93,7 @@ public sealed partial class ControlPlaneTests(LabFixture lab, ITestOutputHelper 
         {
             rules.Add(new JsonObject
             {
-                ["id"] = i + 1,
+                ["id"] = 100_000 + i, // clear of the lab policy's own rule ids
                 ["sources"] = new JsonArray($"10.{100 + (i / 250)}.{i % 250}.0/24"),
                 ["protocol"] = "tcp",
                 ["destinationPorts"] = new JsonArray((1024 + i).ToString(CultureInfo.InvariantCulture)),
