@@ -54,6 +54,13 @@ public sealed class FirewallTables
     /// <summary>Static 1:1 outbound: internal address → external address.</summary>
     public FrozenDictionary<uint, uint> StaticOutbound { get; init; } = FrozenDictionary<uint, uint>.Empty;
 
+    /// <summary>
+    /// Addresses NAT answers for that are not interface addresses (SNAT pools, DNAT destinations, 1:1
+    /// externals, hairpin sources): the gateway should answer ARP for them (proxy ARP) and hand packets
+    /// addressed to them on to conntrack.
+    /// </summary>
+    public FrozenSet<uint> NatAddresses { get; init; } = FrozenSet<uint>.Empty;
+
     /// <summary>Each domain's gateway IPv4 address (masquerade and hairpin source), 0 when the domain has none.</summary>
     public uint[] GatewayAddress { get; init; } = [];
 

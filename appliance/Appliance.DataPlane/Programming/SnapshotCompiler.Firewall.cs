@@ -369,6 +369,28 @@ public static partial class SnapshotCompiler
             snat.Add(new SnatRule(zone, domain, [.. sources], [.. pool], low, high, rule.EndpointIndependent, $"snat[{i}]"));
         }
 
+        var natAddresses = new HashSet<uint>();
+        foreach (var rule in snat)
+        {
+            natAddresses.UnionWith(rule.Pool);
+        }
+
+        foreach (var (key, _) in dnatIndex)
+        {
+            natAddresses.Add((uint)(key >> 32));
+        }
+
+        foreach (var rule in dnat)
+        {
+            if (rule.Hairpin is { Masquerade: false } hairpinRule)
+            {
+                natAddresses.UnionWith(hairpinRule.Pool);
+            }
+        }
+
+        natAddresses.ExceptWith(gatewayAddress);
+        natAddresses.Remove(0);
+
         var filtering = fw.Zones.Count > 0 || fw.Policies.Count > 0;
         return new FirewallTables
         {
@@ -390,6 +412,7 @@ public static partial class SnapshotCompiler
             Snat = [.. snat],
             StaticOutbound = staticOut.ToFrozenDictionary(),
             GatewayAddress = gatewayAddress,
+            NatAddresses = natAddresses.ToFrozenSet(),
         };
 
         void Claim(int segment, int zone, string path, string name)

@@ -195,6 +195,7 @@ public class NatStageTests
     {
         var nat = new NatSpec { Static = [new StaticNatSpec { External = "203.0.113.50", Internal = WebServer, Hairpin = false }] };
         using var f = new FlowFixture(WithInbound(new RuleSpec { Id = 10 }), nat);
+        Assert.Equal([Ipv4Address.Parse("203.0.113.50").Value], f.Context.Snapshot.Firewall.NatAddresses);
         var outbound = f.Outbound(Tcp(WebServer, 1234, Server, 443, TcpFlags.Syn));
         Assert.Equal("203.0.113.50", outbound.Source.ToString());
         Assert.Equal(1234, outbound.SourcePort);
@@ -242,6 +243,7 @@ public class NatStageTests
             Dnat = [new DnatRuleSpec { Destination = "203.0.113.1", Port = 443, ToAddress = WebServer }],
         };
         using var f = new FlowFixture(nat: nat, gateways: gateways);
+        Assert.Empty(f.Context.Snapshot.Firewall.NatAddresses);
         var masqueraded = f.Outbound(Udp(Host, 1111, Server, 53));
         Assert.Equal("203.0.113.1", masqueraded.Source.ToString());
         AssertChecksums(masqueraded.Frame);
