@@ -1,0 +1,91 @@
+using System.Net;
+using Isthmus.Mobility.Bgp.Codec;
+
+namespace Isthmus.Mobility.Bgp.Session;
+
+/// <summary>
+/// One route the speaker should announce (MetalLB's <c>Advertisement</c>): a prefix, and optionally
+/// a next hop (else the session's default), communities, large communities and LOCAL_PREF (iBGP only).
+/// Two advertisements are equal when prefix and every attribute are equal, lists compared by content.
+/// </summary>
+public sealed record Advertisement(IPNetwork Prefix)
+{
+    public IPAddress? NextHop { get; init; }
+
+    public IReadOnlyList<Community> Communities { get; init; } = [];
+
+    public IReadOnlyList<LargeCommunity> LargeCommunities { get; init; } = [];
+
+    public uint? LocalPref { get; init; }
+
+    public bool IsIpv6 => Prefixes.IsIpv6(Prefix);
+
+    public bool Equals(Advertisement? other) =>
+        other is not null && Prefix.Equals(other.Prefix) && Equals(NextHop, other.NextHop) && LocalPref == other.LocalPref
+        && Communities.SequenceEqual(other.Communities) && LargeCommunities.SequenceEqual(other.LargeCommunities);
+
+    public override int GetHashCode() => HashCode.Combine(Prefix, NextHop, LocalPref, Communities.Count, LargeCommunities.Count);
+}
+
+/// <summary>A route received from the peer, as kept in the Adj-RIB-In.</summary>
+public sealed record ReceivedRoute(
+    IPNetwork Prefix,
+    IPAddress? NextHop,
+    BgpOrigin? Origin,
+    IReadOnlyList<AsPathSegment> AsPath,
+    uint? MultiExitDisc,
+    uint? LocalPref,
+    IReadOnlyList<Community> Communities,
+    IReadOnlyList<LargeCommunity> LargeCommunities);
+
+/// <summary>What reconciling a desired set against the Adj-RIB-Out asks to send.</summary>
+public sealed record RibDiff(IReadOnlyList<Advertisement> Announce, IReadOnlyList<IPNetwork> Withdraw)
+{
+    public bool IsEmpty => Announce.Count == 0 && Withdraw.Count == 0;
+}
+
+/// <summary>
+/// The Adj-RIB-Out (RFC 4271 §3.2): what the peer has been told. <see cref="Reconcile"/> computes the
+/// announcements (new or changed) and withdrawals (gone) that turn it into the desired set, and
+/// records them as sent. Owned by the session loop; not thread-safe.
+/// </summary>
+public sealed class AdjRibOut
+{
+    private readonly Dictionary<IPNetwork, Advertisement> _sent = [];
+
+    public int Count => _sent.Count;
+
+    public IReadOnlyCollection<Advertisement> Routes => _sent.Values;
+
+    public RibDiff Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired)
+    {
+        var announce = new List<Advertisement>();
+        var withdraw = new List<IPNetwork>();
+        foreach (var (prefix, advertisement) in desired)
+        {
+            if (!_sent.TryGetValue(prefix, out var sent) || !sent.Equals(advertisement))
+            {
+                announce.Add(advertisement);
+                _sent[prefix] = advertisement;
+            }
+        }
+
+        foreach (var prefix in _sent.Keys)
+        {
+            if (!desired.ContainsKey(prefix))
+            {
+                withdraw.Add(prefix);
+            }
+        }
+
+        foreach (var prefix in withdraw)
+        {
+            _sent.Remove(prefix);
+        }
+
+        return new RibDiff(announce, withdraw);
+    }
+
+    /// <summary>The session went down: without Graceful Restart (RFC 4724) the peer dropped all our routes.</summary>
+    public void Clear() => _sent.Clear();
+}

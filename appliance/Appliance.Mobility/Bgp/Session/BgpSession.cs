@@ -1,0 +1,520 @@
+using System.Collections.Immutable;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Isthmus.Mobility.Bgp.Codec;
+using Isthmus.Mobility.Bgp.Fsm;
+
+namespace Isthmus.Mobility.Bgp.Session;
+
+/// <summary>One peer's settings.</summary>
+public sealed record BgpPeerOptions
+{
+    public required IPAddress PeerAddress { get; init; }
+
+    public int PeerPort { get; init; } = 179;
+
+    /// <summary>The source address to bind, if any.</summary>
+    public IPAddress? LocalAddress { get; init; }
+
+    public required BgpFsmOptions Fsm { get; init; }
+
+    /// <summary>The IPv4 next hop when an advertisement names none; default: the session's local address.</summary>
+    public IPAddress? NextHopIpv4 { get; init; }
+
+    /// <summary>The IPv6 next hop when an advertisement names none; default: the local address if the session is IPv6.</summary>
+    public IPAddress? NextHopIpv6 { get; init; }
+
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>
+/// One BGP session: a single loop task owns the FSM, the Adj-RIB-Out, the desired set and the
+/// connection. Everything else (API calls, the socket reader, timers) posts inputs into its channel,
+/// gobgp-style, so the peer state has exactly one writer. Readers get immutable snapshots.
+/// </summary>
+public sealed class BgpSession : IAsyncDisposable
+{
+    private const int MaxPrefixesPerUpdate = 400;
+
+    private readonly BgpPeerOptions _options;
+    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly BgpFsm _fsm;
+    private readonly AdjRibOut _ribOut = new();
+    private readonly Dictionary<IPNetwork, Advertisement> _desired = [];
+    private readonly Dictionary<IPNetwork, ReceivedRoute> _ribIn = [];
+    private Task? _loop;
+    private Connection? _connection;
+    private long _connectionId;
+    private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
+
+    public BgpSession(BgpPeerOptions options, TimeProvider time)
+    {
+        _options = options;
+        _fsm = new BgpFsm(options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
+    }
+
+    public BgpState State => _snapshot.State;
+
+    public BgpNegotiated? Negotiated => _snapshot.Negotiated;
+
+    public string? LastError => _snapshot.LastError;
+
+    /// <summary>The routes the peer sent us (Adj-RIB-In), read-only.</summary>
+    public IReadOnlyDictionary<IPNetwork, ReceivedRoute> AdjRibIn => _snapshot.AdjRibIn;
+
+    /// <summary>What the peer has been told (Adj-RIB-Out).</summary>
+    public IReadOnlyList<Advertisement> AdjRibOut => _snapshot.AdjRibOut;
+
+    /// <summary>Counts UPDATEs that RFC 7606 treated as withdraw, for diagnostics.</summary>
+    public int TreatAsWithdrawCount { get; private set; }
+
+    public void Start()
+    {
+        _loop ??= Task.Run(RunAsync);
+        _inputs.Writer.TryWrite(new Input.Fsm(new BgpEvent.ManualStart()));
+    }
+
+    /// <summary>
+    /// Replaces the desired set (MetalLB's <c>Session.Set</c>). The loop announces what is new or changed
+    /// and withdraws what is gone; the task completes when the loop has queued those UPDATEs.
+    /// </summary>
+    public Task SetAdvertisementsAsync(IEnumerable<Advertisement> desired)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _inputs.Writer.TryWrite(new Input.SetAdvertisements([.. desired], done));
+        return done.Task;
+    }
+
+    public void SetAdvertisements(IEnumerable<Advertisement> desired) => _ = SetAdvertisementsAsync(desired);
+
+    /// <summary>Graceful shutdown: Cease / Administrative Shutdown with an RFC 8203 message, then the loop ends.</summary>
+    public async Task StopAsync(string? reason = null)
+    {
+        if (_loop is null)
+        {
+            return;
+        }
+
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (_inputs.Writer.TryWrite(new Input.Stop(reason, done)))
+        {
+            await done.Task.ConfigureAwait(false);
+        }
+
+        await _loop.ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync("session disposed").ConfigureAwait(false);
+        _fsm.Dispose();
+    }
+
+    private async Task RunAsync()
+    {
+        await foreach (var input in _inputs.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            switch (input)
+            {
+                case Input.Fsm fsm:
+                    _fsm.Handle(fsm.Event);
+                    break;
+                case Input.Connected connected:
+                    OnConnected(connected);
+                    break;
+                case Input.ConnectFailed failed when failed.ConnectionId == _connectionId:
+                    _fsm.Handle(new BgpEvent.TcpConnectionFails(failed.Reason));
+                    break;
+                case Input.Frame frame when frame.ConnectionId == _connectionId:
+                    OnFrame(frame.Bytes);
+                    break;
+                case Input.Closed closed when closed.ConnectionId == _connectionId:
+                    _fsm.Handle(new BgpEvent.TcpConnectionFails(closed.Reason));
+                    break;
+                case Input.SetAdvertisements set:
+                    _desired.Clear();
+                    foreach (var advertisement in set.Desired)
+                    {
+                        _desired[advertisement.Prefix] = advertisement;
+                    }
+
+                    if (_fsm.State == BgpState.Established)
+                    {
+                        SendDiff();
+                    }
+
+                    set.Done.TrySetResult();
+                    break;
+                case Input.Stop stop:
+                    _fsm.Handle(new BgpEvent.ManualStop(stop.Reason));
+                    _fsm.Dispose();
+                    var closing = _connection?.Closed ?? Task.CompletedTask;
+                    Publish();
+                    _inputs.Writer.TryComplete();
+                    await closing.ConfigureAwait(false);
+                    stop.Done.TrySetResult();
+                    break;
+            }
+
+            Publish();
+        }
+    }
+
+    private void OnConnected(Input.Connected connected)
+    {
+        if (connected.ConnectionId != _connectionId || _fsm.State is not (BgpState.Connect or BgpState.Active))
+        {
+            connected.Socket.Dispose();
+            return;
+        }
+
+        _connection = new Connection(connected.Socket, connected.ConnectionId, _inputs.Writer);
+        _fsm.Handle(new BgpEvent.TcpConnectionConfirmed());
+    }
+
+    private void OnFrame(byte[] bytes)
+    {
+        var context = _fsm.Negotiated?.DecodeContext ?? BgpDecodeContext.Default;
+        var result = BgpMessage.Decode(bytes, context);
+        if (result.IsSessionReset)
+        {
+            _fsm.Handle(new BgpEvent.MessageError(result.Error!));
+            return;
+        }
+
+        _fsm.Handle(result.Message switch
+        {
+            OpenMessage open => new BgpEvent.OpenReceived(open),
+            KeepaliveMessage => new BgpEvent.KeepaliveReceived(),
+            UpdateMessage update => new BgpEvent.UpdateReceived(update, result.Error),
+            NotificationMessage notification => new BgpEvent.NotificationReceived(notification),
+            RouteRefreshMessage refresh => new BgpEvent.RouteRefreshReceived(refresh),
+            _ => new BgpEvent.MessageError(BgpError.Reset(BgpErrorCode.MessageHeader, BgpSubcode.BadMessageType)),
+        });
+    }
+
+    private void SendDiff()
+    {
+        var diff = _ribOut.Reconcile(NegotiatedDesired());
+        var context = _fsm.Negotiated!.DecodeContext;
+        foreach (var advertisement in diff.Announce)
+        {
+            Send(BuildAnnouncement(advertisement), context);
+        }
+
+        foreach (var ipv6 in new[] { false, true })
+        {
+            var withdrawn = diff.Withdraw.Where(p => Prefixes.IsIpv6(p) == ipv6).ToArray();
+            foreach (var chunk in withdrawn.Chunk(MaxPrefixesPerUpdate))
+            {
+                Send(ipv6
+                    ? new UpdateMessage { MpUnreach = new MpUnreachNlri(AfiSafi.Ipv6Unicast, chunk) }
+                    : new UpdateMessage { Withdrawn = chunk }, context);
+            }
+        }
+    }
+
+    // Only the families the peer negotiated can be sent; the rest wait in the desired set.
+    private Dictionary<IPNetwork, Advertisement> NegotiatedDesired()
+    {
+        var families = _fsm.Negotiated!.Families;
+        var canIpv4 = families.Contains(AfiSafi.Ipv4Unicast);
+        var canIpv6 = families.Contains(AfiSafi.Ipv6Unicast);
+        return _desired
+            .Where(kv => (kv.Value.IsIpv6 ? canIpv6 : canIpv4) && ResolveNextHop(kv.Value) is not null)
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
+
+    private IPAddress? ResolveNextHop(Advertisement advertisement)
+    {
+        var local = _connection?.LocalAddress;
+        return advertisement.NextHop ?? (advertisement.IsIpv6
+            ? _options.NextHopIpv6 ?? (local?.AddressFamily == AddressFamily.InterNetworkV6 ? local : null)
+            : _options.NextHopIpv4 ?? (local?.AddressFamily == AddressFamily.InterNetwork ? local : null));
+    }
+
+    private UpdateMessage BuildAnnouncement(Advertisement advertisement)
+    {
+        var fsm = _options.Fsm;
+        var ibgp = fsm.LocalAs == fsm.PeerAs;
+        var nextHop = ResolveNextHop(advertisement)!;
+        return new UpdateMessage
+        {
+            Origin = BgpOrigin.Igp,
+
+            // RFC 4271 §5.1.2: eBGP prepends our AS; iBGP sends an empty AS_PATH and a LOCAL_PREF.
+            AsPath = ibgp ? [] : [new AsPathSegment(AsPathSegmentType.AsSequence, [fsm.LocalAs])],
+            LocalPref = ibgp ? advertisement.LocalPref ?? 100 : null,
+            NextHop = advertisement.IsIpv6 ? null : nextHop,
+            Nlri = advertisement.IsIpv6 ? [] : [advertisement.Prefix],
+            MpReach = advertisement.IsIpv6 ? new MpReachNlri(AfiSafi.Ipv6Unicast, nextHop, null, [advertisement.Prefix]) : null,
+            Communities = advertisement.Communities,
+            LargeCommunities = advertisement.LargeCommunities,
+        };
+    }
+
+    private void Send(BgpMessage message, BgpDecodeContext context) => _connection?.Send(message.Encode(context));
+
+    private void OnEstablished()
+    {
+        _ribOut.Clear();
+        SendDiff();
+
+        // End-of-RIB (RFC 4724 §2) for each family: the initial table is complete.
+        var context = _fsm.Negotiated!.DecodeContext;
+        foreach (var family in _fsm.Negotiated.Families)
+        {
+            Send(family == AfiSafi.Ipv4Unicast ? new UpdateMessage() : new UpdateMessage { MpUnreach = new MpUnreachNlri(family, []) }, context);
+        }
+    }
+
+    private void OnUpdate(UpdateMessage update, BgpError? softError)
+    {
+        foreach (var prefix in update.AllWithdrawn)
+        {
+            _ribIn.Remove(prefix);
+        }
+
+        if (softError is { Action: BgpErrorAction.TreatAsWithdraw })
+        {
+            // RFC 7606 §2: keep the session, withdraw what the UPDATE would have announced.
+            TreatAsWithdrawCount++;
+            foreach (var prefix in update.Announced)
+            {
+                _ribIn.Remove(prefix);
+            }
+
+            return;
+        }
+
+        foreach (var prefix in update.Nlri)
+        {
+            _ribIn[prefix] = Received(prefix, update.NextHop, update);
+        }
+
+        if (update.MpReach is { } reach)
+        {
+            foreach (var prefix in reach.Nlri)
+            {
+                _ribIn[prefix] = Received(prefix, reach.NextHop, update);
+            }
+        }
+    }
+
+    private static ReceivedRoute Received(IPNetwork prefix, IPAddress? nextHop, UpdateMessage update) =>
+        new(prefix, nextHop, update.Origin, update.AsPath ?? [], update.MultiExitDisc, update.LocalPref, update.Communities, update.LargeCommunities);
+
+    private void OnRouteRefresh(RouteRefreshMessage refresh)
+    {
+        // RFC 2918 §4: re-advertise the Adj-RIB-Out for the family.
+        var context = _fsm.Negotiated!.DecodeContext;
+        var ipv6 = refresh.Family == AfiSafi.Ipv6Unicast;
+        foreach (var advertisement in _ribOut.Routes.Where(a => a.IsIpv6 == ipv6))
+        {
+            Send(BuildAnnouncement(advertisement), context);
+        }
+    }
+
+    private void Publish() => _snapshot = new Snapshot(
+        _fsm.State,
+        _fsm.Negotiated,
+        _fsm.LastError,
+        _ribIn.ToImmutableDictionary(),
+        [.. _ribOut.Routes]);
+
+    private void StartConnect()
+    {
+        var id = ++_connectionId;
+        var endpoint = new IPEndPoint(_options.PeerAddress, _options.PeerPort);
+        var local = _options.LocalAddress;
+        var timeout = _options.ConnectTimeout;
+        var writer = _inputs.Writer;
+        _ = Task.Run(async () =>
+        {
+            var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                if (local is not null)
+                {
+                    socket.Bind(new IPEndPoint(local, 0));
+                }
+
+                using var cts = new CancellationTokenSource(timeout);
+                await socket.ConnectAsync(endpoint, cts.Token).ConfigureAwait(false);
+                if (!writer.TryWrite(new Input.Connected(socket, id)))
+                {
+                    socket.Dispose();
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+            {
+                socket.Dispose();
+                writer.TryWrite(new Input.ConnectFailed(id, ex.Message));
+            }
+        });
+    }
+
+    private void CloseConnection()
+    {
+        // A new id makes every late event from the old connection stale.
+        _connectionId++;
+        _connection?.Close();
+        _connection = null;
+    }
+
+    private sealed record Snapshot(
+        BgpState State,
+        BgpNegotiated? Negotiated,
+        string? LastError,
+        ImmutableDictionary<IPNetwork, ReceivedRoute> AdjRibIn,
+        ImmutableArray<Advertisement> AdjRibOut);
+
+    private abstract record Input
+    {
+        public sealed record Fsm(BgpEvent Event) : Input;
+
+        public sealed record Connected(Socket Socket, long ConnectionId) : Input;
+
+        public sealed record ConnectFailed(long ConnectionId, string Reason) : Input;
+
+        public sealed record Frame(long ConnectionId, byte[] Bytes) : Input;
+
+        public sealed record Closed(long ConnectionId, string Reason) : Input;
+
+        public sealed record SetAdvertisements(Advertisement[] Desired, TaskCompletionSource Done) : Input;
+
+        public sealed record Stop(string? Reason, TaskCompletionSource Done) : Input;
+    }
+
+    /// <summary>The FSM's actions, run on the loop.</summary>
+    private sealed class Host(BgpSession session) : IBgpFsmHost
+    {
+        public void Connect() => session.StartConnect();
+
+        public void Disconnect() => session.CloseConnection();
+
+        public void Send(BgpMessage message) =>
+            session.Send(message, session._fsm.Negotiated?.DecodeContext ?? BgpDecodeContext.Default);
+
+        public void SessionEstablished(BgpNegotiated negotiated) => session.OnEstablished();
+
+        public void SessionDown(string reason)
+        {
+            session._ribIn.Clear();
+            session._ribOut.Clear();
+        }
+
+        public void UpdateReceived(UpdateMessage update, BgpError? softError) => session.OnUpdate(update, softError);
+
+        public void RouteRefreshReceived(RouteRefreshMessage routeRefresh) => session.OnRouteRefresh(routeRefresh);
+    }
+
+    /// <summary>
+    /// One TCP connection: a reader task that frames messages and posts them to the loop, and a writer
+    /// task that drains a send queue (so the loop never blocks on the socket). Close flushes the queue
+    /// (a final NOTIFICATION goes out) before the socket closes.
+    /// </summary>
+    private sealed class Connection : IDisposable
+    {
+        private readonly Socket _socket;
+        private readonly Channel<byte[]> _sendQueue = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly CancellationTokenSource _cancel = new();
+
+        public Connection(Socket socket, long id, ChannelWriter<Input> inputs)
+        {
+            _socket = socket;
+            LocalAddress = (socket.LocalEndPoint as IPEndPoint)?.Address;
+            _ = Task.Run(() => ReadAsync(id, inputs));
+            Closed = Task.Run(WriteAsync);
+        }
+
+        public IPAddress? LocalAddress { get; }
+
+        public Task Closed { get; }
+
+        public void Send(byte[] bytes) => _sendQueue.Writer.TryWrite(bytes);
+
+        /// <summary>Flush, then close; a peer that stops reading gets five seconds.</summary>
+        public void Close()
+        {
+            _sendQueue.Writer.TryComplete();
+            try
+            {
+                _cancel.CancelAfter(TimeSpan.FromSeconds(5));
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+
+        public void Dispose() => Close();
+
+        private async Task WriteAsync()
+        {
+            try
+            {
+                await foreach (var bytes in _sendQueue.Reader.ReadAllAsync(_cancel.Token).ConfigureAwait(false))
+                {
+                    await _socket.SendAsync(bytes, SocketFlags.None, _cancel.Token).ConfigureAwait(false);
+                }
+
+                _socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+            }
+            finally
+            {
+                _socket.Dispose();
+            }
+        }
+
+        private async Task ReadAsync(long id, ChannelWriter<Input> inputs)
+        {
+            var buffer = new byte[BgpMessage.MaxLength * 4];
+            var filled = 0;
+            var reason = "connection closed by peer";
+            try
+            {
+                while (true)
+                {
+                    var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _cancel.Token).ConfigureAwait(false);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    filled += read;
+                    var consumed = 0;
+                    while (true)
+                    {
+                        var length = BgpMessage.FrameLength(buffer.AsSpan(consumed, filled - consumed), out var error);
+                        if (error is not null)
+                        {
+                            inputs.TryWrite(new Input.Fsm(new BgpEvent.MessageError(error)));
+                            return;
+                        }
+
+                        if (length == 0)
+                        {
+                            break;
+                        }
+
+                        inputs.TryWrite(new Input.Frame(id, buffer.AsSpan(consumed, length).ToArray()));
+                        consumed += length;
+                    }
+
+                    buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
+                    filled -= consumed;
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                reason = ex.Message;
+            }
+
+            inputs.TryWrite(new Input.Closed(id, reason));
+        }
+    }
+}
