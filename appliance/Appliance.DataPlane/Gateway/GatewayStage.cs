@@ -250,6 +250,13 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
             return;
         }
 
+        // With NAT on, anything else to our own address may be a reply to a masqueraded flow, an ICMP
+        // error about one, or a port forward: conntrack decides (unclaimed: conntrack.ToApplianceNoFlow).
+        if (context.Snapshot.Firewall.Tracking)
+        {
+            return;
+        }
+
         Drop(ref p, (ushort)GatewayDrop.NotServed);
     }
 
