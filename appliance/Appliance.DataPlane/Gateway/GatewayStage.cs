@@ -139,7 +139,10 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
             }
         }
 
-        if (opcode == ArpOpcode.Request && gw.Owns(targetIp.Value))
+        // Our interface addresses, and NAT addresses on this link (SNAT pools, DNAT and 1:1 externals)
+        // that the upstream router must resolve to us.
+        if (opcode == ArpOpcode.Request
+            && (gw.Owns(targetIp.Value) || (gw.OnLink(targetIp.Value) && context.Snapshot.Firewall.NatAddresses.Contains(targetIp.Value))))
         {
             context.L3.ArpReplies++;
             Answer(ref p, context, gw, toGateway, gw.Mac, targetIp, senderMac, senderIp, "ARP reply", (p.Flags & PacketFlags.Traced) != 0 ? $"{targetIp} is at {gw.Mac}" : "");

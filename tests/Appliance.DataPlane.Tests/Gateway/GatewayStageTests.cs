@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Programming;
 using Isthmus.DataPlane.Route;
 using Isthmus.DataPlane.Tests.Support;
 using Isthmus.Packets;
@@ -44,6 +45,23 @@ public class GatewayStageTests
         Assert.Empty(lab.Sent(Acc10));
         Assert.Single(lab.Sent(Trunk0));
         Assert.Equal(0, lab.L3.ArpReplies);
+    }
+
+    [Fact]
+    public void Arp_for_an_on_link_nat_address_is_answered_with_the_gateway_mac()
+    {
+        var program = L3Program.Create() with
+        {
+            Nat = new NatSpec { Static = [new StaticNatSpec { External = "10.10.0.50", Internal = "10.20.0.50" }] },
+        };
+        using var lab = new L3Fixture(program);
+
+        lab.Receive(Acc10, ArpRequest(HostA, HostAIp, Ipv4Address.Parse("10.10.0.50")));
+
+        var arp = Arp(Assert.Single(lab.Sent(Acc10)));
+        Assert.Equal(ArpOpcode.Reply, arp.Opcode);
+        Assert.Equal(Gw10, arp.SenderMac);
+        Assert.Equal(Ipv4Address.Parse("10.10.0.50"), arp.SenderIp);
     }
 
     [Fact]
