@@ -25,23 +25,37 @@ public sealed class GatewayNatTests(LabFixture lab, ITestOutputHelper output)
         using var cap = await Lab.Tshark("ist-out", "eth0", "ip and not arp and (icmp or tcp port 8000)",
             "ip.src", "ip.dst", "ip.proto", "tcp.srcport", "tcp.dstport", "icmp.type");
         // ist-t10 is the VLAN 10 host on the 802.1Q trunk; ist-h10 the untagged access host; ist-h20 is in bd20.
-        await Lab.MustPing("ist-t10", "203.0.113.10");
-        await Lab.MustPing("ist-h10", "203.0.113.10");
-        await Lab.MustPing("ist-h20", "203.0.113.10");
-        var get = await Lab.Must("ist-t10", "curl -sS -m 10 -o /dev/null -w '%{http_code} %{size_download}' http://203.0.113.10:8000/", Curl);
-        output.WriteLine($"ist-t10 GET http://203.0.113.10:8000/ -> {get.Stdout}");
-        Assert.StartsWith("200 ", get.Stdout, StringComparison.Ordinal);
+        // Everything is sent first and judged after: what the outside saw (the translation) is asserted
+        // before whether the answers made it back (the replies' way through conntrack), so a failure says which half broke.
+        const string ping = "ping -n -c 3 -i 0.2 -W 2 203.0.113.10";
+        var pings = new List<(string Ns, ExecResult R)>();
+        foreach (string ns in new[] { "ist-t10", "ist-h10", "ist-h20" })
+        {
+            pings.Add((ns, await Lab.Exec(ns, ping, Curl)));
+        }
+
+        var get = await Lab.Exec("ist-t10", "curl -sS -m 8 -o /dev/null -w '%{http_code} %{size_download}' http://203.0.113.10:8000/", Curl);
         var lines = await cap.StopAsync();
         output.WriteLine("tshark in ist-out (ip.src|ip.dst|proto|tcp.srcport|tcp.dstport|icmp.type):\n" + string.Join('\n', lines));
+        output.WriteLine($"ist-t10 GET http://203.0.113.10:8000/ -> {get}");
 
         var fromTenant = lines.Where(l => !l.StartsWith("203.0.113.10|", StringComparison.Ordinal)).ToList();
         Assert.True(fromTenant.Count > 0, "tshark in ist-out saw nothing from the tenant\n" + await Lab.Diagnostics());
         Assert.All(fromTenant, l => Assert.StartsWith("203.0.113.1|203.0.113.10|", l, StringComparison.Ordinal));
         Assert.DoesNotContain(lines, l => l.Contains("10.10.0.", StringComparison.Ordinal) || l.Contains("10.20.0.", StringComparison.Ordinal));
-        // Echo requests (type 8) and the HTTP flow came in translated; replies went back to 203.0.113.1.
+        // Echo requests (type 8) and the HTTP flow came in translated; ist-out answered 203.0.113.1.
         Assert.Contains(fromTenant, l => l.StartsWith("203.0.113.1|203.0.113.10|1|", StringComparison.Ordinal) && l.EndsWith("|8", StringComparison.Ordinal));
         Assert.Contains(fromTenant, l => l.StartsWith("203.0.113.1|203.0.113.10|6|", StringComparison.Ordinal) && l.Contains("|8000|", StringComparison.Ordinal));
         Assert.Contains(lines, l => l.StartsWith("203.0.113.10|203.0.113.1|1|", StringComparison.Ordinal));
+
+        // The answers reached the hosts: translated back through conntrack.
+        string diag = await Lab.Diagnostics();
+        foreach (var (ns, r) in pings)
+        {
+            Assert.True(r.Ok, $"[{ns}] {ping}: ist-out answered 203.0.113.1 (see the capture), the answer did not reach {ns}\n{r}\n{diag}");
+        }
+
+        Assert.True(get.Ok && get.Stdout.StartsWith("200 ", StringComparison.Ordinal), $"ist-t10 GET through SNAT failed:\n{get}\n{diag}");
     }
 
     [Fact(Timeout = 90_000)]
