@@ -21,11 +21,18 @@ public static class Program
 
         ApplianceClient Client(ParseResult r) => ApplianceClient.Create(r.GetValue(url)!, r.GetValue(token), r.GetValue(user), Environment.GetEnvironmentVariable("ISTHMUS_PASSWORD"), r.GetValue(insecure));
 
-        // show config|revisions|counters|macs|interfaces|drops|audit|pending
-        var what = new Argument<string>("what") { Description = "config | revisions | counters | macs | interfaces | drops | audit | pending | revision N" };
+        // show config|revisions|counters|macs|interfaces|drops|audit|pending|sessions|neighbors|routes|rules
+        var what = new Argument<string>("what") { Description = "config | revisions | counters | macs | interfaces | drops | audit | pending | revision N | sessions | neighbors | routes | rules" };
         var showId = new Argument<long?>("id") { Description = "Revision number (show revision N)", Arity = ArgumentArity.ZeroOrOne };
-        var show = new Command("show", "Show configuration or live state") { what, showId };
-        show.SetAction(async (r, _) => await Show(Client(r), r.GetValue(what)!, r.GetValue(showId), r.GetValue(json)));
+        var protocol = new Option<string?>("--protocol") { Description = "show sessions: tcp | udp | icmp | protocol number" };
+        var address = new Option<string?>("--address") { Description = "show sessions: an IPv4 address in either tuple; show neighbors: the neighbor's address" };
+        var port = new Option<int?>("--port") { Description = "show sessions: a port in either tuple" };
+        var state = new Option<string?>("--state") { Description = "show sessions: syn_sent | syn_recv | established | fin_wait | close_wait | time_wait | close | unreplied | replied" };
+        var page = new Option<int?>("--page") { Description = "show sessions: page number (from 1)" };
+        var pageSize = new Option<int?>("--page-size") { Description = "show sessions: sessions per page (1 to 1000, default 100)" };
+        var show = new Command("show", "Show configuration or live state") { what, showId, protocol, address, port, state, page, pageSize };
+        show.SetAction(async (r, _) => await Show(Client(r), r.GetValue(what)!, r.GetValue(showId), r.GetValue(json), new Filters(
+            r.GetValue(protocol), r.GetValue(address), r.GetValue(port), r.GetValue(state), r.GetValue(page), r.GetValue(pageSize))));
 
         var file = new Argument<FileInfo>("file") { Description = "Configuration document (JSON)" };
         var message = new Option<string?>("--message", "-m") { Description = "Revision comment" };
@@ -124,10 +131,39 @@ public static class Program
         JsonNode.Parse(await File.ReadAllTextAsync(file.FullName), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
         ?? throw new InvalidDataException($"{file.Name} is empty");
 
-    private static async Task<int> Show(ApplianceClient client, string what, long? id, bool raw)
+    /// <summary>The filters of <c>show sessions</c> (the API's query parameters, same names).</summary>
+    public sealed record Filters(string? Protocol = null, string? Address = null, int? Port = null, string? State = null, int? Page = null, int? PageSize = null)
     {
+        public string SessionsQuery()
+        {
+            var parts = new List<string>();
+            void Add(string name, object? value)
+            {
+                if (value is not null)
+                {
+                    parts.Add($"{name}={Uri.EscapeDataString(Convert.ToString(value, CultureInfo.InvariantCulture)!)}");
+                }
+            }
+
+            Add("page", Page);
+            Add("pageSize", PageSize);
+            Add("protocol", Protocol);
+            Add("address", Address);
+            Add("port", Port);
+            Add("state", State);
+            return "/api/v1/sessions" + (parts.Count > 0 ? "?" + string.Join('&', parts) : "");
+        }
+    }
+
+    private static async Task<int> Show(ApplianceClient client, string what, long? id, bool raw, Filters? filters = null)
+    {
+        filters ??= new Filters();
         var path = what switch
         {
+            "sessions" => filters.SessionsQuery(),
+            "neighbors" => "/api/v1/neighbors",
+            "routes" => "/api/v1/routes",
+            "rules" => "/api/v1/firewall/rules",
             "config" => "/api/v1/config",
             "revisions" => "/api/v1/config/revisions",
             "revision" when id is { } n => $"/api/v1/config/revisions/{n}",
@@ -141,7 +177,7 @@ public static class Program
         };
         if (path is null)
         {
-            await Console.Error.WriteLineAsync($"show what? config | revisions | revision N | counters | macs | interfaces | drops | audit | pending (not '{what}')");
+            await Console.Error.WriteLineAsync($"show what? config | revisions | revision N | counters | macs | interfaces | drops | audit | pending | sessions | neighbors | routes | rules (not '{what}')");
             return 2;
         }
 
@@ -156,9 +192,40 @@ public static class Program
                 b!["ports"]!.AsArray().Select(p => $"{p!["name"],-8} {p["kind"],-7} rx {p["rxPackets"],10} pkts {p["rxBytes"],12} B   tx {p["txPackets"],10} pkts {p["txBytes"],12} B")
                     .Concat(b["drops"]!.AsObject().Where(d => (long)d.Value! > 0).Select(d => $"drop {d.Key,-28} {d.Value}"))),
             "pending" => b => b is null ? "nothing pending" : $"revision {b["revision"]} rolls back to {b["previous"]} at {b["deadline"]} unless confirmed",
+            "sessions" => FormatSessions,
+            "neighbors" => b => FormatNeighbors(b, filters.Address),
+            "routes" => b => string.Join(Environment.NewLine, b!.AsArray().Select(r =>
+                $"{r!["prefix"],-24} {r["source"],-10} {(string?)r["nextHop"] ?? "-",-26} {r["domain"]}")),
+            "rules" => b => b!.AsArray().Count == 0 ? "no firewall rules" : string.Join(Environment.NewLine, b.AsArray().Select(r =>
+                $"rule {r!["id"],-6} {r["from"]} -> {r["to"],-16} {r["action"],-7} {((bool)r["log"]! ? "log" : ""),-4} {r["hits"],12} hits")),
             _ => b => b?.ToJsonString(ApplianceClient.Pretty) ?? "",
         });
     }
+
+    public static string FormatSessions(JsonNode? body)
+    {
+        var lines = new List<string> { $"{body!["total"]} matching of {body["live"]} sessions (table {body["capacity"]}), page {body["page"]} of {Math.Max(1, ((int)body["total"]! + (int)body["pageSize"]! - 1) / (int)body["pageSize"]!)}" };
+        foreach (var s in body["items"]!.AsArray())
+        {
+            var o = s!["original"]!;
+            var nat = "";
+            if (s["nat"] is { } n)
+            {
+                nat += n["source"] is { } src ? $"  snat {src["from"]!["address"]}:{src["from"]!["port"]} -> {src["to"]!["address"]}:{src["to"]!["port"]}" : "";
+                nat += n["destination"] is { } dst ? $"  dnat {dst["from"]!["address"]}:{dst["from"]!["port"]} -> {dst["to"]!["address"]}:{dst["to"]!["port"]}" : "";
+            }
+
+            lines.Add($"{s["protocol"],-5} {s["state"],-12} {o["source"]}:{o["sourcePort"]} -> {o["destination"]}:{o["destinationPort"]}{nat}  idle {s["idleSeconds"]} s, expires in {s["expiresInSeconds"]} s");
+        }
+
+        return string.Join(Environment.NewLine, lines);
+    }
+
+    public static string FormatNeighbors(JsonNode? body, string? address = null) =>
+        string.Join(Environment.NewLine, body!.AsArray()
+            .Where(n => address is null || (string?)n!["address"] == address)
+            .Select(n => $"{n!["address"],-26} {(string?)n["mac"] ?? "(incomplete)",-18} {n["domain"],-12} {n["state"],-10} {n["ageSeconds"]} s"
+                + ((int)n["heldPackets"]! > 0 ? $", {n["heldPackets"]} held" : "")));
 
     private static string FormatDiff(JsonNode? body) =>
         body is JsonArray { Count: 0 } ? "no differences" : string.Join(Environment.NewLine, body!.AsArray().Select(d => (string)d!["op"]! switch

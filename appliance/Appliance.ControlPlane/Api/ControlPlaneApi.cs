@@ -56,6 +56,7 @@ public static class ControlPlaneApi
     public static IEndpointRouteBuilder MapControlPlane(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapStateApi();
+        endpoints.MapFlowApi();
         endpoints.MapConfigApi();
         endpoints.MapAccessApi();
         endpoints.MapMetricsApi();

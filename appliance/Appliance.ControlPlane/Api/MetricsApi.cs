@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Isthmus.ControlPlane.Apply;
 using Isthmus.ControlPlane.Runtime;
+using Isthmus.DataPlane.Workers;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -10,21 +11,38 @@ namespace Isthmus.ControlPlane.Api;
 
 /// <summary>
 /// Prometheus text exposition format 0.0.4, written by hand: per-port packets and bytes, per-stage drop
-/// reasons, worker batches, commits and the running revision.
+/// reasons, worker batches, commits and the running revision; conntrack sessions per protocol, table-full
+/// drops, neighbor counts and per-rule hit counters.
 /// </summary>
+/// <remarks>
+/// Cardinality stays bounded: ports, stage×reason and protocols are small fixed sets, and the rule hit
+/// counters are one series per configured firewall rule (labels rule id, zone pair, action). At this
+/// scale (a per-tenant policy of tens to a few hundred rules) per rule id is fine; a 10k-rule policy
+/// would mean 10k series, and then <c>GET /api/v1/firewall/rules</c> is the place to read them. Session
+/// and neighbor counts come from a worker query; if the worker does not answer in time those series are
+/// left out of that scrape (the rest is still served).
+/// </remarks>
 public static class MetricsApi
 {
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
     public static void MapMetricsApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/metrics", (DataPlaneRuntime dp, ConfigService config) => Results.Text(Render(dp, config), ContentType))
+        app.MapGet("/metrics", async (DataPlaneRuntime dp, ConfigService config, TimeProvider time, HttpContext http) =>
+            {
+                var flows = dp.Forwarding
+                    ? await FlowApi.AskAsync(dp.Worker.Queries, LiveState.Statistics, FlowApi.QueryTimeout, time, http.RequestAborted).ConfigureAwait(false)
+                    : null;
+                return Results.Text(Render(dp, config, flows), ContentType);
+            })
             .WithTags("Live state")
             .WithSummary("Prometheus metrics (text format)");
     }
 
-    public static string Render(DataPlaneRuntime dp, ConfigService config)
+    public static string Render(DataPlaneRuntime dp, ConfigService config, FlowStatistics? flows = null)
     {
+        ArgumentNullException.ThrowIfNull(dp);
+        ArgumentNullException.ThrowIfNull(config);
         var sb = new StringBuilder(4096);
         var ports = dp.Worker.Ports;
         Counter(sb, "isthmus_port_rx_packets_total", "Frames received per port.", ports.Select(p => (Label("port", p.Name, "kind", Kind(p)), p.Counters.RxPackets)));
@@ -41,6 +59,23 @@ public static class MetricsApi
         Gauge(sb, "isthmus_config_confirm_pending", "1 while a commit-confirmed waits for its confirmation.", config.Pending is null ? 0 : 1);
         Gauge(sb, "isthmus_up", "1 while the data plane forwards.", dp.Forwarding ? 1 : 0);
         Counter(sb, "isthmus_log_suppressed_total", "Data-plane log lines suppressed by the rate limit.", [("", dp.SuppressedLogLines)]);
+        Counter(sb, "isthmus_conntrack_table_full_drops_total", "New flows dropped because the conntrack table was full (nat.ConntrackFull).",
+            [("", StateApi.Drops(dp).Where(d => d.Stage == "nat" && d.Reason == "ConntrackFull").Sum(d => d.Count))]);
+        if (flows is not null)
+        {
+            var protocols = new SortedSet<byte>(flows.SessionsByProtocol.Keys) { 6, 17, 1 };
+            Gauges(sb, "isthmus_conntrack_sessions", "Live conntrack sessions per IP protocol.",
+                protocols.Select(p => ($"{{protocol=\"{FlowApi.ProtocolName(p)}\"}}", (long)flows.SessionsByProtocol.GetValueOrDefault(p))));
+            Gauge(sb, "isthmus_conntrack_sessions_max", "Conntrack table size (conntrack.maxSessions per worker; 0 when conntrack is off).", flows.MaxSessions);
+            Counter(sb, "isthmus_conntrack_sessions_created_total", "Conntrack sessions created.", [("", flows.Committed)]);
+            Counter(sb, "isthmus_conntrack_sessions_expired_total", "Conntrack sessions removed because they timed out.", [("", flows.Expired)]);
+            Gauge(sb, "isthmus_neighbors", "ARP/ND cache entries (reachable, stale and incomplete).", flows.Neighbors);
+            Gauge(sb, "isthmus_neighbor_held_packets", "Packets held for next hops that are resolving.", flows.HeldPackets);
+            Counter(sb, "isthmus_firewall_rule_hits_total", "New flows per firewall rule (one series per configured rule id).",
+                FlowApi.RuleViews(flows).Select(r => (
+                    $"{{rule=\"{r.Id.ToString(CultureInfo.InvariantCulture)}\",from=\"{Escape(r.From)}\",to=\"{Escape(r.To)}\",action=\"{r.Action}\"}}", r.Hits)));
+        }
+
         return sb.ToString();
     }
 
@@ -54,6 +89,16 @@ public static class MetricsApi
     {
         sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
         sb.Append("# TYPE ").Append(name).Append(" counter\n");
+        foreach (var (labels, value) in samples)
+        {
+            sb.Append(name).Append(labels).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
+    }
+
+    private static void Gauges(StringBuilder sb, string name, string help, IEnumerable<(string Labels, long Value)> samples)
+    {
+        sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+        sb.Append("# TYPE ").Append(name).Append(" gauge\n");
         foreach (var (labels, value) in samples)
         {
             sb.Append(name).Append(labels).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');

@@ -77,6 +77,9 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>Packet capture at receive; costs one volatile read per batch when nothing is armed.</summary>
     public PacketCapture Capture { get; } = new();
 
+    /// <summary>Snapshot requests for state only this thread may walk (conntrack, neighbors); answered between batches.</summary>
+    public WorkerQueries Queries { get; } = new();
+
     /// <summary>
     /// Queues a synthetic frame to enter as if received on port <paramref name="port"/>, traced
     /// through every stage. Returns its trace id. Safe from any thread.
@@ -98,6 +101,11 @@ public sealed class DataPlaneWorker : IDisposable
         if (Context.Now - _lastTick >= Context.TicksPerSecond)
         {
             Heartbeat();
+        }
+
+        if (Queries.Pending)
+        {
+            Queries.Serve(Context);
         }
 
         TakeInjected();
@@ -142,6 +150,7 @@ public sealed class DataPlaneWorker : IDisposable
         _stopping = true;
         _thread?.Join();
         _thread = null;
+        Queries.Abandon();
     }
 
     public void Dispose()
