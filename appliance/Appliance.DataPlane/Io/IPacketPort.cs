@@ -48,6 +48,12 @@ public interface IPacketPort : IDisposable
     PortCounters Counters { get; }
 
     /// <summary>
+    /// Frames the port already holds (a GSO super-frame's remaining segments, a test queue) that the
+    /// next <see cref="Receive"/> delivers even though <see cref="PollHandle"/> may not be readable.
+    /// </summary>
+    bool HasPendingFrames { get; }
+
+    /// <summary>
     /// Receives up to <see cref="PacketBatch.Free"/> frames into buffers rented from
     /// <paramref name="pool"/>, appends them to <paramref name="batch"/> at offset
     /// <see cref="PacketPool.Headroom"/>, and returns how many arrived (0 when nothing is waiting).

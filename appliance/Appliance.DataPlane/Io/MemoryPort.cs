@@ -24,6 +24,8 @@ public sealed class MemoryPort(string name, PortKind kind) : IPacketPort
 
     public PortCounters Counters { get; } = new();
 
+    public bool HasPendingFrames => _rx.Count > 0 || _replay.Length > 0;
+
     /// <summary>What the port transmitted, in order (only when <see cref="CaptureTransmitted"/>).</summary>
     public List<MemoryFrame> Transmitted { get; } = [];
 

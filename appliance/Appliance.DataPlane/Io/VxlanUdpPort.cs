@@ -114,6 +114,9 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     public PortCounters Counters { get; } = new();
 
     /// <inheritdoc />
+    public bool HasPendingFrames => false;
+
+    /// <inheritdoc />
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
     {
         ArgumentNullException.ThrowIfNull(batch);

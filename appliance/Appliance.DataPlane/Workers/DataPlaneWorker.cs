@@ -29,6 +29,12 @@ public sealed class DataPlaneWorker : IDisposable
     private readonly PacketBatch _batch = new();
     private readonly ConcurrentQueue<InjectedFrame> _injected = new();
     private readonly Poller? _poller;
+
+    /// <summary>Per port: its index in <see cref="_poller"/>, or -1 when it has no file descriptor.</summary>
+    private readonly int[] _pollIndex;
+
+    /// <summary>Per port: frames are probably waiting (its last receive filled the batch, or it holds some).</summary>
+    private readonly bool[] _hot;
     private long _lastTick;
     private int _nextPort;
     private Thread? _thread;
@@ -53,14 +59,13 @@ public sealed class DataPlaneWorker : IDisposable
         Context.Now = time.GetTimestamp();
         Context.Apply(slot.Current);
         _lastTick = Context.Now;
-        var pollable = _ports.Where(p => p.PollHandle >= 0).ToArray();
-        if (pollable.Length > 0)
+        _pollIndex = new int[_ports.Length];
+        _hot = new bool[_ports.Length];
+        var pollable = _ports.Count(p => p.PollHandle >= 0);
+        _poller = pollable > 0 ? new Poller(pollable) : null;
+        for (var i = 0; i < _ports.Length; i++)
         {
-            _poller = new Poller(pollable.Length);
-            foreach (var port in pollable)
-            {
-                _poller.Add(port);
-            }
+            _pollIndex[i] = _ports[i].PollHandle >= 0 ? _poller!.Add(_ports[i]) : -1;
         }
     }
 
@@ -109,12 +114,21 @@ public sealed class DataPlaneWorker : IDisposable
         }
 
         TakeInjected();
+        PollCold();
         var first = _nextPort;
         for (var n = 0; n < _ports.Length && !_batch.IsFull; n++)
         {
             var index = (first + n) % _ports.Length;
-            var got = _ports[index].Receive(_batch, Pool, (ushort)index);
-            if (got > 0 && _batch.IsFull)
+            if (_pollIndex[index] >= 0 && !_hot[index])
+            {
+                continue;
+            }
+
+            var port = _ports[index];
+            var got = port.Receive(_batch, Pool, (ushort)index);
+            var filled = got > 0 && _batch.IsFull;
+            _hot[index] = filled || port.HasPendingFrames;
+            if (filled)
             {
                 // Fairness: the next turn starts after the port that filled this batch.
                 _nextPort = (index + 1) % _ports.Length;
@@ -183,6 +197,37 @@ public sealed class DataPlaneWorker : IDisposable
             if (_poller is null)
             {
                 Thread.Sleep(1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One poll(0) for every port not known to have frames, instead of one empty recvmmsg per idle
+    /// port per turn: with one busy port and three idle ones that is one system call instead of three.
+    /// </summary>
+    private void PollCold()
+    {
+        if (_poller is null)
+        {
+            return;
+        }
+
+        var cold = false;
+        for (var i = 0; i < _ports.Length; i++)
+        {
+            cold |= _pollIndex[i] >= 0 && !_hot[i];
+        }
+
+        if (!cold || _poller.Wait(timeoutMs: 0) <= 0)
+        {
+            return;
+        }
+
+        for (var i = 0; i < _ports.Length; i++)
+        {
+            if (_pollIndex[i] >= 0 && !_hot[i])
+            {
+                _hot[i] = _poller.IsReadable(_pollIndex[i]);
             }
         }
     }

@@ -21,6 +21,8 @@ public sealed class ThreadSafePort(string name, PortKind kind) : IPacketPort
 
     public PortCounters Counters { get; } = new();
 
+    public bool HasPendingFrames => !_rx.IsEmpty;
+
     public IReadOnlyCollection<MemoryFrame> Transmitted => _tx;
 
     public void Enqueue(MemoryFrame frame) => _rx.Enqueue(frame);
