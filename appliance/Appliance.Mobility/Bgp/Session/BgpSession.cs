@@ -43,7 +43,7 @@ public sealed class BgpSession : IAsyncDisposable
     private readonly AdjRibOut _ribOut = new();
     private readonly Dictionary<IPNetwork, Advertisement> _desired = [];
     private readonly Dictionary<IPNetwork, ReceivedRoute> _ribIn = [];
-    private Task? _loop;
+    private readonly Task _loop;
     private Connection? _connection;
     private long _connectionId;
     private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
@@ -52,6 +52,7 @@ public sealed class BgpSession : IAsyncDisposable
     {
         _options = options;
         _fsm = new BgpFsm(options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
+        _loop = Task.Run(RunAsync);
     }
 
     public BgpState State => _snapshot.State;
@@ -71,7 +72,6 @@ public sealed class BgpSession : IAsyncDisposable
 
     public void Start()
     {
-        _loop ??= Task.Run(RunAsync);
         _inputs.Writer.TryWrite(new Input.Fsm(new BgpEvent.ManualStart()));
     }
 
@@ -91,11 +91,6 @@ public sealed class BgpSession : IAsyncDisposable
     /// <summary>Graceful shutdown: Cease / Administrative Shutdown with an RFC 8203 message, then the loop ends.</summary>
     public async Task StopAsync(string? reason = null)
     {
-        if (_loop is null)
-        {
-            return;
-        }
-
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (_inputs.Writer.TryWrite(new Input.Stop(reason, done)))
         {

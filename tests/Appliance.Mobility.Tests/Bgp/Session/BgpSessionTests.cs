@@ -1,0 +1,136 @@
+using System.Net;
+using Isthmus.Mobility.Bgp.Codec;
+using Isthmus.Mobility.Bgp.Fsm;
+using Isthmus.Mobility.Bgp.Session;
+using Isthmus.Mobility.Tests.Support;
+
+namespace Isthmus.Mobility.Tests.Bgp.Session;
+
+/// <summary>The session loop over real loopback TCP against a scripted peer.</summary>
+public class BgpSessionTests
+{
+    private static BgpSession NewSession(int port) => new(
+        new BgpPeerOptions
+        {
+            PeerAddress = IPAddress.Loopback,
+            PeerPort = port,
+            NextHopIpv6 = IPAddress.Parse("2001:db8::fe"),
+            Fsm = new BgpFsmOptions
+            {
+                LocalAs = 4_200_000_001,
+                PeerAs = 65002,
+                RouterId = IPAddress.Parse("192.0.2.1"),
+                HoldTime = TimeSpan.FromSeconds(30),
+                ConnectRetryInitial = TimeSpan.FromMilliseconds(200),
+            },
+        },
+        TimeProvider.System);
+
+    private static async Task Eventually(Func<bool> condition)
+    {
+        for (var i = 0; i < 400 && !condition(); i++)
+        {
+            await Task.Delay(25);
+        }
+
+        Assert.True(condition());
+    }
+
+    [Fact]
+    public async Task Announces_reconciles_learns_and_shuts_down_gracefully()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+        await session.SetAdvertisementsAsync([]);
+        session.Start();
+        var open = await peer.AcceptAndOpenAsync(65002);
+        Assert.Equal(4_200_000_001u, open.As);
+        await Eventually(() => session.State == BgpState.Established);
+
+        var host = new Advertisement(IPNetwork.Parse("10.9.0.7/32"))
+        {
+            Communities = [new Community(65001, 100)],
+            LargeCommunities = [new LargeCommunity(4_200_000_001, 1, 2)],
+        };
+        var host6 = new Advertisement(IPNetwork.Parse("2001:db8:9::7/128"));
+        await session.SetAdvertisementsAsync([host, host6]);
+
+        var v4 = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal([host.Prefix], v4.Nlri);
+        Assert.Equal(IPAddress.Loopback, v4.NextHop);
+        Assert.Equal([new Community(65001, 100)], v4.Communities);
+        Assert.Equal([new LargeCommunity(4_200_000_001, 1, 2)], v4.LargeCommunities);
+        Assert.Equal([4_200_000_001u], Assert.Single(v4.AsPath!).Asns);
+        var v6 = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal([host6.Prefix], v6.MpReach!.Nlri);
+        Assert.Equal(IPAddress.Parse("2001:db8::fe"), v6.MpReach.NextHop);
+
+        // The same set again sends nothing; dropping the /32 withdraws it.
+        await session.SetAdvertisementsAsync([host, host6]);
+        await session.SetAdvertisementsAsync([host6]);
+        var withdraw = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal([host.Prefix], withdraw.Withdrawn);
+        Assert.Equal([host6], session.AdjRibOut);
+
+        // Routes from the peer land in the Adj-RIB-In; a treat-as-withdraw UPDATE removes them, session up.
+        await peer.SendAsync(new UpdateMessage
+        {
+            Origin = BgpOrigin.Igp,
+            AsPath = [new AsPathSegment(AsPathSegmentType.AsSequence, [65002])],
+            NextHop = IPAddress.Parse("192.0.2.200"),
+            Communities = [new Community(65002, 5)],
+            Nlri = [IPNetwork.Parse("198.51.100.0/24")],
+        });
+        await Eventually(() => session.AdjRibIn.ContainsKey(IPNetwork.Parse("198.51.100.0/24")));
+        Assert.Equal([new Community(65002, 5)], session.AdjRibIn[IPNetwork.Parse("198.51.100.0/24")].Communities);
+        await peer.SendAsync(BgpFrames.Update([], [.. BgpFrames.Origin(9), .. BgpFrames.AsPath(65002), .. BgpFrames.NextHop("192.0.2.200")], BgpFrames.Prefix("198.51.100.0/24")));
+        await Eventually(() => session.AdjRibIn.Count == 0);
+        Assert.Equal(BgpState.Established, session.State);
+        Assert.Equal(1, session.TreatAsWithdrawCount);
+
+        await session.StopAsync("moving to site B");
+        var cease = Assert.IsType<NotificationMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal((BgpErrorCode.Cease, BgpSubcode.AdministrativeShutdown), (cease.Code, cease.Subcode));
+        Assert.Equal("moving to site B", cease.ShutdownMessage);
+        Assert.Equal(BgpState.Idle, session.State);
+    }
+
+    [Fact]
+    public async Task Advertisements_set_before_the_session_comes_up_go_out_on_establishment()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+        await session.SetAdvertisementsAsync([new Advertisement(IPNetwork.Parse("10.9.0.8/32")) { NextHop = IPAddress.Parse("192.0.2.77") }]);
+        session.Start();
+        await peer.AcceptAndOpenAsync(65002);
+        var update = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal([IPNetwork.Parse("10.9.0.8/32")], update.Nlri);
+        Assert.Equal(IPAddress.Parse("192.0.2.77"), update.NextHop);
+    }
+
+    [Fact]
+    public async Task A_malformed_update_resets_the_session_with_the_right_notification()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+        session.Start();
+        await peer.AcceptAndOpenAsync(65002);
+        await Eventually(() => session.State == BgpState.Established);
+
+        await peer.SendAsync(BgpFrames.Update([33, 1, 2, 3, 4, 5], [], []));
+        var notification = Assert.IsType<NotificationMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal((BgpErrorCode.UpdateMessage, BgpSubcode.InvalidNetworkField), (notification.Code, notification.Subcode));
+        await Eventually(() => session.State != BgpState.Established);
+    }
+
+    [Fact]
+    public async Task Wrong_peer_as_is_refused()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+        session.Start();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await Assert.ThrowsAnyAsync<Exception>(() => peer.AcceptAndOpenAsync(64999));
+        await Eventually(() => session.LastError?.Contains("64999", StringComparison.Ordinal) == true);
+    }
+}
