@@ -487,6 +487,15 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// Closes the socket. Buffers of frames still pending go back to their pool, so dispose a port only
     /// once its worker has stopped.
     /// </summary>
+    /// <inheritdoc />
+    public void RefreshKernelCounters()
+    {
+        if (_fd >= 0 && SocketSetup.ReadDrops(_fd) is var drops and >= 0)
+        {
+            Counters.RxKernelDrops = drops;
+        }
+    }
+
     public void Dispose()
     {
         if (_fd >= 0)

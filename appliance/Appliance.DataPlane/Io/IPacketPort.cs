@@ -53,6 +53,11 @@ public interface IPacketPort : IDisposable
     /// </summary>
     bool HasPendingFrames { get; }
 
+    /// <summary>Refreshes counters the kernel keeps for the port (<see cref="PortCounters.RxKernelDrops"/>); called once a second.</summary>
+    void RefreshKernelCounters()
+    {
+    }
+
     /// <summary>
     /// Receives up to <see cref="PacketBatch.Free"/> frames into buffers rented from
     /// <paramref name="pool"/>, appends them to <paramref name="batch"/> at offset

@@ -32,6 +32,12 @@ public sealed class PortCounters
     /// <summary>Partial checksums (virtio NEEDS_CSUM) the port finished at csum_start/csum_offset.</summary>
     public long RxChecksumsFinished;
 
+    /// <summary>
+    /// Frames the kernel dropped before the port could read them (the socket's receive queue was
+    /// full: the worker fell behind). Read from the socket on the worker's heartbeat.
+    /// </summary>
+    public long RxKernelDrops;
+
     /// <summary>Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on).</summary>
     public long TxErrors;
 

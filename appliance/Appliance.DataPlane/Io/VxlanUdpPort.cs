@@ -199,6 +199,15 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
         queue.Clear();
     }
 
+    /// <inheritdoc />
+    public void RefreshKernelCounters()
+    {
+        if (_fd >= 0 && SocketSetup.ReadDrops(_fd) is var drops and >= 0)
+        {
+            Counters.RxKernelDrops = drops;
+        }
+    }
+
     public void Dispose()
     {
         if (_fd >= 0)

@@ -234,6 +234,11 @@ public sealed class DataPlaneWorker : IDisposable
 
     private void Heartbeat()
     {
+        foreach (var port in _ports)
+        {
+            port.RefreshKernelCounters();
+        }
+
         _lastTick = Context.Now;
         var snapshot = Context.Snapshot;
         var domains = Context.Bridge.Domains;

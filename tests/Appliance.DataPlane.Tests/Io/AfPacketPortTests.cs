@@ -193,4 +193,34 @@ public sealed class AfPacketPortTests
         Assert.Equal(PacketPool.Headroom, r.Meta.Offset);
         Assert.Equal(0, pool.Outstanding);
     }
+
+    [Fact]
+    public void Frames_the_kernel_drops_because_nobody_reads_are_counted()
+    {
+        if (!Requires.RootAndNetns())
+        {
+            return;
+        }
+
+        using var net = new VethPair();
+        var pool = new PacketPool(512);
+        using var a = OpenAfPacket(net.NamespaceA, net.LinkA);
+        using var b = OpenAfPacket(net.NamespaceB, net.LinkB);
+
+        // ~10k frames against a 4 MB receive queue that nobody drains: the kernel must drop some.
+        var queue = new TxQueue();
+        for (var burst = 0; burst < 40; burst++)
+        {
+            for (var i = 0; i < 256; i++)
+            {
+                Enqueue(queue, pool, TestFrame(i));
+            }
+
+            a.Transmit(queue, pool);
+        }
+
+        b.RefreshKernelCounters();
+        Assert.True(b.Counters.RxKernelDrops > 0, $"expected kernel drops, sent {a.Counters.TxPackets}");
+        Assert.Equal(0, pool.Outstanding);
+    }
 }

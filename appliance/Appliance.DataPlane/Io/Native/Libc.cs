@@ -85,6 +85,11 @@ internal static unsafe partial class Libc
     public const int SoReuseAddr = 2;
     public const int SoSndBuf = 7;
     public const int SoRcvBuf = 8;
+
+    /// <summary>SO_MEMINFO: u32[SK_MEMINFO_VARS]; index 8 (SK_MEMINFO_DROPS) counts packets the socket dropped.</summary>
+    public const int SoMemInfo = 55;
+    public const int SkMemInfoVars = 9;
+    public const int SkMemInfoDrops = 8;
     public const int SoSndBufForce = 32;
     public const int SoRcvBufForce = 33;
 

@@ -40,6 +40,19 @@ internal static unsafe class SocketSetup
         }
     }
 
+    /// <summary>
+    /// Packets the kernel dropped at this socket (receive queue full), cumulative: SO_MEMINFO's
+    /// SK_MEMINFO_DROPS. Both packet sockets and UDP sockets count their overflow there. -1 if unknown.
+    /// </summary>
+    public static long ReadDrops(int fd)
+    {
+        var info = stackalloc uint[Libc.SkMemInfoVars];
+        var length = (uint)(Libc.SkMemInfoVars * sizeof(uint));
+        return Libc.GetSockOpt(fd, Libc.SolSocket, Libc.SoMemInfo, info, &length) == 0 && length > Libc.SkMemInfoDrops * sizeof(uint)
+            ? info[Libc.SkMemInfoDrops]
+            : -1;
+    }
+
     public static void CloseQuietly(int fd)
     {
         if (fd >= 0)
