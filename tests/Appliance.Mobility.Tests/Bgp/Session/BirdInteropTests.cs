@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Net;
+using Isthmus.Mobility.Bgp.Codec;
+using Isthmus.Mobility.Bgp.Fsm;
+using Isthmus.Mobility.Bgp.Session;
+
+namespace Isthmus.Mobility.Tests.Bgp.Session;
+
+/// <summary>
+/// Interop with a real peer nobody here wrote: BIRD 2 in its own network namespace, joined to this
+/// process's namespace by a veth pair. Needs root; with CI=true a missing prerequisite fails the test.
+/// </summary>
+public sealed class BirdInteropTests : IDisposable
+{
+    private readonly string _suffix = Convert.ToHexString(BitConverter.GetBytes(Random.Shared.Next())).ToLowerInvariant()[..4];
+    private readonly string _directory = Directory.CreateTempSubdirectory("istt-bgp-").FullName;
+    private readonly int _subnet = Random.Shared.Next(0, 64) * 4;
+    private Process? _bird;
+    private bool _namespaceCreated;
+
+    private string Namespace => "istt-bgp-" + _suffix;
+
+    private string HostVeth => "isttb" + _suffix + "h";
+
+    private string PeerVeth => "isttb" + _suffix + "p";
+
+    private IPAddress HostAddress => IPAddress.Parse($"10.213.{Random8}.{_subnet + 1}");
+
+    private IPAddress BirdAddress => IPAddress.Parse($"10.213.{Random8}.{_subnet + 2}");
+
+    private int Random8 => Convert.ToInt32(_suffix[..2], 16);
+
+    private string Socket => Path.Combine(_directory, "bird.ctl");
+
+    [Fact]
+    public async Task Bird_sees_the_host_route_with_its_communities_then_the_withdrawal()
+    {
+        if (!Prerequisites())
+        {
+            return;
+        }
+
+        StartBird();
+        await using var session = new BgpSession(
+            new BgpPeerOptions
+            {
+                PeerAddress = BirdAddress,
+                LocalAddress = HostAddress,
+                Fsm = new BgpFsmOptions
+                {
+                    LocalAs = 65001,
+                    PeerAs = 65002,
+                    RouterId = HostAddress,
+                    HoldTime = TimeSpan.FromSeconds(9),
+                    ConnectRetryInitial = TimeSpan.FromMilliseconds(500),
+                    ConnectRetryMax = TimeSpan.FromSeconds(2),
+                },
+            },
+            TimeProvider.System);
+        session.Start();
+        await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Birdc("show protocols all isthmus")}");
+
+        await session.SetAdvertisementsAsync(
+        [
+            new Advertisement(IPNetwork.Parse("10.77.0.5/32"))
+            {
+                Communities = [new Community(65001, 666)],
+                LargeCommunities = [new LargeCommunity(65001, 1, 2)],
+            },
+        ]);
+        string routes = string.Empty;
+        await Eventually(() => (routes = Birdc("show route all")).Contains("10.77.0.5/32", StringComparison.Ordinal), () => routes);
+        Assert.Contains("(65001,666)", routes, StringComparison.Ordinal);
+        Assert.Contains("(65001, 1, 2)", routes, StringComparison.Ordinal);
+        Assert.Contains("65001", routes, StringComparison.Ordinal);
+        Assert.Contains(HostAddress.ToString(), routes, StringComparison.Ordinal);
+
+        // BIRD's static route arrives in the Adj-RIB-In.
+        await Eventually(() => session.AdjRibIn.ContainsKey(IPNetwork.Parse("198.51.100.0/24")), () => string.Join(", ", session.AdjRibIn.Keys));
+        Assert.Equal(BirdAddress, session.AdjRibIn[IPNetwork.Parse("198.51.100.0/24")].NextHop);
+
+        await session.SetAdvertisementsAsync([]);
+        await Eventually(() => !(routes = Birdc("show route all")).Contains("10.77.0.5/32", StringComparison.Ordinal), () => routes);
+
+        await session.StopAsync("interop test done");
+        var protocol = string.Empty;
+        await Eventually(() => !(protocol = Birdc("show protocols all isthmus")).Contains("Established", StringComparison.Ordinal), () => protocol);
+    }
+
+    public void Dispose()
+    {
+        if (_bird is { HasExited: false })
+        {
+            _bird.Kill();
+            _bird.WaitForExit(5000);
+        }
+
+        _bird?.Dispose();
+        if (_namespaceCreated)
+        {
+            Run("ip", "netns", "del", Namespace);
+            Run("ip", "link", "del", HostVeth);
+        }
+
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private static bool Prerequisites()
+    {
+        var ci = Environment.GetEnvironmentVariable("CI") == "true";
+        string? missing = Environment.UserName != "root" && Run("id", "-u").Output.Trim() != "0" ? "root"
+            : !File.Exists("/usr/sbin/bird") || !File.Exists("/usr/sbin/birdc") ? "bird2 (apt-get install -y bird2)"
+            : null;
+        if (missing is null)
+        {
+            return true;
+        }
+
+        if (ci)
+        {
+            Assert.Fail("BIRD interop needs " + missing);
+        }
+
+        return false;
+    }
+
+    private void StartBird()
+    {
+        _namespaceCreated = true;
+        Must("ip", "netns", "add", Namespace);
+        Must("ip", "link", "add", HostVeth, "type", "veth", "peer", "name", PeerVeth);
+        Must("ip", "link", "set", PeerVeth, "netns", Namespace);
+        Must("ip", "addr", "add", HostAddress + "/30", "dev", HostVeth);
+        Must("ip", "link", "set", HostVeth, "up");
+        Must("ip", "-n", Namespace, "addr", "add", BirdAddress + "/30", "dev", PeerVeth);
+        Must("ip", "-n", Namespace, "link", "set", PeerVeth, "up");
+        Must("ip", "-n", Namespace, "link", "set", "lo", "up");
+
+        var config = Path.Combine(_directory, "bird.conf");
+        File.WriteAllText(config, $$"""
+            router id {{BirdAddress}};
+            log "{{Path.Combine(_directory, "bird.log")}}" all;
+            protocol device { }
+            protocol static {
+              ipv4;
+              route 198.51.100.0/24 blackhole;
+            }
+            protocol bgp isthmus {
+              local {{BirdAddress}} as 65002;
+              neighbor {{HostAddress}} as 65001;
+              passive on;
+              hold time 9;
+              ipv4 { import all; export all; };
+            }
+            """);
+        var start = new ProcessStartInfo("ip", ["netns", "exec", Namespace, "bird", "-f", "-c", config, "-s", Socket])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        _bird = Process.Start(start)!;
+        for (var i = 0; i < 100 && !File.Exists(Socket); i++)
+        {
+            Thread.Sleep(50);
+        }
+
+        if (!File.Exists(Socket))
+        {
+            _bird.Kill();
+            Assert.Fail("bird did not start: " + _bird.StandardError.ReadToEnd());
+        }
+    }
+
+    private string Birdc(string command) => Run("birdc", ["-s", Socket, .. command.Split(' ')]).Output;
+
+    private static async Task Eventually(Func<bool> condition, Func<string> explain)
+    {
+        for (var i = 0; i < 120; i++)
+        {
+            if (condition())
+            {
+                return;
+            }
+
+            await Task.Delay(250);
+        }
+
+        Assert.Fail(explain());
+    }
+
+    private static void Must(string file, params string[] arguments)
+    {
+        var (exit, output) = Run(file, arguments);
+        Assert.True(exit == 0, $"{file} {string.Join(' ', arguments)}: {output}");
+    }
+
+    private static (int Exit, string Output) Run(string file, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit(10_000);
+        return (process.ExitCode, output.Result + error);
+    }
+}
