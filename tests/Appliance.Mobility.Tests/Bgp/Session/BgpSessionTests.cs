@@ -21,7 +21,7 @@ public class BgpSessionTests
                 PeerAs = 65002,
                 RouterId = IPAddress.Parse("192.0.2.1"),
                 HoldTime = TimeSpan.FromSeconds(30),
-                ConnectRetryInitial = TimeSpan.FromMilliseconds(200),
+                ConnectRetryInitial = TimeSpan.FromSeconds(3),
             },
         },
         TimeProvider.System);

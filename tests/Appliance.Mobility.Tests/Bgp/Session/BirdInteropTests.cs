@@ -52,8 +52,8 @@ public sealed class BirdInteropTests : IDisposable
                     PeerAs = 65002,
                     RouterId = HostAddress,
                     HoldTime = TimeSpan.FromSeconds(9),
-                    ConnectRetryInitial = TimeSpan.FromMilliseconds(500),
-                    ConnectRetryMax = TimeSpan.FromSeconds(2),
+                    ConnectRetryInitial = TimeSpan.FromSeconds(2),
+                    ConnectRetryMax = TimeSpan.FromSeconds(4),
                 },
             },
             TimeProvider.System);
