@@ -124,6 +124,9 @@ public sealed class BgpSession : IAsyncDisposable
                 case Input.Frame frame when frame.ConnectionId == _connectionId:
                     OnFrame(frame.Bytes);
                     break;
+                case Input.FrameError frameError when frameError.ConnectionId == _connectionId:
+                    _fsm.Handle(new BgpEvent.MessageError(frameError.Error));
+                    break;
                 case Input.Closed closed when closed.ConnectionId == _connectionId:
                     _fsm.Handle(new BgpEvent.TcpConnectionFails(closed.Reason));
                     break;
@@ -375,6 +378,8 @@ public sealed class BgpSession : IAsyncDisposable
 
         public sealed record Frame(long ConnectionId, byte[] Bytes) : Input;
 
+        public sealed record FrameError(long ConnectionId, BgpError Error) : Input;
+
         public sealed record Closed(long ConnectionId, string Reason) : Input;
 
         public sealed record SetAdvertisements(Advertisement[] Desired, TaskCompletionSource Done) : Input;
@@ -487,7 +492,7 @@ public sealed class BgpSession : IAsyncDisposable
                         var length = BgpMessage.FrameLength(buffer.AsSpan(consumed, filled - consumed), out var error);
                         if (error is not null)
                         {
-                            inputs.TryWrite(new Input.Fsm(new BgpEvent.MessageError(error)));
+                            inputs.TryWrite(new Input.FrameError(id, error));
                             return;
                         }
 

@@ -124,6 +124,23 @@ public class BgpSessionTests
     }
 
     [Fact]
+    public async Task A_bad_header_length_on_the_stream_is_a_message_header_error()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+        session.Start();
+        await peer.AcceptAndOpenAsync(65002);
+        await Eventually(() => session.State == BgpState.Established);
+
+        var wire = BgpFrames.Frame(4);
+        wire[17] = 5;
+        await peer.SendAsync(wire);
+        var notification = Assert.IsType<NotificationMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal((BgpErrorCode.MessageHeader, BgpSubcode.BadMessageLength), (notification.Code, notification.Subcode));
+        Assert.Equal([0, 5], notification.Data);
+    }
+
+    [Fact]
     public async Task Wrong_peer_as_is_refused()
     {
         await using var peer = new FakePeer();
