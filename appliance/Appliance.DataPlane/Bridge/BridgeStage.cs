@@ -35,6 +35,14 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         var pool = context.Pool;
         var packets = batch.Packets;
         var lastLearned = new Location(0, -1, 0);
+
+        // Per-batch caches for trains of frames: the last domain's objects, and the last unicast
+        // destination found in the MAC table (forgotten whenever the table may change, i.e. on any
+        // learn; aging runs in the heartbeat, never during a batch).
+        var lastDomain = -1;
+        Domain domain = null!;
+        DomainState state = null!;
+        var lastDestination = new Destination(0, -1, 0, 0);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -43,8 +51,13 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
                 continue;
             }
 
-            var domain = snapshot.Domains[p.Domain];
-            var state = context.Bridge[p.Domain];
+            if (p.Domain != lastDomain)
+            {
+                lastDomain = p.Domain;
+                domain = snapshot.Domains[lastDomain];
+                state = context.Bridge[lastDomain];
+            }
+
             var frame = pool.Frame(p.Buffer, p.Offset, EthernetHeader.Length);
             var source = MacAddress.Read(frame[6..]).Value;
             var vtep = snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan ? p.RemoteVtep : 0;
@@ -54,6 +67,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             var location = new Location(source, p.IngressSegment, vtep);
             if (location != lastLearned || (p.Flags & PacketFlags.Traced) != 0)
             {
+                lastDestination = new Destination(0, -1, 0, 0);
                 if (!Learn(ref p, context, domain, state, source, vtep, now))
                 {
                     lastLearned = default;
@@ -83,25 +97,39 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
                 continue;
             }
 
-            ref var entry = ref state.Table.Find(destination.Value);
-            if (Unsafe.IsNullRef(ref entry))
+            int egressSegment;
+            uint egressVtep;
+            if (lastDestination.Mac == destination.Value && lastDestination.Domain == lastDomain)
             {
-                p.Flags |= PacketFlags.Bum;
-                Flood(ref p, context, state, now, "unknown unicast");
-                continue;
+                egressSegment = lastDestination.Segment;
+                egressVtep = lastDestination.Vtep;
+            }
+            else
+            {
+                ref var entry = ref state.Table.Find(destination.Value);
+                if (Unsafe.IsNullRef(ref entry))
+                {
+                    p.Flags |= PacketFlags.Bum;
+                    Flood(ref p, context, state, now, "unknown unicast");
+                    continue;
+                }
+
+                egressSegment = entry.Segment;
+                egressVtep = entry.Vtep;
+                lastDestination = new Destination(destination.Value, lastDomain, egressSegment, egressVtep);
             }
 
-            if (entry.Segment == p.IngressSegment)
+            if (egressSegment == p.IngressSegment)
             {
                 Drop(ref p, (ushort)BridgeDrop.SameSegment);
                 continue;
             }
 
-            p.EgressSegment = entry.Segment;
-            p.EgressVtep = entry.Vtep;
+            p.EgressSegment = egressSegment;
+            p.EgressVtep = egressVtep;
             if ((p.Flags & PacketFlags.Traced) != 0)
             {
-                context.Tracer.Record(p.TraceId, Name, "forward", $"{destination} known on {snapshot.Segments[entry.Segment].Name}{VtepText(entry.Vtep)}");
+                context.Tracer.Record(p.TraceId, Name, "forward", $"{destination} known on {snapshot.Segments[egressSegment].Name}{VtepText(egressVtep)}");
             }
         }
     }
@@ -185,6 +213,9 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             context.Tracer.Record(p.TraceId, Name, "flood", why);
         }
     }
+
+    /// <summary>A unicast destination found in a domain's MAC table: where it is (segment, VTEP).</summary>
+    private readonly record struct Destination(ulong Mac, int Domain, int Segment, uint Vtep);
 
     /// <summary>A station's place: MAC, segment, and VTEP for VXLAN segments.</summary>
     private readonly record struct Location(ulong Mac, int Segment, uint Vtep);
