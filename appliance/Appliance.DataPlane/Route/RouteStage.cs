@@ -45,6 +45,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 
         var pool = context.Pool;
         var packets = batch.Packets;
+        var cache = new TrainCache(0, -1, -1, 0, 0, 0, 0);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -56,7 +57,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             var frame = pool.Frame(p.Buffer, p.Offset, p.Length);
             if ((p.Flags & PacketFlags.Ipv6) == 0)
             {
-                Route4(ref p, context, l3, frame);
+                Route4(ref p, context, l3, frame, ref cache);
             }
             else
             {
@@ -65,7 +66,16 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         }
     }
 
-    private void Route4(ref PacketMeta p, WorkerContext context, L3Tables l3, Span<byte> frame)
+    /// <summary>
+    /// The last IPv4 route of this batch, for trains of packets to one destination: the FIB entry
+    /// (<see cref="Index"/>, immutable per snapshot), and when its next hop was reachable the
+    /// neighbor's MAC and where that MAC sits in the egress domain (<see cref="Segment"/>, -1 to
+    /// flood). The neighbor cache and MAC tables do not change while this stage runs, and the first
+    /// packet of the train ran the stale-entry probe, so the rest find exactly what it found.
+    /// </summary>
+    private record struct TrainCache(uint Destination, int Index, int NeighborDomain, uint NextHop, ulong Mac, int Segment, uint Vtep);
+
+    private void Route4(ref PacketMeta p, WorkerContext context, L3Tables l3, Span<byte> frame, ref TrainCache cache)
     {
         var ip = new Ipv4Header(frame[p.L3Offset..]);
         var destination = ip.Destination;
@@ -75,7 +85,20 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             return;
         }
 
-        var index = l3.Fib4.Lookup(destination.Value);
+        int index;
+        if (cache.Index >= 0 && cache.Destination == destination.Value)
+        {
+            index = cache.Index;
+        }
+        else
+        {
+            index = l3.Fib4.Lookup(destination.Value);
+            if (index >= 0)
+            {
+                cache = new TrainCache(destination.Value, index, -1, 0, 0, 0, 0);
+            }
+        }
+
         if (index < 0)
         {
             Icmp4Error(ref p, context, frame, Icmpv4Type.DestinationUnreachable, 0, 0);
@@ -122,7 +145,33 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         }
 
         var nextHop = route.Kind == RouteKind.Static ? route.NextHopLo : destination.Value;
-        Forward(ref p, context, frame, egress, false, 0, nextHop, route);
+        if (cache.NeighborDomain == egress.Domain && cache.NextHop == (uint)nextHop && (p.Flags & PacketFlags.Traced) == 0)
+        {
+            // Same as Forward with a reachable neighbor, from the train cache.
+            p.IngressDomain = p.Domain;
+            p.Domain = (ushort)egress.Domain;
+            p.Flags = (p.Flags & ~(PacketFlags.Flood | PacketFlags.Bum | PacketFlags.ToGateway)) | PacketFlags.Routed;
+            p.EgressVtep = 0;
+            egress.Mac.WriteTo(frame[6..]);
+            new MacAddress(cache.Mac).WriteTo(frame);
+            if (cache.Segment < 0)
+            {
+                p.Flags |= PacketFlags.Flood;
+                p.EgressSegment = -1;
+            }
+            else
+            {
+                p.EgressSegment = cache.Segment;
+                p.EgressVtep = cache.Vtep;
+            }
+
+            return;
+        }
+
+        if (Forward(ref p, context, frame, egress, false, 0, nextHop, route, out var mac))
+        {
+            cache = cache with { NeighborDomain = egress.Domain, NextHop = (uint)nextHop, Mac = mac, Segment = p.EgressSegment, Vtep = p.EgressVtep };
+        }
     }
 
     private void Route6(ref PacketMeta p, WorkerContext context, L3Tables l3, Span<byte> frame)
@@ -174,7 +223,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         }
 
         var nextHop = route.Kind == RouteKind.Static ? new Ipv6Address(route.NextHopHi, route.NextHopLo) : destination;
-        Forward(ref p, context, frame, egress, true, nextHop.High, nextHop.Low, route);
+        Forward(ref p, context, frame, egress, true, nextHop.High, nextHop.Low, route, out _);
     }
 
     /// <summary>TCP MSS clamping on SYNs (both directions) to the smaller clamp of the two interfaces.</summary>
@@ -195,8 +244,10 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
     /// Hands the packet to the egress domain: source MAC = egress gateway, destination MAC = next hop
     /// (when resolved), then the egress domain's MAC table decides the segment, as the bridge would.
     /// </summary>
-    private void Forward(ref PacketMeta p, WorkerContext context, Span<byte> frame, GatewayInterface egress, bool ipv6, ulong hi, ulong lo, FibEntry route)
+    /// <returns>Whether the next hop was reachable (its MAC in <paramref name="mac"/>).</returns>
+    private bool Forward(ref PacketMeta p, WorkerContext context, Span<byte> frame, GatewayInterface egress, bool ipv6, ulong hi, ulong lo, FibEntry route, out ulong mac)
     {
+        mac = 0;
         p.IngressDomain = p.Domain;
         p.Domain = (ushort)egress.Domain;
         p.Flags = (p.Flags & ~(PacketFlags.Flood | PacketFlags.Bum | PacketFlags.ToGateway)) | PacketFlags.Routed;
@@ -211,7 +262,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             // Zero destination MAC: the neighbor stage resolves it after firewall and NAT have seen the packet.
             MacAddress.Zero.WriteTo(frame);
             Trace(ref p, context, route, "next hop unresolved: the neighbor stage resolves it");
-            return;
+            return false;
         }
 
         var l3 = context.Snapshot.L3;
@@ -226,6 +277,8 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         new MacAddress(neighbor.Mac).WriteTo(frame);
         NeighborStage.PlaceInDomain(ref p, context, neighbor.Mac);
         Trace(ref p, context, route, (p.Flags & PacketFlags.Traced) != 0 ? $"next hop at {new MacAddress(neighbor.Mac)}" : "");
+        mac = neighbor.Mac;
+        return true;
     }
 
     private void Trace(ref PacketMeta p, WorkerContext context, FibEntry route, string detail)
