@@ -55,6 +55,10 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
 
         var pool = context.Pool;
         var packets = batch.Packets;
+
+        // The last IPv4 destination of this batch known not to be one of the appliance's own
+        // addresses (LocalIpv4 is immutable per snapshot): a train to one destination looks it up once.
+        var foreign = new ForeignCache(0, false);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -77,7 +81,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
                     Arp(ref p, context, frame, gw, toGateway);
                     break;
                 case EtherType.Ipv4 when toGateway:
-                    Ipv4(ref p, context, frame, gw);
+                    Ipv4(ref p, context, frame, gw, ref foreign);
                     break;
                 case EtherType.Ipv6:
                     Ipv6(ref p, context, frame, gw, toGateway);
@@ -196,7 +200,10 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
 
     // ---------------------------------------------------------------- IPv4
 
-    private void Ipv4(ref PacketMeta p, WorkerContext context, Span<byte> frame, GatewayInterface gw)
+    /// <summary>An IPv4 destination that is none of the appliance's addresses.</summary>
+    private readonly record struct ForeignCache(uint Destination, bool Valid);
+
+    private void Ipv4(ref PacketMeta p, WorkerContext context, Span<byte> frame, GatewayInterface gw, ref ForeignCache foreign)
     {
         const int l3Offset = EthernetHeader.Length;
         if (Ipv4Header.TryParse(frame[l3Offset..], out var ip) != ParseError.None)
@@ -230,8 +237,10 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         p.L4Offset = ip.IsLaterFragment ? (ushort)0 : (ushort)(l3Offset + ip.HeaderLength);
         p.Flags = (p.Flags & ~PacketFlags.Ipv6) | PacketFlags.L3Parsed;
 
-        if (!context.Snapshot.L3.LocalIpv4.ContainsKey(ip.Destination.Value))
+        var to = ip.Destination.Value;
+        if ((foreign.Valid && foreign.Destination == to) || !context.Snapshot.L3.LocalIpv4.ContainsKey(to))
         {
+            foreign = new ForeignCache(to, true);
             return;
         }
 
