@@ -1,4 +1,4 @@
-namespace Isthmus.Mobility.Tests.Support;
+namespace Isthmus.Testing;
 
 /// <summary>Virtual time: timers fire only when a test calls <see cref="Advance"/>.</summary>
 public sealed class ManualTimeProvider(DateTimeOffset start) : TimeProvider
