@@ -51,6 +51,7 @@ install_prereqs() {
     command -v trafgen >/dev/null || missing+=(netsniff-ng)
     command -v nft >/dev/null || missing+=(nftables)
     command -v bird >/dev/null || missing+=(bird2)       # the BGP interop test's peer
+    command -v vtysh >/dev/null || missing+=(frr)         # the FRR BGP interop test's peer
     command -v curl >/dev/null || missing+=(curl)
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v sysctl >/dev/null || missing+=(procps)
