@@ -483,10 +483,6 @@ public sealed unsafe class AfPacketPort : IPacketPort
         queue.Clear();
     }
 
-    /// <summary>
-    /// Closes the socket. Buffers of frames still pending go back to their pool, so dispose a port only
-    /// once its worker has stopped.
-    /// </summary>
     /// <inheritdoc />
     public void RefreshKernelCounters()
     {
@@ -496,6 +492,10 @@ public sealed unsafe class AfPacketPort : IPacketPort
         }
     }
 
+    /// <summary>
+    /// Closes the socket. Buffers of frames still pending go back to their pool, so dispose a port only
+    /// once its worker has stopped.
+    /// </summary>
     public void Dispose()
     {
         if (_fd >= 0)
