@@ -283,40 +283,9 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
                 _messages.PrepareSend(i, pool.Pointer(f.Buffer) + f.Offset, f.Length, (uint)sizeof(SockAddrIn));
             }
 
-            var done = 0;
-            var interrupts = 0;
-            while (done < chunk)
+            if (!_messages.SendPrepared(_fd, chunk, frames, index, Counters))
             {
-                Counters.TxSyscalls++;
-                var n = Libc.SendMMsg(_fd, _messages.Messages + done, (uint)(chunk - done), Libc.MsgDontWait);
-                if (n > 0)
-                {
-                    for (var i = 0; i < n; i++)
-                    {
-                        Counters.TxBytes += frames[index + done + i].Length;
-                    }
-
-                    Counters.TxPackets += n;
-                    done += n;
-                    continue;
-                }
-
-                var errno = n < 0 ? Libc.Errno : Libc.EAgain;
-                if (errno == Libc.EIntr && ++interrupts < 4)
-                {
-                    continue;
-                }
-
-                if (errno is Libc.EAgain or Libc.ENoBufs)
-                {
-                    // Socket buffer full: drop the rest rather than spin.
-                    Counters.TxErrors += frames.Length - (index + done);
-                    return;
-                }
-
-                // Any other error belongs to the first unsent datagram (EMSGSIZE, ENETUNREACH...): skip it.
-                Counters.TxErrors++;
-                done++;
+                return;
             }
 
             index += chunk;

@@ -114,6 +114,53 @@ internal sealed unsafe class MessageVector : IDisposable
     }
 
     /// <summary>The address slot of message <paramref name="i"/>.</summary>
+    /// <summary>
+    /// Sends messages [0, <paramref name="count"/>), prepared for <paramref name="frames"/> from
+    /// <paramref name="index"/> on, with as few sendmmsg calls as the kernel allows, counting into
+    /// <paramref name="counters"/>. EINTR is retried a few times; any other error belongs to the first
+    /// unsent frame (EMSGSIZE, ENETDOWN, ...), which is skipped. Returns false when the kernel refused for
+    /// lack of room (EAGAIN/ENOBUFS): every frame left in <paramref name="frames"/> is then counted as a
+    /// transmit error, and the caller stops rather than spin.
+    /// </summary>
+    public bool SendPrepared(int fd, int count, ReadOnlySpan<TxFrame> frames, int index, PortCounters counters)
+    {
+        var done = 0;
+        var interrupts = 0;
+        while (done < count)
+        {
+            counters.TxSyscalls++;
+            var n = Libc.SendMMsg(fd, Messages + done, (uint)(count - done), Libc.MsgDontWait);
+            if (n > 0)
+            {
+                for (var i = 0; i < n; i++)
+                {
+                    counters.TxBytes += frames[index + done + i].Length;
+                }
+
+                counters.TxPackets += n;
+                done += n;
+                continue;
+            }
+
+            var errno = n < 0 ? Libc.Errno : Libc.EAgain;
+            if (errno == Libc.EIntr && ++interrupts < 4)
+            {
+                continue;
+            }
+
+            if (errno is Libc.EAgain or Libc.ENoBufs)
+            {
+                counters.TxErrors += frames.Length - (index + done);
+                return false;
+            }
+
+            counters.TxErrors++;
+            done++;
+        }
+
+        return true;
+    }
+
     public byte* Name(int i) => Names + (i * _nameSize);
 
     /// <summary>
