@@ -3,6 +3,7 @@ using System.Net;
 using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
 using Isthmus.Mobility.Bgp.Session;
+using static Isthmus.Mobility.Tests.Support.Shell;
 
 namespace Isthmus.Mobility.Tests.Bgp.Session;
 
@@ -58,7 +59,7 @@ public sealed class BirdInteropTests : IDisposable
             },
             TimeProvider.System);
         session.Start();
-        await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Birdc("show protocols all isthmus")}");
+        await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Birdc("show protocols all isthmus")}", 120);
 
         await session.SetAdvertisementsAsync(
         [
@@ -69,22 +70,22 @@ public sealed class BirdInteropTests : IDisposable
             },
         ]);
         string routes = string.Empty;
-        await Eventually(() => (routes = Birdc("show route all")).Contains("10.77.0.5/32", StringComparison.Ordinal), () => routes);
+        await Eventually(() => (routes = Birdc("show route all")).Contains("10.77.0.5/32", StringComparison.Ordinal), () => routes, 120);
         Assert.Contains("(65001,666)", routes, StringComparison.Ordinal);
         Assert.Contains("(65001, 1, 2)", routes, StringComparison.Ordinal);
         Assert.Contains("65001", routes, StringComparison.Ordinal);
         Assert.Contains(HostAddress.ToString(), routes, StringComparison.Ordinal);
 
         // BIRD's static route arrives in the Adj-RIB-In.
-        await Eventually(() => session.AdjRibIn.ContainsKey(IPNetwork.Parse("198.51.100.0/24")), () => string.Join(", ", session.AdjRibIn.Keys));
+        await Eventually(() => session.AdjRibIn.ContainsKey(IPNetwork.Parse("198.51.100.0/24")), () => string.Join(", ", session.AdjRibIn.Keys), 120);
         Assert.Equal(BirdAddress, session.AdjRibIn[IPNetwork.Parse("198.51.100.0/24")].NextHop);
 
         await session.SetAdvertisementsAsync([]);
-        await Eventually(() => !(routes = Birdc("show route all")).Contains("10.77.0.5/32", StringComparison.Ordinal), () => routes);
+        await Eventually(() => !(routes = Birdc("show route all")).Contains("10.77.0.5/32", StringComparison.Ordinal), () => routes, 120);
 
         await session.StopAsync("interop test done");
         var protocol = string.Empty;
-        await Eventually(() => !(protocol = Birdc("show protocols all isthmus")).Contains("Established", StringComparison.Ordinal), () => protocol);
+        await Eventually(() => !(protocol = Birdc("show protocols all isthmus")).Contains("Established", StringComparison.Ordinal), () => protocol, 120);
     }
 
     public void Dispose()
@@ -172,35 +173,4 @@ public sealed class BirdInteropTests : IDisposable
     }
 
     private string Birdc(string command) => Run("birdc", ["-s", Socket, .. command.Split(' ')]).Output;
-
-    private static async Task Eventually(Func<bool> condition, Func<string> explain)
-    {
-        for (var i = 0; i < 120; i++)
-        {
-            if (condition())
-            {
-                return;
-            }
-
-            await Task.Delay(250);
-        }
-
-        Assert.Fail(explain());
-    }
-
-    private static void Must(string file, params string[] arguments)
-    {
-        var (exit, output) = Run(file, arguments);
-        Assert.True(exit == 0, $"{file} {string.Join(' ', arguments)}: {output}");
-    }
-
-    private static (int Exit, string Output) Run(string file, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit(10_000);
-        return (process.ExitCode, output.Result + error);
-    }
 }

@@ -3,6 +3,7 @@ using System.Net;
 using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
 using Isthmus.Mobility.Bgp.Session;
+using static Isthmus.Mobility.Tests.Support.Shell;
 
 namespace Isthmus.Mobility.Tests.Bgp.Session;
 
@@ -62,7 +63,7 @@ public sealed class FrrInteropTests : IDisposable
             },
             TimeProvider.System);
         session.Start();
-        await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Vty($"show bgp neighbors {HostAddress}")}");
+        await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Vty($"show bgp neighbors {HostAddress}")}", 80);
 
         await session.SetAdvertisementsAsync(
         [
@@ -73,7 +74,7 @@ public sealed class FrrInteropTests : IDisposable
             },
         ]);
         string route = string.Empty;
-        await Eventually(() => (route = Vty("show ip bgp 10.77.0.5/32")).Contains("Community:", StringComparison.Ordinal), () => route);
+        await Eventually(() => (route = Vty("show ip bgp 10.77.0.5/32")).Contains("Community:", StringComparison.Ordinal), () => route, 80);
         Assert.Contains("10.77.0.5/32", route, StringComparison.Ordinal);
         Assert.Contains("Community: 65001:666", route, StringComparison.Ordinal);
         Assert.Contains("Large Community: 65001:1:2", route, StringComparison.Ordinal);
@@ -81,15 +82,15 @@ public sealed class FrrInteropTests : IDisposable
         Assert.Contains(HostAddress.ToString(), route, StringComparison.Ordinal);
 
         // FRR's network statement arrives in the Adj-RIB-In.
-        await Eventually(() => session.AdjRibIn.ContainsKey(IPNetwork.Parse("198.51.100.0/24")), () => string.Join(", ", session.AdjRibIn.Keys) + "\n" + Vty("show ip bgp"));
+        await Eventually(() => session.AdjRibIn.ContainsKey(IPNetwork.Parse("198.51.100.0/24")), () => string.Join(", ", session.AdjRibIn.Keys) + "\n" + Vty("show ip bgp"), 80);
         Assert.Equal(FrrAddress, session.AdjRibIn[IPNetwork.Parse("198.51.100.0/24")].NextHop);
 
         await session.SetAdvertisementsAsync([]);
-        await Eventually(() => (route = Vty("show ip bgp 10.77.0.5/32")).Contains("Network not in table", StringComparison.Ordinal), () => route);
+        await Eventually(() => (route = Vty("show ip bgp 10.77.0.5/32")).Contains("Network not in table", StringComparison.Ordinal), () => route, 80);
 
         await session.StopAsync("interop test done");
         var neighbor = string.Empty;
-        await Eventually(() => !(neighbor = Vty($"show bgp neighbors {HostAddress}")).Contains("BGP state = Established", StringComparison.Ordinal), () => neighbor);
+        await Eventually(() => !(neighbor = Vty($"show bgp neighbors {HostAddress}")).Contains("BGP state = Established", StringComparison.Ordinal), () => neighbor, 80);
     }
 
     public void Dispose()
@@ -212,35 +213,4 @@ public sealed class FrrInteropTests : IDisposable
     }
 
     private string Vty(string command) => Run(Vtysh, "--vty_socket", _directory, "-c", command).Output;
-
-    private static async Task Eventually(Func<bool> condition, Func<string> explain)
-    {
-        for (var i = 0; i < 80; i++)
-        {
-            if (condition())
-            {
-                return;
-            }
-
-            await Task.Delay(250);
-        }
-
-        Assert.Fail(explain());
-    }
-
-    private static void Must(string file, params string[] arguments)
-    {
-        var (exit, output) = Run(file, arguments);
-        Assert.True(exit == 0, $"{file} {string.Join(' ', arguments)}: {output}");
-    }
-
-    private static (int Exit, string Output) Run(string file, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit(10_000);
-        return (process.ExitCode, output.Result + error);
-    }
 }
