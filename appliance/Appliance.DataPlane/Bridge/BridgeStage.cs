@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
+using Isthmus.DataPlane.Route;
 using Isthmus.Packets;
 
 namespace Isthmus.DataPlane.Bridge;
@@ -92,6 +93,12 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
 
             if (destination.IsMulticast)
             {
+                if (L3Messages.EtherTypeOf(frame) == EtherType.Rarp)
+                {
+                    // ESXi announces a VM that just arrived with a broadcast RARP from its MAC: a move signal.
+                    context.Mobility.Post(new MobilitySignal(MobilitySignalKind.Rarp, lastDomain, p.IngressSegment, vtep, source, false, 0, 0, now));
+                }
+
                 p.Flags |= PacketFlags.Bum;
                 Flood(ref p, context, state, now, "broadcast/multicast");
                 continue;
@@ -191,6 +198,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         entry.Segment = p.IngressSegment;
         entry.Vtep = vtep;
         entry.LastSeen = now;
+        context.Mobility.Post(new MobilitySignal(MobilitySignalKind.MacMove, domain.Index, p.IngressSegment, vtep, mac, false, 0, 0, now));
         if ((p.Flags & PacketFlags.Traced) != 0)
         {
             context.Tracer.Record(p.TraceId, Name, "learn", $"{new MacAddress(mac)} moved to {context.Snapshot.Segments[p.IngressSegment].Name}{VtepText(vtep)}");

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Isthmus.DataPlane.Bridge;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
@@ -35,6 +36,13 @@ public enum GatewayDrop : ushort
 
     /// <summary>No buffer (or no room in the originated batch) for a reply; the request itself goes on.</summary>
     NoBuffer,
+
+    /// <summary>
+    /// ARP for one of the gateway's own addresses on a segment where the mobility settings filter it (the
+    /// interconnect): the other site's gateway shares the address, and each site's workloads must reach
+    /// their local one.
+    /// </summary>
+    GatewayArpFiltered,
 }
 
 /// <summary>
@@ -117,6 +125,13 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         var senderIp = arp.SenderIp;
         var targetIp = arp.TargetIp;
         var traced = (p.Flags & PacketFlags.Traced) != 0;
+        var filter = context.GatewayArpFilter;
+        if ((uint)p.IngressSegment < (uint)filter.Length && filter[p.IngressSegment] && (gw.Owns(targetIp.Value) || gw.Owns(senderIp.Value)))
+        {
+            Drop(ref p, (ushort)GatewayDrop.GatewayArpFiltered);
+            return;
+        }
+
         var allowed = senderIp.IsAny || Allowed(gw, senderIp.Value, senderMac.Value);
         if (!allowed)
         {
@@ -136,6 +151,14 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
         // Learn from every ARP (requests, replies, gratuitous ARP): sender IP → sender MAC.
         if (!senderIp.IsAny && senderMac.IsUnicast && !senderMac.IsZero && gw.OnLink(senderIp.Value) && !l3.LocalIpv4.ContainsKey(senderIp.Value))
         {
+            // Mobility: a gratuitous ARP, or a binding that is new or points to another MAC, is a signal.
+            ref var known = ref context.L3.Neighbors.Find(gw.Domain, false, 0, senderIp.Value);
+            var changed = Unsafe.IsNullRef(ref known) || known.State != NeighborState.Reachable || known.Mac != senderMac.Value;
+            if (changed || arp.IsGratuitous)
+            {
+                Signal(ref p, context, arp.IsGratuitous ? MobilitySignalKind.Garp : MobilitySignalKind.Binding, senderMac.Value, false, 0, senderIp.Value);
+            }
+
             context.L3.Neighbors.Confirm(gw.Domain, false, 0, senderIp.Value, senderMac.Value, context.Now);
             if (traced)
             {
@@ -390,6 +413,14 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
                 && targetMac.IsUnicast && !targetMac.IsZero && gw.OnLink(target) && !l3.LocalIpv6.ContainsKey(target)
                 && Allowed(gw, target, targetMac.Value))
             {
+                // Mobility: an unsolicited NA (Solicited flag clear: the IPv6 GARP) or a new binding is a signal.
+                ref var known = ref context.L3.Neighbors.Find(gw.Domain, true, target.High, target.Low);
+                var unsolicited = (message[4] & 0x40) == 0;
+                if (unsolicited || Unsafe.IsNullRef(ref known) || known.State != NeighborState.Reachable || known.Mac != targetMac.Value)
+                {
+                    Signal(ref p, context, unsolicited ? MobilitySignalKind.Garp : MobilitySignalKind.Binding, targetMac.Value, true, target.High, target.Low);
+                }
+
                 context.L3.Neighbors.Confirm(gw.Domain, true, target.High, target.Low, targetMac.Value, context.Now);
                 if (traced)
                 {
@@ -438,6 +469,12 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
             askerMac = sourceLinkLayer;
             if (sourceLinkLayer.IsUnicast && !sourceLinkLayer.IsZero && gw.OnLink(source) && !l3.LocalIpv6.ContainsKey(source))
             {
+                ref var known = ref context.L3.Neighbors.Find(gw.Domain, true, source.High, source.Low);
+                if (Unsafe.IsNullRef(ref known) || known.State != NeighborState.Reachable || known.Mac != sourceLinkLayer.Value)
+                {
+                    Signal(ref p, context, MobilitySignalKind.Binding, sourceLinkLayer.Value, true, source.High, source.Low);
+                }
+
                 context.L3.Neighbors.Confirm(gw.Domain, true, source.High, source.Low, sourceLinkLayer.Value, context.Now);
                 if (traced)
                 {
@@ -491,6 +528,13 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
     }
 
     // ---------------------------------------------------------------- shared
+
+    /// <summary>Posts a mobility signal (GARP or binding) for the station behind <paramref name="p"/>'s ingress.</summary>
+    private static void Signal(ref PacketMeta p, WorkerContext context, MobilitySignalKind kind, ulong mac, bool ipv6, ulong hi, ulong lo)
+    {
+        var vtep = context.Snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan ? p.RemoteVtep : 0;
+        context.Mobility.Post(new MobilitySignal(kind, p.Domain, p.IngressSegment, vtep, mac, ipv6, hi, lo, context.Now));
+    }
 
     /// <summary>Anti-spoofing (IPv4): on a connected subnet and, when bindings are configured, bound to this MAC.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

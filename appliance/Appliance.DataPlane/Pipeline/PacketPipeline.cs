@@ -79,8 +79,11 @@ public sealed class PacketPipeline
         }
     }
 
-    /// <summary>What the stages originated (replies, errors, resolved packets) leaves through encap.</summary>
-    private void SendOriginated(WorkerContext context)
+    /// <summary>
+    /// What the stages originated (replies, errors, resolved packets) leaves through encap. The worker
+    /// also calls it after serving queries that originate frames (GARP bursts).
+    /// </summary>
+    public void SendOriginated(WorkerContext context)
     {
         var originated = context.Originated;
         if (originated.Count > 0)

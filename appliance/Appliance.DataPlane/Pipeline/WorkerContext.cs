@@ -35,6 +35,16 @@ public sealed class WorkerContext
 
     public MacMoveFeed Moves { get; }
 
+    /// <summary>RARP, GARP, new bindings and MAC moves for the mobility service (rare events, not per frame).</summary>
+    public MobilityFeed Mobility { get; init; } = new();
+
+    /// <summary>
+    /// Per segment index: ARP for the gateway's own addresses is filtered there (the interconnect, so the
+    /// remote site's gateway cannot answer for the shared gateway address, nor ours for it). Set by the
+    /// mobility service through a worker query; empty = no filter.
+    /// </summary>
+    public bool[] GatewayArpFilter { get; set; } = [];
+
     public BridgeState Bridge { get; } = new();
 
     /// <summary>Conntrack table, NAT ports, firewall rule counters and log (Firewall/, Nat/).</summary>

@@ -53,6 +53,20 @@ public static class L3Messages
         return NeighborMessage(frame, Icmpv6Type.NeighborAdvertisement, destinationMac, ethernetSource, target, destination, flags, target, OptionTargetLinkLayer, targetMac);
     }
 
+    /// <summary>The all-nodes multicast address ff02::1 (RFC 4291 section 2.7.1).</summary>
+    public static Ipv6Address AllNodes => new(0xFF02_0000_0000_0000UL, 1);
+
+    /// <summary>
+    /// An unsolicited neighbor advertisement to all nodes (RFC 4861 section 7.2.6, the IPv6 GARP): Override
+    /// set, Solicited clear, Router as given, with the target link-layer address.
+    /// </summary>
+    public static int UnsolicitedNeighborAdvertisement(Span<byte> frame, MacAddress source, in Ipv6Address target, bool router)
+    {
+        var flags = 0x2000_0000u | (router ? 0x8000_0000u : 0);
+        var allNodes = AllNodes;
+        return NeighborMessage(frame, Icmpv6Type.NeighborAdvertisement, MulticastMac(allNodes), source, target, allNodes, flags, target, OptionTargetLinkLayer, source);
+    }
+
     private static int NeighborMessage(Span<byte> frame, byte type, MacAddress destinationMac, MacAddress sourceMac, in Ipv6Address source, in Ipv6Address destination, uint flags, in Ipv6Address target, byte option, MacAddress optionMac)
     {
         const int length = NdFixedLength + 8;

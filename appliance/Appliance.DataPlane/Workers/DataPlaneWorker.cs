@@ -29,6 +29,8 @@ public sealed class DataPlaneWorker : IDisposable
     private readonly PacketBatch _batch = new();
     private readonly ConcurrentQueue<InjectedFrame> _injected = new();
     private readonly Poller? _poller;
+    private readonly WorkerWakeup? _wakeup;
+    private readonly int _wakeupIndex = -1;
 
     /// <summary>Per port: its index in <see cref="_poller"/>, or -1 when it has no file descriptor.</summary>
     private readonly int[] _pollIndex;
@@ -47,7 +49,8 @@ public sealed class DataPlaneWorker : IDisposable
         TimeProvider time,
         PacketTracer? tracer = null,
         MacMoveFeed? moves = null,
-        int poolSize = DefaultPoolSize)
+        int poolSize = DefaultPoolSize,
+        MobilityFeed? mobility = null)
     {
         _ports = [.. ports];
         _slot = slot;
@@ -55,17 +58,28 @@ public sealed class DataPlaneWorker : IDisposable
         _time = time;
         Pool = new PacketPool(poolSize);
         Counters = new StageCounters([.. pipeline.Stages.Select(s => s.DropReasons.Count)]);
-        Context = new WorkerContext(Pool, _ports.Length, Counters, tracer ?? new PacketTracer(), moves ?? new MacMoveFeed(), time.TimestampFrequency);
+        Context = new WorkerContext(Pool, _ports.Length, Counters, tracer ?? new PacketTracer(), moves ?? new MacMoveFeed(), time.TimestampFrequency)
+        {
+            Mobility = mobility ?? new MobilityFeed(),
+        };
         Context.Now = time.GetTimestamp();
         Context.Apply(slot.Current);
         _lastTick = Context.Now;
         _pollIndex = new int[_ports.Length];
         _hot = new bool[_ports.Length];
         var pollable = _ports.Count(p => p.PollHandle >= 0);
-        _poller = pollable > 0 ? new Poller(pollable) : null;
+        _poller = pollable > 0 ? new Poller(pollable + 1) : null;
         for (var i = 0; i < _ports.Length; i++)
         {
             _pollIndex[i] = _ports[i].PollHandle >= 0 ? _poller!.Add(_ports[i]) : -1;
+        }
+
+        if (_poller is not null)
+        {
+            // Queries (GARP bursts, live state) end the idle poll at once.
+            _wakeup = new WorkerWakeup();
+            _wakeupIndex = _poller.Add(_wakeup.Handle);
+            Queries.Wake = _wakeup.Signal;
         }
     }
 
@@ -111,6 +125,12 @@ public sealed class DataPlaneWorker : IDisposable
         if (Queries.Pending)
         {
             Queries.Serve(Context);
+            if (Context.Originated.Count > 0)
+            {
+                // A query originated frames (a GARP burst): they leave now, not after the next batch.
+                _pipeline.SendOriginated(Context);
+                Flush();
+            }
         }
 
         TakeInjected();
@@ -170,6 +190,8 @@ public sealed class DataPlaneWorker : IDisposable
     public void Dispose()
     {
         Stop();
+        Queries.Wake = null;
+        _wakeup?.Dispose();
 
         // Buffers the stages still hold (packets waiting for ARP/ND) go back to the pool.
         _pipeline.Release(Context);
@@ -193,7 +215,11 @@ public sealed class DataPlaneWorker : IDisposable
                 continue;
             }
 
-            _poller?.Wait(timeoutMs: 50);
+            if (_poller?.Wait(timeoutMs: 50) > 0 && _poller.IsReadable(_wakeupIndex))
+            {
+                _wakeup!.Drain();
+            }
+
             if (_poller is null)
             {
                 Thread.Sleep(1);

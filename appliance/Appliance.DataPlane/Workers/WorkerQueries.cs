@@ -21,6 +21,9 @@ public sealed class WorkerQueries
     private readonly ConcurrentQueue<IQuery> _queue = new();
     private int _pending;
 
+    /// <summary>Ends the worker's idle poll (its <see cref="WorkerWakeup"/>), set by the worker when it has one.</summary>
+    internal Action? Wake { get; set; }
+
     /// <summary>True when a query waits (one volatile read: the worker's per-turn check).</summary>
     public bool Pending => Volatile.Read(ref _pending) != 0;
 
@@ -34,6 +37,7 @@ public sealed class WorkerQueries
         var query = new Query<T>(answer);
         Interlocked.Increment(ref _pending);
         _queue.Enqueue(query);
+        Wake?.Invoke();
         return query.Task;
     }
 

@@ -43,6 +43,15 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initialValue, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, void* buffer, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, void* buffer, nuint count);
+
     [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
@@ -125,6 +134,10 @@ internal static unsafe partial class Libc
     // open flags, namespaces.
     public const int ORdOnly = 0;
     public const int OCloExec = 0x80000;
+
+    /// <summary>eventfd(2) flags: EFD_NONBLOCK, EFD_CLOEXEC.</summary>
+    public const int EfdNonBlock = 0x800;
+    public const int EfdCloExec = 0x80000;
     public const int CloneNewNet = 0x40000000;
 
     /// <summary>CMSG_ALIGN(sizeof(struct cmsghdr)): where a control message's data starts.</summary>

@@ -1,0 +1,85 @@
+using System.Collections.Concurrent;
+
+namespace Isthmus.DataPlane.Bridge;
+
+/// <summary>What a worker saw that may mean a workload moved (issue 6, move detection).</summary>
+public enum MobilitySignalKind : byte
+{
+    /// <summary>A RARP request from the station's MAC: what ESXi sends for a VM right after vMotion.</summary>
+    Rarp,
+
+    /// <summary>A gratuitous ARP (sender IP = target IP) or an unsolicited neighbor advertisement.</summary>
+    Garp,
+
+    /// <summary>A known MAC arrived from another segment or VTEP (the bridge's move detection).</summary>
+    MacMove,
+
+    /// <summary>An ARP / ND exchange bound an address to a MAC for the first time, or to another MAC.</summary>
+    Binding,
+}
+
+/// <summary>
+/// One mobility signal: where (domain, ingress segment, VTEP for VXLAN segments), which MAC, and for
+/// <see cref="MobilitySignalKind.Garp"/> and <see cref="MobilitySignalKind.Binding"/> the address
+/// (IPv4 in <see cref="AddressLo"/>, or IPv6). Indexes refer to the snapshot the worker ran.
+/// </summary>
+public readonly record struct MobilitySignal(
+    MobilitySignalKind Kind,
+    int Domain,
+    int Segment,
+    uint Vtep,
+    ulong Mac,
+    bool Ipv6,
+    ulong AddressHi,
+    ulong AddressLo,
+    long Timestamp)
+{
+    public bool HasAddress => Ipv6 || AddressLo != 0;
+}
+
+/// <summary>
+/// Where workers post mobility signals for the control plane. Bounded like <see cref="MacMoveFeed"/>
+/// (the oldest are discarded and counted). Signals are rare (RARP, GARP, new bindings and moves, not
+/// every frame), so a post may wake the consumer: at most one wake-up is pending at a time, and the
+/// consumer clears it before draining, so a burst of signals costs one wake-up.
+/// </summary>
+public sealed class MobilityFeed : IDisposable
+{
+    public const int Capacity = 16384;
+
+    private readonly ConcurrentQueue<MobilitySignal> _queue = new();
+    private readonly SemaphoreSlim _available = new(0, 1);
+    private long _discarded;
+    private long _posted;
+    private int _signalled;
+
+    public long Discarded => Volatile.Read(ref _discarded);
+
+    public long Posted => Volatile.Read(ref _posted);
+
+    public void Post(in MobilitySignal signal)
+    {
+        _queue.Enqueue(signal);
+        _posted++;
+        if (_queue.Count > Capacity && _queue.TryDequeue(out _))
+        {
+            Interlocked.Increment(ref _discarded);
+        }
+
+        if (Interlocked.Exchange(ref _signalled, 1) == 0)
+        {
+            _available.Release();
+        }
+    }
+
+    /// <summary>Consumer: waits until something was posted since the last wait.</summary>
+    public async Task WaitAsync(CancellationToken cancellationToken)
+    {
+        await _available.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Volatile.Write(ref _signalled, 0);
+    }
+
+    public bool TryTake(out MobilitySignal signal) => _queue.TryDequeue(out signal);
+
+    public void Dispose() => _available.Dispose();
+}
