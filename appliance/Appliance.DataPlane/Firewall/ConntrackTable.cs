@@ -44,6 +44,9 @@ public enum FlowFlags : byte
 
     /// <summary>A bridged flow tracked by the L2 filter (never translated).</summary>
     Bridged = 1 << 5,
+
+    /// <summary>A load-balanced flow (lb stage): its backend's connection count drops when it leaves the table.</summary>
+    LoadBalanced = 1 << 6,
 }
 
 /// <summary>

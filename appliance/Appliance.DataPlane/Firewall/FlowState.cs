@@ -52,6 +52,12 @@ public struct PendingFlow
     public uint SourceTo;
 
     public ushort SourcePortTo;
+
+    /// <summary>Virtual server (lb stage) + 1 (0: not load-balanced); the backend chosen is <see cref="Backend"/>.</summary>
+    public int Balanced;
+
+    /// <summary>Backend index in the snapshot's load-balancer tables (valid with <see cref="Balanced"/>).</summary>
+    public int Backend;
 }
 
 /// <summary>
@@ -59,7 +65,7 @@ public struct PendingFlow
 /// firewall log ring and the per-batch scratch the three flow stages share. Owned by the worker
 /// thread; other threads read counters and take log records only.
 /// </summary>
-public sealed class FlowState
+public sealed class FlowState : IConntrackObserver
 {
     private long _epoch = long.MinValue;
 
@@ -71,6 +77,9 @@ public sealed class FlowState
     public ConntrackTable? Table { get; private set; }
 
     public NatPortAllocator Nat { get; }
+
+    /// <summary>Load-balancer cursors, per-backend connection counts and persistence (LoadBalancer/).</summary>
+    public LoadBalancer.LoadBalancerState Balancer { get; } = new();
 
     public FirewallLog Log { get; } = new();
 
@@ -101,7 +110,7 @@ public sealed class FlowState
         if (tables.Tracking && (Table is null || Table.MaxSessions != tables.MaxSessions))
         {
             Table?.Clear();
-            Table = new ConntrackTable(tables.MaxSessions) { Observer = Nat };
+            Table = new ConntrackTable(tables.MaxSessions) { Observer = this };
         }
 
         if (tables.RuleIds.Length != RuleHits.Length || !tables.RuleIds.AsSpan().SequenceEqual(_tables.RuleIds))
@@ -111,6 +120,13 @@ public sealed class FlowState
 
         Log.RatePerSecond = tables.LogRatePerSecond;
         _tables = tables;
+    }
+
+    /// <summary>A session left the table: NAT releases its mapping, the balancer its backend's count.</summary>
+    public void Removed(in ConntrackEntry entry)
+    {
+        Nat.Removed(entry);
+        Balancer.Removed(entry);
     }
 
     /// <summary>Sets <see cref="Now"/> from the worker's timestamp (once per batch).</summary>
@@ -130,6 +146,7 @@ public sealed class FlowState
         Tick(now, ticksPerSecond);
         Log.Refill(Now);
         var table = Table;
+        Balancer.Heartbeat(table, Now);
         return table is null ? 0 : table.Sweep(Now, Math.Max(4096, table.MaxSessions / 8));
     }
 

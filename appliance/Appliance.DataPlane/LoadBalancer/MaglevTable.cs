@@ -237,7 +237,7 @@ public sealed class MaglevTable
         return true;
     }
 
-    private static int Gcd(int a, int b)
+    internal static int Gcd(int a, int b)
     {
         while (b != 0)
         {

@@ -87,14 +87,16 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
             return;
         }
 
-        var flags = pending.DnatRule > 0 ? FlowFlags.DestinationNat : FlowFlags.None;
+        var flags = pending.DnatRule > 0 ? FlowFlags.DestinationNat
+            : pending.Balanced > 0 ? FlowFlags.DestinationNat | FlowFlags.LoadBalanced
+            : FlowFlags.None;
         var source = outgoing.Source;
         var sourcePort = outgoing.SourcePort;
         string? how = null;
         var allocated = false;
         if (!pending.Bridged)
         {
-            var rule = SelectSnat(ref p, pending, tables, out var staticAddress);
+            var rule = SelectSnat(ref p, pending, tables, context.Snapshot.LoadBalancer, out var staticAddress);
             if (staticAddress != 0)
             {
                 source = staticAddress;
@@ -144,6 +146,11 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
         p.Flow = entry;
         p.FlowDirection = 0;
         flows.Committed++;
+        if (pending.Balanced > 0)
+        {
+            flows.Balancer.Opened(pending.Backend, pending.Original.Source, outgoing.DestinationPort, now);
+        }
+
         if ((p.Flags & PacketFlags.Traced) != 0)
         {
             context.Tracer.Record(p.TraceId, Name, "commit", how is null
@@ -152,10 +159,15 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
         }
     }
 
-    /// <summary>Hairpin first (client and server in one domain), then 1:1 outbound, then the first matching SNAT rule.</summary>
-    private static SnatRule? SelectSnat(ref PacketMeta p, in PendingFlow pending, FirewallTables tables, out uint staticAddress)
+    /// <summary>A load-balanced flow: its server's full-NAT masquerade (or none); else hairpin first (client and server in one domain), then 1:1 outbound, then the first matching SNAT rule.</summary>
+    private static SnatRule? SelectSnat(ref PacketMeta p, in PendingFlow pending, FirewallTables tables, LoadBalancer.LoadBalancerTables balancer, out uint staticAddress)
     {
         staticAddress = 0;
+        if (pending.Balanced > 0)
+        {
+            return balancer.Servers[pending.Balanced - 1].Snat;
+        }
+
         var ingressDomain = (p.Flags & PacketFlags.Routed) != 0 ? p.IngressDomain : p.Domain;
         if (pending.DnatRule > 0)
         {

@@ -3,6 +3,7 @@ using Isthmus.DataPlane.Decap;
 using Isthmus.DataPlane.Encap;
 using Isthmus.DataPlane.Firewall;
 using Isthmus.DataPlane.Gateway;
+using Isthmus.DataPlane.LoadBalancer;
 using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Route;
 
@@ -33,13 +34,15 @@ public sealed class PacketPipeline
     /// The appliance's path, in netfilter's order for the L3 part:
     /// decap → bridge → gateway (frames for the gateway MAC: ARP/ND/ping for its own addresses,
     /// anti-spoofing, L3 parse) → conntrack (flow lookup; DNAT for new flows, translation for
-    /// known ones) → route (LPM, next hop, MAC rewrite, TTL, MTU, MSS clamp) → firewall (zone-pair
+    /// known ones) → lb (a new flow to a VIP picks a backend and has its destination rewritten like
+    /// a DNAT rule's, so route, firewall and nat see the backend and the commit stores the
+    /// translation: later packets are conntrack hits and stay on their backend) → route (LPM, next hop, MAC rewrite, TTL, MTU, MSS clamp) → firewall (zone-pair
     /// policy for new flows) → nat (SNAT and flow commit) → neighbor (routed packets whose next hop is
     /// unresolved wait here, after the policy and NAT saw them, as in Linux's neighbour output) → encap.
     /// Bridged frames pass the L3 stages untouched.
     /// </summary>
     public static PacketPipeline CreateDefault() =>
-        new([new BridgeStage(), new GatewayStage(), new ConntrackStage(), new RouteStage(), new FirewallStage(), new NatStage(), new NeighborStage()]);
+        new([new BridgeStage(), new GatewayStage(), new ConntrackStage(), new LoadBalancerStage(), new RouteStage(), new FirewallStage(), new NatStage(), new NeighborStage()]);
 
     public IReadOnlyList<PipelineStage> Stages => _stages;
 

@@ -105,6 +105,7 @@ public sealed class WorkerContext
         Bridge.Apply(snapshot, Now);
         L3.Apply(snapshot, Pool, Now);
         Flows.Apply(snapshot.Firewall);
+        Flows.Balancer.Apply(snapshot.LoadBalancer);
         Snapshot = snapshot;
     }
 }

@@ -21,6 +21,9 @@ public sealed record DataPlaneProgram
 
     /// <summary>SNAT, DNAT and 1:1 NAT. See NatSpec.cs.</summary>
     public NatSpec Nat { get; init; } = new();
+
+    /// <summary>Virtual servers and pools. See LoadBalancerSpec.cs.</summary>
+    public LoadBalancerSpec LoadBalancer { get; init; } = new();
 }
 
 public enum PortSpecKind

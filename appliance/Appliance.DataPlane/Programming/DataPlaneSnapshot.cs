@@ -36,6 +36,9 @@ public sealed class DataPlaneSnapshot
 
     /// <summary>Zones, the compiled rule classifier, conntrack limits and NAT rules (Firewall/ and Nat/ stages).</summary>
     public Firewall.FirewallTables Firewall { get; internal set; } = Isthmus.DataPlane.Firewall.FirewallTables.Empty;
+
+    /// <summary>Virtual servers, backends with their health, Maglev tables (LoadBalancer/ stage).</summary>
+    public LoadBalancer.LoadBalancerTables LoadBalancer { get; internal set; } = Isthmus.DataPlane.LoadBalancer.LoadBalancerTables.Empty;
 }
 
 /// <summary>How frames arriving on one port map to segments.</summary>

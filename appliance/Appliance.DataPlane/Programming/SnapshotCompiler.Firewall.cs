@@ -388,6 +388,15 @@ public static partial class SnapshotCompiler
             }
         }
 
+        // VIPs: the gateway answers ARP for them and hands their packets to conntrack and the lb stage.
+        foreach (var vs in program.LoadBalancer.VirtualServers)
+        {
+            if (Ipv4Address.TryParse(vs.Address, out var vip))
+            {
+                natAddresses.Add(vip.Value);
+            }
+        }
+
         natAddresses.ExceptWith(gatewayAddress);
         natAddresses.Remove(0);
 
@@ -395,7 +404,7 @@ public static partial class SnapshotCompiler
         return new FirewallTables
         {
             Filtering = filtering,
-            Tracking = filtering || fw.L2Filter || dnat.Count > 0 || snat.Count > 0,
+            Tracking = filtering || fw.L2Filter || dnat.Count > 0 || snat.Count > 0 || program.LoadBalancer.VirtualServers.Count > 0,
             L2Filter = fw.L2Filter,
             AllowIpv6BetweenZones = fw.AllowIpv6BetweenZones,
             LogRatePerSecond = fw.LogRatePerSecond,

@@ -188,6 +188,7 @@ public static partial class SnapshotCompiler
         var compiledDomains = domains.ToArray();
         var l3 = CompileL3(program, compiledSegments, compiledDomains, problems);
         var firewall = CompileFirewall(program, compiledSegments, compiledDomains, l3, ticksPerSecond, problems);
+        var loadBalancer = CompileLoadBalancer(program, firewall, l3, down: null, problems);
 
         errors = problems;
         if (problems.Count > 0)
@@ -211,7 +212,7 @@ public static partial class SnapshotCompiler
             };
         }
 
-        snapshot = new DataPlaneSnapshot(version, program, ports, compiledSegments, compiledDomains) { L3 = l3, Firewall = firewall };
+        snapshot = new DataPlaneSnapshot(version, program, ports, compiledSegments, compiledDomains) { L3 = l3, Firewall = firewall, LoadBalancer = loadBalancer };
         return true;
     }
 

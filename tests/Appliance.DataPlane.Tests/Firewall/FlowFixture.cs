@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using Isthmus.DataPlane.Bridge;
 using Isthmus.DataPlane.Diagnostics;
 using Isthmus.DataPlane.Firewall;
+using Isthmus.DataPlane.LoadBalancer;
 using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
@@ -29,7 +30,7 @@ public sealed record FlowResult(PacketMeta Meta, byte[] Frame, string? Drop)
 
 /// <summary>
 /// The flow stages (conntrack → firewall → NAT) on a worker context, without the gateway and route
-/// stages: each packet is given the L3 metadata those stages would set (ingress segment and domain,
+/// stages (plus lb, a no-op without virtual servers): each packet is given the L3 metadata those stages would set (ingress segment and domain,
 /// egress domain and segment, routed). The lab's topology: bd10 "inside" (acc10 = segment 0,
 /// 10.10.0.0/24), bd20 "outside" (acc20 = segment 3, the Internet side). Time is virtual.
 /// </summary>
@@ -45,11 +46,17 @@ public sealed class FlowFixture : IDisposable
     public static readonly MacAddress RouterMac = MacAddress.Parse("02:00:00:00:20:01");
     public static readonly MacAddress OutsideGatewayMac = MacAddress.Parse("02:15:7e:00:00:20");
 
-    private readonly PipelineStage[] _stages = [new ConntrackStage(), new FirewallStage(), new NatStage()];
+    private readonly PipelineStage[] _stages = [new ConntrackStage(), new LoadBalancerStage(), new FirewallStage(), new NatStage()];
 
-    public FlowFixture(FirewallSpec? firewall = null, NatSpec? nat = null, IReadOnlyList<GatewaySpec>? gateways = null)
+    public FlowFixture(FirewallSpec? firewall = null, NatSpec? nat = null, IReadOnlyList<GatewaySpec>? gateways = null, LoadBalancerSpec? loadBalancer = null)
     {
-        Program = L2Fixture.LabProgram() with { Firewall = firewall ?? DefaultFirewall, Nat = nat ?? new NatSpec(), Gateways = gateways ?? [] };
+        Program = L2Fixture.LabProgram() with
+        {
+            Firewall = firewall ?? DefaultFirewall,
+            Nat = nat ?? new NatSpec(),
+            Gateways = gateways ?? [],
+            LoadBalancer = loadBalancer ?? new LoadBalancerSpec(),
+        };
         for (var i = 0; i < _stages.Length; i++)
         {
             _stages[i].Index = (byte)i;
@@ -83,6 +90,9 @@ public sealed class FlowFixture : IDisposable
     public ConntrackTable Table => Context.Flows.Table!;
 
     public IReadOnlyList<PipelineStage> Stages => _stages;
+
+    /// <summary>Switches the worker to another snapshot, as the worker does between batches.</summary>
+    public void Apply(DataPlaneSnapshot snapshot) => Context.Apply(snapshot);
 
     public void Advance(TimeSpan by)
     {
