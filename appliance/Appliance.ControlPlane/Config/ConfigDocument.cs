@@ -36,6 +36,13 @@ public sealed record DataPlaneSettings
 
     /// <summary>Frames per receive system call.</summary>
     public int RxBatch { get; init; } = 64;
+
+    /// <summary>
+    /// VXLAN ports send toward VTEPs with a resolved next hop as raw frames on the underlay interface
+    /// (pre-built outer headers, AF_PACKET, qdisc bypass) instead of through the UDP socket. false = always
+    /// the UDP socket.
+    /// </summary>
+    public bool RawVxlanTransmit { get; init; } = true;
 }
 
 public enum Role

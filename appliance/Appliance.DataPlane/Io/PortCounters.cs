@@ -38,6 +38,15 @@ public sealed class PortCounters
     /// </summary>
     public long RxKernelDrops;
 
+    /// <summary>VXLAN: datagrams sent as raw frames with pre-built outer headers (also in <see cref="TxPackets"/>).</summary>
+    public long TxRaw;
+
+    /// <summary>
+    /// VXLAN with raw transmit on: datagrams that went through the UDP socket instead (next hop not resolved
+    /// yet, a neighbor to re-confirm, a local route, too long for the underlay MTU).
+    /// </summary>
+    public long TxRawFallback;
+
     /// <summary>Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on).</summary>
     public long TxErrors;
 

@@ -25,6 +25,15 @@ public sealed class VxlanUdpPortOptions
 
     /// <summary>SO_RCVBUF and SO_SNDBUF in bytes (the FORCE variants when privileged); 0 = kernel default.</summary>
     public int SocketBufferBytes { get; init; } = 4 << 20;
+
+    /// <summary>
+    /// Send datagrams toward VTEPs whose next hop the kernel has resolved as raw Ethernet frames on the
+    /// underlay interface (<see cref="VxlanRawSender"/>); the rest still go through the UDP socket.
+    /// </summary>
+    public bool RawTransmit { get; init; } = true;
+
+    /// <summary>Resolves raw transmit paths; null = rtnetlink in the namespace the port is created in. Owned by the port.</summary>
+    public IUnderlayResolver? Resolver { get; init; }
 }
 
 /// <summary>
@@ -34,10 +43,11 @@ public sealed class VxlanUdpPortOptions
 /// A transmitted frame is a VXLAN header + inner frame, sent to <see cref="TxFrame.DestinationIp"/>.
 /// </summary>
 /// <remarks>
-/// Known limitation: a bound UDP socket cannot vary its source port per packet, so
-/// <see cref="TxFrame.SourcePort"/> (RFC 7348 §5 flow entropy) is ignored and every datagram leaves
-/// from <see cref="VxlanUdpPortOptions.Port"/>. Entropy needs a raw socket (IP_HDRINCL), a small pool
-/// of sockets bound to different source ports, or AF_XDP.
+/// With <see cref="VxlanUdpPortOptions.RawTransmit"/> (the default) a datagram toward a VTEP whose next
+/// hop is resolved leaves as a raw frame built in place (<see cref="VxlanRawSender"/>) and carries
+/// <see cref="TxFrame.SourcePort"/> (RFC 7348 §5 flow entropy). Through the UDP socket (raw transmit off,
+/// or the fallback) the source port cannot vary per packet: every such datagram leaves from
+/// <see cref="VxlanUdpPortOptions.Port"/>.
 /// </remarks>
 public sealed unsafe class VxlanUdpPort : IPacketPort
 {
@@ -48,6 +58,8 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     private readonly ushort _defaultPortNetworkOrder;
     private readonly MessageVector _messages;
     private readonly int[] _rented;
+    private readonly TxFrame[] _udpFrames;
+    private readonly VxlanRawSender? _raw;
     private readonly byte[] _scratch = GC.AllocateUninitializedArray<byte>(PacketPool.MaxFrame, pinned: true);
     private int _fd;
 
@@ -93,9 +105,21 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
 
             _messages = new MessageVector(_batchSize, 0, sizeof(SockAddrIn));
             _rented = new int[_batchSize];
+            _udpFrames = new TxFrame[_batchSize];
+            if (options.RawTransmit)
+            {
+                _raw = new VxlanRawSender(
+                    options.Resolver ?? new NetlinkUnderlayResolver(),
+                    BinaryPrimitives.ReadUInt32BigEndian(options.LocalAddress.GetAddressBytes()),
+                    options.Port,
+                    _batchSize,
+                    options.SocketBufferBytes);
+            }
         }
         catch
         {
+            options.Resolver?.Dispose();
+            _messages?.Dispose();
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
             throw;
@@ -200,13 +224,19 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     }
 
     /// <inheritdoc />
+    /// <remarks>Also re-resolves the raw transmit paths (next-hop MACs, routes), once a second.</remarks>
     public void RefreshKernelCounters()
     {
         if (_fd >= 0 && SocketSetup.ReadDrops(_fd) is var drops and >= 0)
         {
             Counters.RxKernelDrops = drops;
         }
+
+        _raw?.Refresh();
     }
+
+    /// <summary>Raw transmit paths resolved so far (empty when raw transmit is off); allocates.</summary>
+    public UnderlayPath[] RawPaths() => _raw?.CopyPaths() ?? [];
 
     public void Dispose()
     {
@@ -215,6 +245,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
             _messages.Dispose();
+            _raw?.Dispose();
         }
     }
 
@@ -276,15 +307,30 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
         while (index < frames.Length)
         {
             var chunk = Math.Min(_batchSize, frames.Length - index);
+            var udp = 0;
             for (var i = 0; i < chunk; i++)
             {
                 ref readonly var f = ref frames[index + i];
-                WriteDestination((SockAddrIn*)_messages.Name(i), f);
-                _messages.PrepareSend(i, pool.Pointer(f.Buffer) + f.Offset, f.Length, (uint)sizeof(SockAddrIn));
+                if (_raw is not null)
+                {
+                    if (_raw.TryPrepare(f, pool))
+                    {
+                        continue;
+                    }
+
+                    Counters.TxRawFallback++;
+                }
+
+                WriteDestination((SockAddrIn*)_messages.Name(udp), f);
+                _messages.PrepareSend(udp, pool.Pointer(f.Buffer) + f.Offset, f.Length, (uint)sizeof(SockAddrIn));
+                _udpFrames[udp++] = f;
             }
 
-            if (!_messages.SendPrepared(_fd, chunk, frames, index, Counters))
+            _raw?.Send(Counters);
+            if (udp > 0 && !_messages.SendPrepared(_fd, udp, _udpFrames.AsSpan(0, udp), 0, Counters))
             {
+                // No room in the socket: what is left of the queue is counted as errors, not retried.
+                Counters.TxErrors += frames.Length - (index + chunk);
                 return;
             }
 

@@ -32,6 +32,7 @@ public sealed class SocketPortFactory : IPortFactory
                         LocalAddress = IPAddress.Parse(spec.LocalAddress!),
                         Port = (ushort)spec.UdpPort,
                         BatchSize = settings.RxBatch,
+                        RawTransmit = settings.RawVxlanTransmit,
                     }),
                     _ => new AfPacketPort(new AfPacketPortOptions
                     {

@@ -40,6 +40,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "sendto", SetLastError = true)]
     public static partial nint SendTo(int fd, void* buffer, nuint length, int flags, void* address, uint addressLength);
 
+    [LibraryImport(Lib, EntryPoint = "recv", SetLastError = true)]
+    public static partial nint Recv(int fd, void* buffer, nuint length, int flags);
+
     [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
@@ -85,6 +88,8 @@ internal static unsafe partial class Libc
     public const int SockNonBlock = 0x800;
     public const int SockCloExec = 0x80000;
     public const int IpProtoUdp = 17;
+    public const int AfNetlink = 16;
+    public const int NetlinkRoute = 0;
 
     /// <summary>ETH_P_ALL, host order: pass through <see cref="Htons"/>.</summary>
     public const ushort EthPAll = 0x0003;
@@ -107,6 +112,9 @@ internal static unsafe partial class Libc
     public const int PacketAuxData = 8;
     public const int PacketVnetHdr = 15;
     public const int PacketIgnoreOutgoing = 23;
+
+    /// <summary>PACKET_QDISC_BYPASS: transmit straight to the driver, skipping the qdisc layer.</summary>
+    public const int PacketQdiscBypass = 20;
     public const ushort PacketMrPromisc = 1;
 
     // tpacket_auxdata.tp_status bits.
@@ -124,6 +132,7 @@ internal static unsafe partial class Libc
     public const int EAgain = 11;
     public const int EInval = 22;
     public const int ENoBufs = 105;
+    public const int EMsgSize = 90;
 
     // poll events.
     public const short PollIn = 0x1;
