@@ -184,7 +184,7 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
                 VxlanHeader.Write(pool.Frame(buffer, offset, VxlanHeader.Length), segment.Vni);
                 tx.DestinationIp = vtep;
                 tx.DestinationPort = segment.VtepUdpPort;
-                tx.SourcePort = FlowEntropy(pool.Frame(buffer, offset + VxlanHeader.Length, EthernetHeader.Length));
+                tx.SourcePort = FlowEntropy(pool.Frame(buffer, offset + VxlanHeader.Length, p.Length));
                 break;
         }
 
@@ -221,13 +221,30 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
 
     /// <summary>
     /// RFC 7348 §5: the outer UDP source port should be a hash of the inner frame so the underlay's
-    /// ECMP spreads flows. Dynamic range 49152-65535.
+    /// ECMP spreads flows; dynamic range 49152-65535. The hash covers the inner MACs and, for IPv4, the
+    /// addresses, protocol and (unfragmented TCP/UDP/SCTP) ports, so two flows between the same pair of
+    /// stations (or through a router's MAC) still differ, and every packet of a flow gets the same port.
     /// </summary>
-    private static ushort FlowEntropy(ReadOnlySpan<byte> ethernet)
+    internal static ushort FlowEntropy(ReadOnlySpan<byte> frame)
     {
-        var a = BinaryPrimitives.ReadUInt64LittleEndian(ethernet);
-        var b = BinaryPrimitives.ReadUInt32LittleEndian(ethernet[8..]);
-        var h = (a ^ ((ulong)b << 17)) * 0x9E37_79B9_7F4A_7C15UL;
+        var a = BinaryPrimitives.ReadUInt64LittleEndian(frame);
+        var b = (ulong)BinaryPrimitives.ReadUInt32LittleEndian(frame[8..]);
+        if (frame.Length >= EthernetHeader.Length + 20 && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == EtherType.Ipv4)
+        {
+            var ip = frame[EthernetHeader.Length..];
+            var protocol = ip[9];
+            b ^= BinaryPrimitives.ReadUInt64LittleEndian(ip[12..]) + ((ulong)protocol << 40);
+            var headerLength = (ip[0] & 0x0F) * 4;
+            var fragment = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x3FFF; // MF + offset
+            if (fragment == 0 && protocol is (IpProtocol.Tcp or IpProtocol.Udp or 132) && ip.Length >= headerLength + 4)
+            {
+                a ^= (ulong)BinaryPrimitives.ReadUInt32LittleEndian(ip[headerLength..]) << 13;
+            }
+        }
+
+        var h = (a ^ (b << 17) ^ (b >> 29)) * 0x9E37_79B9_7F4A_7C15UL;
+        h ^= h >> 32;
+        h *= 0xBF58_476D_1CE4_E5B9UL;
         return (ushort)(49152 | (int)(h >> 50));
     }
 }
