@@ -21,6 +21,10 @@
 #   --no-wait                   do not wait for another lab / integration run to finish
 #   --worktree                  build and run the appliance from the working tree instead of a clean
 #                               `git archive HEAD` snapshot in DIR/src (the default: the commit is recorded)
+#   --perf RATE                 at that offered rate, `perf record -C 1 -g` over the step's middle second;
+#                               the top symbols of CPU1 go to DIR/perf-MODE-DIR-RATE.txt (livelock analysis)
+#   --worker-nice N             renice the appliance's data-plane thread (isthmus-worker) to N, e.g. -20
+#   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
 #
 # Cores: the generator runs pinned to CPU0 (taskset -c 0). The forwarding side gets CPU1: the
 # appliance process (all its threads, taskset -a -p 2), or in kernel mode the softirq of the lab's
@@ -50,6 +54,9 @@ OUT=/tmp/isthmus-wire-bench
 DO_BUILD=1
 WAIT=1
 SNAPSHOT=1
+PERF_RATE=
+WORKER_NICE=
+RX_BACKLOG=
 while (($#)); do
     case $1 in
         --rates) RATES=$2; shift ;;
@@ -60,7 +67,10 @@ while (($#)); do
         --no-build) DO_BUILD=0 ;;
         --no-wait) WAIT=0 ;;
         --worktree) SNAPSHOT=0 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        --perf) PERF_RATE=$2; shift ;;
+        --worker-nice) WORKER_NICE=$2; shift ;;
+        --rx-backlog) RX_BACKLOG=$2; shift ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -77,6 +87,7 @@ ctr() { nsx "$1" cat "/sys/class/net/$2/statistics/$3"; }
 LAB_OURS=0
 cleanup() {
     local rc=$?
+    [[ -n ${OLD_BACKLOG:-} ]] && sysctl -qw net.core.netdev_max_backlog="$OLD_BACKLOG"
     if ((LAB_OURS)); then
         log "tearing the lab down"
         "$LAB" down >/dev/null 2>&1 || true
@@ -113,6 +124,8 @@ take_lab() {
 
 # /proc/stat cpuN: busy and total jiffies.
 cpu_sample() { awk -v c="cpu$1" '$1==c {b=$2+$3+$4+$7+$8; t=b+$5+$6; print b, t}' /proc/stat; }
+# softirq jiffies of cpuN (/proc/stat column 8).
+softirq_ticks() { awk -v c="cpu$1" '$1==c {print $8}' /proc/stat; }
 # utime+stime of a process (all threads).
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # Sum of the "dropped" column (2nd) of /proc/net/softnet_stat over all CPUs.
@@ -138,11 +151,23 @@ step() {
     # CPU1 and appliance CPU over the middle of the step (after the generator's start-up).
     sleep 1
     read -r c0 tot0 < <(cpu_sample 1)
+    local s0 s1
+    s0=$(softirq_ticks 1)
     p0=$(proc_ticks "${APP_PID:-0}")
-    sleep 1
+    if [[ $rate == "$PERF_RATE" && $mode != *-warmup ]]; then
+        local pdata="$OUT/perf-$mode-$dir-$rate"
+        perf record -q -C 1 -g -o "$pdata.data" -- sleep 1 >/dev/null 2>&1 || log "perf record failed"
+    else
+        sleep 1
+    fi
     read -r c1 tot1 < <(cpu_sample 1)
+    s1=$(softirq_ticks 1)
     p1=$(proc_ticks "${APP_PID:-0}")
     wait "$gpid" || { cat "$OUT/gen.out" >&2; die "generator failed"; }
+    if [[ $rate == "$PERF_RATE" && $mode != *-warmup && -f $OUT/perf-$mode-$dir-$rate.data ]]; then
+        perf report -i "$OUT/perf-$mode-$dir-$rate.data" --stdio --no-children --sort comm,sym --percent-limit 0.7 -g none \
+            >"$OUT/perf-$mode-$dir-$rate.txt" 2>/dev/null || true
+    fi
     sleep 0.3 # drain
     rx1=$(ctr "$rns" "$rif" rx_packets)
     sd1=$(softnet_drops)
@@ -154,7 +179,8 @@ step() {
     offered=$((sent + drops))
     local hz
     hz=$(getconf CLK_TCK)
-    local cpu1 apcpu
+    local cpu1 apcpu sirq
+    sirq=$(awk -v a="$s0" -v b="$s1" -v t0="$tot0" -v t1="$tot1" 'BEGIN{ if (t1>t0) printf "%.0f", 100*(b-a)/(t1-t0); else print "?" }')
     cpu1=$(awk -v a="$c0" -v b="$c1" -v t0="$tot0" -v t1="$tot1" 'BEGIN{ if (t1>t0) printf "%.0f", 100*(b-a)/(t1-t0); else print "?" }')
     if [[ -n ${APP_PID:-} ]]; then
         apcpu=$(awk -v a="$p0" -v b="$p1" -v t0="$tot0" -v t1="$tot1" -v hz="$hz" 'BEGIN{ if (t1>t0) printf "%.0f", 100*(b-a)/(t1-t0); else print "?" }')
@@ -163,10 +189,10 @@ step() {
     fi
     local delivered=$((rx1 - rx0))
     awk -v m="$mode" -v d="$dir" -v r="$rate" -v o="$offered" -v s="$secs" -v dl="$delivered" -v nb="$drops" \
-        -v sd=$((sd1 - sd0)) -v c1="$cpu1" -v ap="$apcpu" 'BEGIN {
+        -v sd=$((sd1 - sd0)) -v c1="$cpu1" -v ap="$apcpu" -v si="$sirq" 'BEGIN {
             loss = (o > 0) ? 100 * (o - dl) / o : 0; if (loss < 0) loss = 0;
-            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap }' >>"$RES"
-    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, CPU1 %s%%, appliance %s%%\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10}' >&2
+            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s %s\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap, si }' >>"$RES"
+    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, CPU1 %s%% (softirq %s%%), appliance %s%%\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$11,$10}' >&2
 }
 
 # Kernel reference for routed + SNAT: ist-app routes acc10 (10.10.0.1) <-> up0 (203.0.113.1) with
@@ -218,6 +244,11 @@ fi
 echo "$COMMIT" >"$OUT/commit.txt"
 
 take_lab
+echo "[wire] load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+if [[ -n $RX_BACKLOG ]]; then
+    OLD_BACKLOG=$(sysctl -n net.core.netdev_max_backlog)
+    sysctl -qw net.core.netdev_max_backlog="$RX_BACKLOG"
+fi
 built=0
 for mode in $MODES; do
     args=(up --detach)
@@ -247,6 +278,11 @@ for mode in $MODES; do
         APP_PID=$(cat "$RUN_DIR/appliance.pid")
         [[ $(cat "/proc/$APP_PID/comm") == dotnet ]] || die "pid $APP_PID is not the appliance"
         taskset -a -p 2 "$APP_PID" >/dev/null
+        if [[ -n $WORKER_NICE ]]; then
+            for t in /proc/"$APP_PID"/task/*; do
+                [[ $(cat "$t/comm" 2>/dev/null) == isthmus-worker ]] && renice -n "$WORKER_NICE" -p "${t##*/}" >/dev/null
+            done
+        fi
         # The PortGroup (trunk side, idle in this benchmark) stays off the forwarding core.
         [[ -f $RUN_DIR/portgroup.pid ]] && taskset -a -p 1 "$(cat "$RUN_DIR/portgroup.pid")" >/dev/null || true
     fi
@@ -349,8 +385,9 @@ zero_loss() {
             a=$(zero_loss snat "$dir"); k=$(zero_loss kernel-snat "$dir")
             awk -v a="$a" -v k="$k" 'BEGIN { if (k > 0) printf "- ratio snat/kernel-snat (routed + SNAT): %.2f (goal >= 1.5)\n", a / k }'
         fi
-        awk -v d="$dir" '($1=="appliance" || $1=="snat") && $2==d && $10!="-" { printf "- %s: appliance process CPU at %d pps offered: %s %% of one core\n", $1, $3, $10 }' "$RES"
+        awk -v d="$dir" '($1=="appliance" || $1=="snat") && $2==d && $10!="-" { printf "- %s: appliance process CPU at %d pps offered: %s %% of one core (%.1f µs per delivered packet); CPU1 softirq %s %%\n", $1, $3, $10, ($5 > 0 ? 10000 * $10 / $5 : 0), $11 }' "$RES"
     done
     echo
-    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance%)"
+    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}"
 } | tee "$OUT/report.md"
