@@ -17,8 +17,14 @@ public sealed class DecoderTests(LabFixture lab, ITestOutputHelper output)
         string h10Mac = await Lab.Mac("ist-h10");
         string h20Mac = await Lab.Mac("ist-h20");
         string t10Mac = await Lab.Mac("ist-t10");
+
+        // Raw VXLAN transmit: the first datagrams to a VTEP go through the UDP socket (source port 4789)
+        // while the kernel resolves its MAC; the worker's heartbeat (1 s) then switches to raw frames.
+        await Lab.MustPing("ist-h10", "10.10.0.11");
+        await Lab.MustPing("ist-t10", "10.10.0.13");
+        await Task.Delay(1500);
         using var cap = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1",
-            "ip.src", "ip.dst", "udp.dstport", "vxlan.flags", "vxlan.vni", "eth.src", "eth.dst", "_ws.malformed", "_ws.expert.severity");
+            "ip.src", "ip.dst", "udp.dstport", "vxlan.flags", "vxlan.vni", "eth.src", "eth.dst", "_ws.malformed", "_ws.expert.severity", "udp.srcport");
         await Lab.MustPing("ist-h10", "10.10.0.11");
         await Lab.MustPing("ist-h20", "10.20.0.11");
         await Lab.MustPing("ist-t10", "10.10.0.13");
@@ -38,6 +44,12 @@ public sealed class DecoderTests(LabFixture lab, ITestOutputHelper output)
         Assert.All(rows, f => Assert.True(f[7].Length == 0, $"tshark flagged a malformed packet: {string.Join('|', f)}"));
         Assert.All(rows, f => Assert.Equal("4789", f[2]));
         Assert.All(rows, f => Assert.True(f[4].Length > 0, $"tshark did not decode VXLAN: {string.Join('|', f)}"));
+
+        // RFC 7348 §5: a raw frame's source port is the inner flow's hash in 49152-65535; 4789 is the socket's.
+        Assert.All(rows, f => Assert.True(
+            f.Length > 9 && int.TryParse(f[9].Split(',')[0], out var port) && (port == 4789 || port >= 49152),
+            $"outer UDP source port: {string.Join('|', f)}"));
+        Assert.Contains(rows, f => f.Length > 9 && int.TryParse(f[9].Split(',')[0], out var port) && port >= 49152);
     }
 
     private static void AssertDecoded(List<string[]> rows, string innerSrc, string innerDst, string vtep, string vni, string innerMac, string all)
