@@ -23,7 +23,8 @@ public static class StateApi
     public sealed record PortCountersView(
         string Name, string Kind, long RxPackets, long RxBytes, long TxPackets, long TxBytes,
         long TxErrors, long RxNoBuffer, long RxTruncated, long RxSyscalls, long TxSyscalls,
-        long RxKernelDrops, long RxGsoSegmented, long RxGsoSegments, long RxGsoDropped, long RxChecksumsFinished);
+        long RxKernelDrops, long RxGsoSegmented, long RxGsoSegments, long RxGsoDropped, long RxChecksumsFinished,
+        long TxRaw, long TxRawFallback);
 
     public sealed record CountersView(IReadOnlyList<PortCountersView> Ports, IReadOnlyDictionary<string, long> Drops, long Batches, long Packets);
 
@@ -64,7 +65,8 @@ public static class StateApi
         var c = p.Counters;
         return new PortCountersView(p.Name, p.Kind.ToString().ToLowerInvariant(), c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes,
             c.TxErrors, c.RxNoBuffer, c.RxTruncated, c.RxSyscalls, c.TxSyscalls,
-                c.RxKernelDrops, c.RxGsoSegmented, c.RxGsoSegments, c.RxGsoDropped, c.RxChecksumsFinished);
+                c.RxKernelDrops, c.RxGsoSegmented, c.RxGsoSegments, c.RxGsoDropped, c.RxChecksumsFinished,
+                c.TxRaw, c.TxRawFallback);
     }
 
     public static List<DropView> Drops(DataPlaneRuntime dp)

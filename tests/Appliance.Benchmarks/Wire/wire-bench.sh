@@ -25,6 +25,8 @@
 #                               the top symbols of CPU1 go to DIR/perf-MODE-DIR-RATE.txt (livelock analysis)
 #   --worker-nice N             renice the appliance's data-plane thread (isthmus-worker) to N, e.g. -20
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
+#   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
+#                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
 # Cores: the generator runs pinned to CPU0 (taskset -c 0). The forwarding side gets CPU1: the
 # appliance process (all its threads, taskset -a -p 2), or in kernel mode the softirq of the lab's
@@ -57,6 +59,7 @@ SNAPSHOT=1
 PERF_RATE=
 WORKER_NICE=
 RX_BACKLOG=
+RAW_TX=on
 while (($#)); do
     case $1 in
         --rates) RATES=$2; shift ;;
@@ -70,7 +73,8 @@ while (($#)); do
         --perf) PERF_RATE=$2; shift ;;
         --worker-nice) WORKER_NICE=$2; shift ;;
         --rx-backlog) RX_BACKLOG=$2; shift ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        --raw-tx) RAW_TX=$2; shift ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -243,6 +247,19 @@ else
 fi
 echo "$COMMIT" >"$OUT/commit.txt"
 
+# The lab config for a mode: as shipped, or (--raw-tx off) a copy with raw VXLAN transmit off.
+lab_config() {
+    local src
+    src="$(dirname "$LAB")/$1"
+    if [[ $RAW_TX == off ]]; then
+        python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d.setdefault("dataPlane", {})["rawVxlanTransmit"]=False; json.dump(d, open(sys.argv[2], "w"), indent=1)' \
+            "$src" "$OUT/noraw-$1"
+        echo "$OUT/noraw-$1"
+    else
+        echo "$src"
+    fi
+}
+
 take_lab
 echo "[wire] load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 if [[ -n $RX_BACKLOG ]]; then
@@ -256,8 +273,8 @@ for mode in $MODES; do
         kernel) args+=(--kernel-bridge) ;;
         kernel-snat) args+=(--no-appliance) ;;
         # The L2 benchmark keeps its L2-only config (lab.sh's default is now the L3 demo config).
-        appliance) args+=(--config "$(dirname "$LAB")/lab-config.json") ;;
-        snat) args+=(--config "$(dirname "$LAB")/lab-config-l3.json") ;;
+        appliance) args+=(--config "$(lab_config lab-config.json)") ;;
+        snat) args+=(--config "$(lab_config lab-config-l3.json)") ;;
         *) die "unknown mode $mode (appliance kernel snat kernel-snat)" ;;
     esac
     if [[ $mode == appliance || $mode == snat ]] && { ((!DO_BUILD)) || ((built)); }; then args+=(--no-build); fi
@@ -389,5 +406,5 @@ zero_loss() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX"
 } | tee "$OUT/report.md"
