@@ -26,6 +26,12 @@ public sealed record BgpPeerOptions
     public IPAddress? NextHopIpv6 { get; init; }
 
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Makes the TCP socket for an outgoing connection (the appliance opens it in the data-plane network
+    /// namespace); default: a plain socket in the process's namespace.
+    /// </summary>
+    public Func<AddressFamily, Socket>? SocketFactory { get; init; }
 }
 
 /// <summary>
@@ -37,7 +43,12 @@ public sealed class BgpSession : IAsyncDisposable
 {
     private const int MaxPrefixesPerUpdate = 400;
 
+    /// <summary>IPv6 NLRI are up to 17 octets: 200 of them keep an UPDATE well inside 4096 octets (RFC 4271 §4).</summary>
+    private const int MaxIpv6PrefixesPerUpdate = 200;
+
     private readonly BgpPeerOptions _options;
+    private readonly TimeProvider _time;
+    private DateTimeOffset? _establishedAt;
     private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
     private readonly BgpFsm _fsm;
     private readonly AdjRibOut _ribOut = new();
@@ -46,11 +57,12 @@ public sealed class BgpSession : IAsyncDisposable
     private readonly Task _loop;
     private Connection? _connection;
     private long _connectionId;
-    private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
+    private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
 
     public BgpSession(BgpPeerOptions options, TimeProvider time)
     {
         _options = options;
+        _time = time;
         _fsm = new BgpFsm(options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
         _loop = Task.Run(RunAsync);
     }
@@ -60,6 +72,11 @@ public sealed class BgpSession : IAsyncDisposable
     public BgpNegotiated? Negotiated => _snapshot.Negotiated;
 
     public string? LastError => _snapshot.LastError;
+
+    /// <summary>When the session last reached Established; null while it is not.</summary>
+    public DateTimeOffset? EstablishedAt => _snapshot.EstablishedAt;
+
+    public BgpPeerOptions Options => _options;
 
     /// <summary>The routes the peer sent us (Adj-RIB-In), read-only.</summary>
     public IReadOnlyDictionary<IPNetwork, ReceivedRoute> AdjRibIn => _snapshot.AdjRibIn;
@@ -87,6 +104,17 @@ public sealed class BgpSession : IAsyncDisposable
     }
 
     public void SetAdvertisements(IEnumerable<Advertisement> desired) => _ = SetAdvertisementsAsync(desired);
+
+    /// <summary>
+    /// Sends every route of the Adj-RIB-Out again (what the appliance does after its own migration, so
+    /// that peers which lost state relearn them; as for an RFC 2918 ROUTE-REFRESH from the peer).
+    /// </summary>
+    public Task RefreshAsync()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _inputs.Writer.TryWrite(new Input.Refresh(done));
+        return done.Task;
+    }
 
     /// <summary>Graceful shutdown: Cease / Administrative Shutdown with an RFC 8203 message, then the loop ends.</summary>
     public async Task StopAsync(string? reason = null)
@@ -144,6 +172,14 @@ public sealed class BgpSession : IAsyncDisposable
 
                     set.Done.TrySetResult();
                     break;
+                case Input.Refresh refresh:
+                    if (_fsm.State == BgpState.Established)
+                    {
+                        Announce(_ribOut.Routes.ToList());
+                    }
+
+                    refresh.Done.TrySetResult();
+                    break;
                 case Input.Stop stop:
                     _fsm.Handle(new BgpEvent.ManualStop(stop.Reason));
                     _fsm.Dispose();
@@ -196,10 +232,7 @@ public sealed class BgpSession : IAsyncDisposable
     {
         var diff = _ribOut.Reconcile(NegotiatedDesired());
         var context = _fsm.Negotiated!.DecodeContext;
-        foreach (var advertisement in diff.Announce)
-        {
-            Send(BuildAnnouncement(advertisement), context);
-        }
+        Announce(diff.Announce);
 
         foreach (var ipv6 in new[] { false, true })
         {
@@ -232,7 +265,28 @@ public sealed class BgpSession : IAsyncDisposable
             : _options.NextHopIpv4 ?? (local?.AddressFamily == AddressFamily.InterNetwork ? local : null));
     }
 
-    private UpdateMessage BuildAnnouncement(Advertisement advertisement)
+    /// <summary>
+    /// Announces <paramref name="advertisements"/>, packing the prefixes that share every path attribute
+    /// (next hop, communities, LOCAL_PREF) into one UPDATE each (RFC 4271 §4.3: one set of attributes per
+    /// UPDATE, many NLRI): 10,000 host routes with the same attributes take 25 UPDATEs, not 10,000.
+    /// </summary>
+    private void Announce(IReadOnlyCollection<Advertisement> advertisements)
+    {
+        var context = _fsm.Negotiated!.DecodeContext;
+        foreach (var group in advertisements.Where(a => ResolveNextHop(a) is not null).GroupBy(a => a with { Prefix = a.IsIpv6 ? Ipv6Key : Ipv4Key, NextHop = ResolveNextHop(a) }))
+        {
+            var size = group.Key.IsIpv6 ? MaxIpv6PrefixesPerUpdate : MaxPrefixesPerUpdate;
+            foreach (var chunk in group.Select(a => a.Prefix).Chunk(size))
+            {
+                Send(BuildAnnouncement(group.Key, chunk), context);
+            }
+        }
+    }
+
+    private static readonly IPNetwork Ipv4Key = new(IPAddress.Any, 0);
+    private static readonly IPNetwork Ipv6Key = new(IPAddress.IPv6Any, 0);
+
+    private UpdateMessage BuildAnnouncement(Advertisement advertisement, IPNetwork[] prefixes)
     {
         var fsm = _options.Fsm;
         var ibgp = fsm.LocalAs == fsm.PeerAs;
@@ -245,8 +299,8 @@ public sealed class BgpSession : IAsyncDisposable
             AsPath = ibgp ? [] : [new AsPathSegment(AsPathSegmentType.AsSequence, [fsm.LocalAs])],
             LocalPref = ibgp ? advertisement.LocalPref ?? 100 : null,
             NextHop = advertisement.IsIpv6 ? null : nextHop,
-            Nlri = advertisement.IsIpv6 ? [] : [advertisement.Prefix],
-            MpReach = advertisement.IsIpv6 ? new MpReachNlri(AfiSafi.Ipv6Unicast, nextHop, null, [advertisement.Prefix]) : null,
+            Nlri = advertisement.IsIpv6 ? [] : prefixes,
+            MpReach = advertisement.IsIpv6 ? new MpReachNlri(AfiSafi.Ipv6Unicast, nextHop, null, prefixes) : null,
             Communities = advertisement.Communities,
             LargeCommunities = advertisement.LargeCommunities,
         };
@@ -256,6 +310,7 @@ public sealed class BgpSession : IAsyncDisposable
 
     private void OnEstablished()
     {
+        _establishedAt = _time.GetUtcNow();
         _ribOut.Clear();
         SendDiff();
 
@@ -306,18 +361,15 @@ public sealed class BgpSession : IAsyncDisposable
     private void OnRouteRefresh(RouteRefreshMessage refresh)
     {
         // RFC 2918 §4: re-advertise the Adj-RIB-Out for the family.
-        var context = _fsm.Negotiated!.DecodeContext;
         var ipv6 = refresh.Family == AfiSafi.Ipv6Unicast;
-        foreach (var advertisement in _ribOut.Routes.Where(a => a.IsIpv6 == ipv6))
-        {
-            Send(BuildAnnouncement(advertisement), context);
-        }
+        Announce(_ribOut.Routes.Where(a => a.IsIpv6 == ipv6).ToList());
     }
 
     private void Publish() => _snapshot = new Snapshot(
         _fsm.State,
         _fsm.Negotiated,
         _fsm.LastError,
+        _fsm.State == BgpState.Established ? _establishedAt : null,
         _ribIn.ToImmutableDictionary(),
         [.. _ribOut.Routes]);
 
@@ -327,10 +379,22 @@ public sealed class BgpSession : IAsyncDisposable
         var endpoint = new IPEndPoint(_options.PeerAddress, _options.PeerPort);
         var local = _options.LocalAddress;
         var timeout = _options.ConnectTimeout;
+        var factory = _options.SocketFactory;
         var writer = _inputs.Writer;
         _ = Task.Run(async () =>
         {
-            var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            Socket socket;
+            try
+            {
+                socket = factory?.Invoke(endpoint.AddressFamily) ?? new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                socket.NoDelay = true;
+            }
+            catch (Exception ex) when (ex is SocketException or IOException or UnauthorizedAccessException)
+            {
+                writer.TryWrite(new Input.ConnectFailed(id, ex.Message));
+                return;
+            }
+
             try
             {
                 if (local is not null)
@@ -365,6 +429,7 @@ public sealed class BgpSession : IAsyncDisposable
         BgpState State,
         BgpNegotiated? Negotiated,
         string? LastError,
+        DateTimeOffset? EstablishedAt,
         ImmutableDictionary<IPNetwork, ReceivedRoute> AdjRibIn,
         ImmutableArray<Advertisement> AdjRibOut);
 
@@ -385,6 +450,8 @@ public sealed class BgpSession : IAsyncDisposable
         public sealed record SetAdvertisements(Advertisement[] Desired, TaskCompletionSource Done) : Input;
 
         public sealed record Stop(string? Reason, TaskCompletionSource Done) : Input;
+
+        public sealed record Refresh(TaskCompletionSource Done) : Input;
     }
 
     /// <summary>The FSM's actions, run on the loop.</summary>

@@ -150,4 +150,41 @@ public class BgpSessionTests
         await Assert.ThrowsAnyAsync<Exception>(() => peer.AcceptAndOpenAsync(64999));
         await Eventually(() => session.LastError?.Contains("64999", StringComparison.Ordinal) == true);
     }
+
+    [Fact]
+    public async Task Prefixes_sharing_attributes_are_packed_and_a_refresh_sends_them_again()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+        session.Start();
+        await peer.AcceptAndOpenAsync(65002);
+        await Eventually(() => session.State == BgpState.Established);
+
+        var hosts = Enumerable.Range(1, 450)
+            .Select(i => new Advertisement(IPNetwork.Parse($"10.8.{i / 256}.{i % 256}/32")) { Communities = [new Community(65001, 100)] })
+            .Append(new Advertisement(IPNetwork.Parse("10.7.0.1/32")) { Communities = [new Community(65001, 200)] })
+            .ToList();
+        await session.SetAdvertisementsAsync(hosts);
+
+        // 450 prefixes with one set of attributes: 400 + 50; the one with another community: its own UPDATE.
+        var updates = new List<UpdateMessage>();
+        for (var i = 0; i < 3; i++)
+        {
+            updates.Add(Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true)));
+        }
+
+        Assert.Equal([1, 50, 400], updates.Select(u => u.Nlri.Count).Order());
+        Assert.Equal(hosts.Select(h => h.Prefix.ToString()).Order(StringComparer.Ordinal), updates.SelectMany(u => u.Nlri).Select(p => p.ToString()).Order(StringComparer.Ordinal));
+        Assert.All(updates, u => Assert.Equal(u.Nlri.Contains(IPNetwork.Parse("10.7.0.1/32")) ? 200u : 100u, Assert.Single(u.Communities).Value & 0xFFFF));
+
+        await session.RefreshAsync();
+        var again = new List<UpdateMessage>();
+        for (var i = 0; i < 3; i++)
+        {
+            again.Add(Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true)));
+        }
+
+        Assert.Equal(451, again.Sum(u => u.Nlri.Count));
+        Assert.NotNull(session.EstablishedAt);
+    }
 }
