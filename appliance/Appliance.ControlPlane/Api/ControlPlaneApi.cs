@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Isthmus.ControlPlane.Apply;
 using Isthmus.ControlPlane.Auth;
+using Isthmus.ControlPlane.Mobility;
 using Isthmus.ControlPlane.Runtime;
 using Isthmus.ControlPlane.Store;
 using Microsoft.AspNetCore.Authentication;
@@ -9,6 +10,7 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Isthmus.ControlPlane.Api;
 
@@ -26,6 +28,9 @@ public static class ControlPlaneApi
         services.AddSingleton<FirstBoot>();
         services.AddSingleton<DataPlaneRuntime>();
         services.AddHostedService(sp => sp.GetRequiredService<DataPlaneRuntime>());
+        services.TryAddSingleton<IVipHealth, NoVips>();
+        services.AddSingleton<MobilityService>();
+        services.AddHostedService(sp => sp.GetRequiredService<MobilityService>());
         services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
@@ -60,6 +65,7 @@ public static class ControlPlaneApi
         endpoints.MapConfigApi();
         endpoints.MapAccessApi();
         endpoints.MapMetricsApi();
+        endpoints.MapMobilityApi();
         endpoints.MapOpenApi();
         return endpoints;
     }

@@ -23,6 +23,12 @@ public sealed record ConfigDocument
     public IReadOnlyList<UserSpec> Users { get; init; } = [];
 
     public IReadOnlyList<ApiTokenSpec> ApiTokens { get; init; } = [];
+
+    /// <summary>The BGP speaker; null = none.</summary>
+    public BgpSettings? Bgp { get; init; }
+
+    /// <summary>Move detection and reactions; null = off.</summary>
+    public MobilitySettings? Mobility { get; init; }
 }
 
 /// <summary>Where and how the data plane runs. Fixed while it runs: changing it needs a restart.</summary>

@@ -16,8 +16,10 @@ public static class ConfigDocumentJson
     public const string DataPlaneKey = "dataPlane";
     public const string UsersKey = "users";
     public const string ApiTokensKey = "apiTokens";
+    public const string BgpKey = "bgp";
+    public const string MobilityKey = "mobility";
 
-    public static readonly IReadOnlySet<string> ControlPlaneKeys = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { DataPlaneKey, UsersKey, ApiTokensKey };
+    public static readonly IReadOnlySet<string> ControlPlaneKeys = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { DataPlaneKey, UsersKey, ApiTokensKey, BgpKey, MobilityKey };
 
     /// <summary>Strict: unknown keys are errors (a typo must not silently drop a setting).</summary>
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
@@ -78,6 +80,8 @@ public static class ConfigDocumentJson
             Program = program ?? new(),
             Users = control?.Users ?? [],
             ApiTokens = control?.ApiTokens ?? [],
+            Bgp = control?.Bgp,
+            Mobility = control?.Mobility,
         };
         return new(errors.Count == 0 ? document : null, root, errors);
     }
@@ -113,6 +117,10 @@ public static class ConfigDocumentJson
         public List<UserSpec>? Users { get; init; }
 
         public List<ApiTokenSpec>? ApiTokens { get; init; }
+
+        public BgpSettings? Bgp { get; init; }
+
+        public MobilitySettings? Mobility { get; init; }
     }
 
     public static JsonObject ToNode(ConfigDocument document)
@@ -123,6 +131,16 @@ public static class ConfigDocumentJson
         {
             program.Remove(key);
             root[key] = value;
+        }
+
+        if (document.Bgp is not null)
+        {
+            root[BgpKey] = JsonSerializer.SerializeToNode(document.Bgp, Options);
+        }
+
+        if (document.Mobility is not null)
+        {
+            root[MobilityKey] = JsonSerializer.SerializeToNode(document.Mobility, Options);
         }
 
         root[UsersKey] = JsonSerializer.SerializeToNode(document.Users, Options);

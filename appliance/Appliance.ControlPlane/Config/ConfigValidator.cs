@@ -77,6 +77,220 @@ public static class ConfigValidator
             errors.Add(new(ConfigDocumentJson.UsersKey, "the configuration would leave no admin user or admin token: nobody could change it again"));
         }
 
+        ValidateBgp(document.Bgp, errors);
+        ValidateMobility(document, errors);
         return errors;
+    }
+
+    /// <summary>Segment names as the data plane and the API spell them: "acc10", "trunk0/vlan10", "und0/vni5010".</summary>
+    public static IEnumerable<string> SegmentNames(DataPlaneProgram program)
+    {
+        ArgumentNullException.ThrowIfNull(program);
+        var kinds = program.Ports.GroupBy(p => p.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Kind, StringComparer.Ordinal);
+        foreach (var domain in program.BridgeDomains)
+        {
+            foreach (var segment in domain.Segments)
+            {
+                yield return kinds.GetValueOrDefault(segment.Port) switch
+                {
+                    PortSpecKind.Trunk => $"{segment.Port}/vlan{segment.Vlan}",
+                    PortSpecKind.Vxlan => $"{segment.Port}/vni{segment.Vni}",
+                    _ => segment.Port,
+                };
+            }
+        }
+    }
+
+    private static void ValidateBgp(BgpSettings? bgp, List<ProgramError> errors)
+    {
+        if (bgp is null)
+        {
+            return;
+        }
+
+        if (bgp.LocalAs is 0 or 23456 or 65535 or 4294967295)
+        {
+            errors.Add(new("bgp.localAs", $"{bgp.LocalAs} is reserved (0, AS_TRANS 23456, 65535 and 4294967295 cannot be used)"));
+        }
+
+        if (!System.Net.IPAddress.TryParse(bgp.RouterId, out var routerId) || routerId.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || routerId.Equals(System.Net.IPAddress.Any))
+        {
+            errors.Add(new("bgp.routerId", "the router id must be a non-zero IPv4 address (RFC 4271 §4.2 BGP Identifier)"));
+        }
+
+        Address(bgp.NextHop, "bgp.nextHop", System.Net.Sockets.AddressFamily.InterNetwork, errors);
+        Address(bgp.NextHopIpv6, "bgp.nextHopIpv6", System.Net.Sockets.AddressFamily.InterNetworkV6, errors);
+        for (var i = 0; i < bgp.Communities.Count; i++)
+        {
+            if (!TryParseCommunity(bgp.Communities[i], out _))
+            {
+                errors.Add(new($"bgp.communities[{i}]", $"'{bgp.Communities[i]}' is not a community: asn:value, each 0-65535 (RFC 1997)"));
+            }
+        }
+
+        for (var i = 0; i < bgp.LargeCommunities.Count; i++)
+        {
+            if (!TryParseLargeCommunity(bgp.LargeCommunities[i], out _))
+            {
+                errors.Add(new($"bgp.largeCommunities[{i}]", $"'{bgp.LargeCommunities[i]}' is not a large community: global:local1:local2, each 0-4294967295 (RFC 8092)"));
+            }
+        }
+
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        for (var i = 0; i < bgp.Peers.Count; i++)
+        {
+            var peer = bgp.Peers[i];
+            var path = $"bgp.peers[{i}]";
+            if (string.IsNullOrWhiteSpace(peer.Name) || !names.Add(peer.Name))
+            {
+                errors.Add(new($"{path}.name", string.IsNullOrWhiteSpace(peer.Name) ? "a peer needs a name" : $"peer '{peer.Name}' is listed twice"));
+            }
+
+            if (!System.Net.IPAddress.TryParse(peer.Address, out _))
+            {
+                errors.Add(new($"{path}.address", $"'{peer.Address}' is not an IP address"));
+            }
+
+            if (peer.PeerAs is 0 or 23456 or 65535 or 4294967295)
+            {
+                errors.Add(new($"{path}.peerAs", $"{peer.PeerAs} is reserved"));
+            }
+
+            if (peer.Port is < 1 or > 65535)
+            {
+                errors.Add(new($"{path}.port", $"{peer.Port} is not a TCP port"));
+            }
+
+            if (peer.HoldTimeSeconds is 1 or 2 or < 0 or > 65535)
+            {
+                errors.Add(new($"{path}.holdTimeSeconds", "the hold time is 0 or 3 to 65535 seconds (RFC 4271 §4.2)"));
+            }
+
+            if (peer.ConnectRetrySeconds is < 1 or > 3600)
+            {
+                errors.Add(new($"{path}.connectRetrySeconds", "connect retry is 1 to 3600 seconds"));
+            }
+
+            Address(peer.LocalAddress, $"{path}.localAddress", null, errors);
+        }
+    }
+
+    private static void ValidateMobility(ConfigDocument document, List<ProgramError> errors)
+    {
+        if (document.Mobility is not { } mobility)
+        {
+            return;
+        }
+
+        var segments = SegmentNames(document.Program).ToHashSet(StringComparer.Ordinal);
+        var known = string.Join(", ", segments.Order(StringComparer.Ordinal));
+        for (var i = 0; i < mobility.LocalSegments.Count; i++)
+        {
+            if (!segments.Contains(mobility.LocalSegments[i]))
+            {
+                errors.Add(new($"mobility.localSegments[{i}]", $"no segment '{mobility.LocalSegments[i]}' (known: {known})"));
+            }
+        }
+
+        for (var i = 0; i < mobility.InterconnectSegments.Count; i++)
+        {
+            var name = mobility.InterconnectSegments[i];
+            if (!segments.Contains(name))
+            {
+                errors.Add(new($"mobility.interconnectSegments[{i}]", $"no segment '{name}' (known: {known})"));
+            }
+            else if (mobility.LocalSegments.Contains(name, StringComparer.Ordinal))
+            {
+                errors.Add(new($"mobility.interconnectSegments[{i}]", $"'{name}' cannot be both local and interconnect"));
+            }
+        }
+
+        if (string.IsNullOrWhiteSpace(mobility.Site))
+        {
+            errors.Add(new("mobility.site", "the site needs a name"));
+        }
+
+        if (mobility.MaxHostRoutes is < 0 or > 1_000_000)
+        {
+            errors.Add(new("mobility.maxHostRoutes", "0 to 1000000 host routes"));
+        }
+
+        if (mobility.AnnouncementsPerSecond is < 0 or > 1_000_000)
+        {
+            errors.Add(new("mobility.announcementsPerSecond", "0 (unlimited) to 1000000 per second"));
+        }
+
+        for (var i = 0; i < mobility.Aggregates.Count; i++)
+        {
+            var text = mobility.Aggregates[i];
+            if (!System.Net.IPNetwork.TryParse(text, out var aggregate) || !System.Net.IPAddress.TryParse(text.Split('/')[0], out var address) || !aggregate.BaseAddress.Equals(address))
+            {
+                errors.Add(new($"mobility.aggregates[{i}]", $"'{mobility.Aggregates[i]}' is not a prefix (address/length with no host bits)"));
+            }
+        }
+
+        if (mobility.DampingMoves is < 2 or > 1000)
+        {
+            errors.Add(new("mobility.dampingMoves", "2 to 1000 moves"));
+        }
+
+        if (mobility.DampingWindowSeconds is < 1 or > 86400)
+        {
+            errors.Add(new("mobility.dampingWindowSeconds", "1 to 86400 seconds"));
+        }
+
+        if (mobility.GarpCount is < 0 or > 100)
+        {
+            errors.Add(new("mobility.garpCount", "0 to 100 GARPs per burst"));
+        }
+
+        if (mobility.GarpIntervalMs is < 10 or > 60_000)
+        {
+            errors.Add(new("mobility.garpIntervalMs", "10 to 60000 ms"));
+        }
+
+        if (mobility.StunGapMs is < 0 or (> 0 and < 200) or > 600_000)
+        {
+            errors.Add(new("mobility.stunGapMs", "0 (off) or 200 to 600000 ms"));
+        }
+    }
+
+    private static void Address(string? text, string path, System.Net.Sockets.AddressFamily? family, List<ProgramError> errors)
+    {
+        if (text is null)
+        {
+            return;
+        }
+
+        if (!System.Net.IPAddress.TryParse(text, out var address) || (family is { } f && address.AddressFamily != f))
+        {
+            errors.Add(new(path, $"'{text}' is not an {(family == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "IPv6" : family is null ? "IP" : "IPv4")} address"));
+        }
+    }
+
+    public static bool TryParseCommunity(string text, out global::Isthmus.Mobility.Bgp.Codec.Community community)
+    {
+        community = default;
+        var parts = text?.Split(':') ?? [];
+        if (parts.Length != 2 || !ushort.TryParse(parts[0], out var asn) || !ushort.TryParse(parts[1], out var value))
+        {
+            return false;
+        }
+
+        community = new global::Isthmus.Mobility.Bgp.Codec.Community(asn, value);
+        return true;
+    }
+
+    public static bool TryParseLargeCommunity(string text, out global::Isthmus.Mobility.Bgp.Codec.LargeCommunity community)
+    {
+        community = default;
+        var parts = text?.Split(':') ?? [];
+        if (parts.Length != 3 || !uint.TryParse(parts[0], out var global) || !uint.TryParse(parts[1], out var one) || !uint.TryParse(parts[2], out var two))
+        {
+            return false;
+        }
+
+        community = new global::Isthmus.Mobility.Bgp.Codec.LargeCommunity(global, one, two);
+        return true;
     }
 }

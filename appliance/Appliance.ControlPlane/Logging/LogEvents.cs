@@ -30,4 +30,12 @@ public static class LogEvents
     public const int CertificateGenerated = 3003;
     public const int CertificateLoaded = 3004;
     public const int AuthenticationFailed = 3005;
+
+    // Mobility and BGP (4xxx)
+    public const int WorkloadMoved = 4001;
+    public const int WorkloadFrozen = 4002;
+    public const int SelfMigrated = 4003;
+    public const int MobilityApplied = 4004;
+    public const int HostRoutesCapped = 4005;
+    public const int BgpPeersStarted = 4006;
 }

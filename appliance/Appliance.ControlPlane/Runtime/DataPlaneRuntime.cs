@@ -33,6 +33,9 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     public MacMoveFeed Moves { get; } = new();
 
+    /// <summary>RARP / GARP / binding / move signals for the mobility service.</summary>
+    public MobilityFeed Mobility { get; } = new();
+
     public bool Forwarding { get; private set; }
 
     public ConfigDocument? Started { get; private set; }
@@ -48,7 +51,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
             var document = current.Document;
             Slot = new SnapshotSlot(SnapshotCompiler.Compile(document.Program, current.Revision?.Id ?? 0, time.TimestampFrequency));
             _ports = portFactory.Open(document);
-            Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize);
+            Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize, Mobility);
             Worker.Start();
             Started = document;
             Forwarding = true;
@@ -77,6 +80,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
     {
         _drain?.Dispose();
         Worker?.Dispose();
+        Mobility.Dispose();
         foreach (var port in _ports)
         {
             port.Dispose();

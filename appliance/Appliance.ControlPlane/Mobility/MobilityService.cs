@@ -1,0 +1,723 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Threading.Channels;
+using Isthmus.ControlPlane.Apply;
+using Isthmus.ControlPlane.Config;
+using Isthmus.ControlPlane.Logging;
+using Isthmus.ControlPlane.Runtime;
+using Isthmus.DataPlane.Bridge;
+using Isthmus.DataPlane.Gateway;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Programming;
+using Isthmus.Mobility.Bgp.Codec;
+using Isthmus.Mobility.Bgp.Fsm;
+using Isthmus.Mobility.Bgp.Session;
+using Isthmus.Mobility.Workloads;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Isthmus.ControlPlane.Mobility;
+
+/// <summary>
+/// The anti-trombone feature, wired: data-plane signals (RARP, GARP, bindings, MAC moves) and API reports
+/// feed the <see cref="WorkloadRegistry"/>; a workload that arrives on a local segment gets a GARP burst
+/// for its gateway and, through the <see cref="HostRoutePlanner"/> and the <see cref="AnnouncementPacer"/>,
+/// its /32 (/128) in every BGP session's desired set (<see cref="BgpSession.SetAdvertisementsAsync"/>);
+/// one that leaves is withdrawn. It also runs the BGP sessions of the <c>bgp</c> section (sockets in the
+/// data-plane namespace), the interconnect ARP filter, VIP announcements, and the own-migration reaction.
+/// </summary>
+/// <remarks>
+/// Threading: one loop task owns the registry, the pacer, the sessions and the bursts; the feed, timers
+/// and API calls only post into its channel (as in <see cref="BgpSession"/>). Readers get the immutable
+/// <see cref="Status"/> published after each input. The data plane is only touched through worker
+/// queries (GARP frames, the ARP filter), never directly.
+/// </remarks>
+public sealed partial class MobilityService(ConfigService config, DataPlaneRuntime runtime, IVipHealth vips, TimeProvider time, ILogger<MobilityService> logger)
+    : IHostedService, IAsyncDisposable
+{
+    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan StunInterval = TimeSpan.FromMilliseconds(100);
+
+    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly WorkloadRegistry _registry = new(new DampingPolicy(), time);
+    private readonly AnnouncementPacer _pacer = new(time);
+    private readonly List<Peer> _peers = [];
+    private readonly List<GarpBurst> _bursts = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private Dictionary<IPNetwork, Advertisement> _announced = [];
+    private HostRoutePlan _plan = new(new Dictionary<IPNetwork, Advertisement>(), 0, []);
+    private HostRoutePolicy _policy = new();
+    private MobilitySettings? _settings;
+    private RunningConfig? _applied;
+    private string _appliedBgp = "";
+    private long _appliedSnapshot = -1;
+    private int _waiting;
+    private StunGapDetector? _stun;
+    private Task? _loop;
+    private Task? _forwarder;
+    private ITimer? _tick;
+    private ITimer? _stunTimer;
+    private long _signals;
+    private long _ignored;
+    private long _garpFrames;
+    private long _selfMigrations;
+    private long _frozenAlerts;
+    private volatile MobilityStatus _status = MobilityStatus.Empty;
+
+    /// <summary>What the API shows; replaced after every input.</summary>
+    public MobilityStatus Status => _status;
+
+    /// <summary>The BGP sessions (their state and RIBs are immutable snapshots, safe to read anywhere).</summary>
+    public IReadOnlyList<(string Name, BgpPeerSpec Spec, BgpSession Session)> Peers { get; private set; } = [];
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _loop = Task.Run(RunAsync, CancellationToken.None);
+        _forwarder = Task.Run(ForwardSignalsAsync, CancellationToken.None);
+        _tick = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.Tick()), null, TimeSpan.Zero, TickInterval);
+        _stunTimer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.StunCheck(time.GetTimestamp())), null, StunInterval, StunInterval);
+        vips.Changed += OnVipsChanged;
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        vips.Changed -= OnVipsChanged;
+        _tick?.Dispose();
+        _stunTimer?.Dispose();
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _inputs.Writer.TryComplete();
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        if (_forwarder is not null)
+        {
+            await _forwarder.ConfigureAwait(false);
+        }
+
+        // Graceful shutdown: every peer gets Cease / Administrative Shutdown (RFC 8203).
+        await Task.WhenAll(_peers.Select(p => p.Session.StopAsync("appliance stopping"))).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var burst in _bursts)
+        {
+            burst.Timer?.Dispose();
+        }
+
+        foreach (var peer in _peers)
+        {
+            await peer.Session.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _peers.Clear();
+        _tick?.Dispose();
+        _stunTimer?.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>An orchestrator reports a move: the MAC is now on <paramref name="segment"/> (behind <paramref name="vtep"/>), with these addresses.</summary>
+    public Task<MoveReport> ReportMoveAsync(ulong mac, string segment, uint vtep, IReadOnlyList<IPAddress> addresses) =>
+        Ask<MoveReport>(done => new Input.ReportMove(mac, segment, vtep, addresses, done));
+
+    /// <summary>The appliance itself was migrated: GARP every own address and VIP on every segment, refresh BGP.</summary>
+    public Task<int> SelfMigratedAsync(string reason) => Ask<int>(done => new Input.SelfMigrated(reason, done));
+
+    /// <summary>Clears a duplicate-MAC freeze; false when the MAC is not frozen.</summary>
+    public Task<bool> UnfreezeAsync(ulong mac) => Ask<bool>(done => new Input.Unfreeze(mac, done));
+
+    private Task<T> Ask<T>(Func<TaskCompletionSource<T>, Input> input)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_inputs.Writer.TryWrite(input(done)))
+        {
+            done.TrySetException(new InvalidOperationException("the mobility service is stopped"));
+        }
+
+        return done.Task;
+    }
+
+    private void OnVipsChanged() => _inputs.Writer.TryWrite(new Input.VipsChanged());
+
+    /// <summary>Turns the feed's wake-ups into loop inputs (one per burst of signals).</summary>
+    private async Task ForwardSignalsAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await runtime.Mobility.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                _inputs.Writer.TryWrite(new Input.Signals());
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        await foreach (var input in _inputs.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            try
+            {
+                Handle(input);
+            }
+#pragma warning disable CA1031 // one bad input must not stop mobility; it is logged and the loop goes on
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogFailed(logger, input.GetType().Name, e);
+            }
+
+            Publish();
+        }
+    }
+
+    private void Handle(Input input)
+    {
+        switch (input)
+        {
+            case Input.Signals:
+                CheckConfig();
+                var dirty = false;
+                while (runtime.Mobility.TryTake(out var signal))
+                {
+                    dirty |= OnSignal(signal);
+                }
+
+                if (dirty)
+                {
+                    UpdateRoutes();
+                }
+
+                break;
+            case Input.Tick:
+                CheckConfig();
+                if (_waiting > 0)
+                {
+                    UpdateRoutes();
+                }
+
+                break;
+            case Input.VipsChanged:
+                UpdateRoutes();
+                break;
+            case Input.StunCheck stun:
+                if (_stun?.Tick(stun.Timestamp) == true)
+                {
+                    SelfMigrate($"stun gap of {_stun.LastGap.TotalMilliseconds:F0} ms");
+                }
+
+                break;
+            case Input.GarpDue due:
+                SendBurst(due.Burst);
+                break;
+            case Input.ReportMove move:
+                CheckConfig();
+                move.Done.TrySetResult(OnReportedMove(move));
+                break;
+            case Input.SelfMigrated self:
+                CheckConfig();
+                self.Done.TrySetResult(SelfMigrate(self.Reason));
+                break;
+            case Input.Unfreeze unfreeze:
+                var cleared = _registry.Unfreeze(unfreeze.Mac);
+                if (cleared)
+                {
+                    UpdateRoutes();
+                }
+
+                unfreeze.Done.TrySetResult(cleared);
+                break;
+        }
+    }
+
+    // ------------------------------------------------------------------ signals and moves
+
+    /// <summary>One data-plane signal into the registry; returns whether routes may have changed.</summary>
+    private bool OnSignal(in MobilitySignal signal)
+    {
+        _signals++;
+        var snapshot = runtime.Slot?.Current;
+        if (_settings is null || snapshot is null || (uint)signal.Segment >= (uint)snapshot.Segments.Length)
+        {
+            _ignored++;
+            return false;
+        }
+
+        var segment = snapshot.Segments[signal.Segment];
+        var source = signal.Kind switch
+        {
+            MobilitySignalKind.Rarp => MoveSource.Rarp,
+            MobilitySignalKind.Garp => MoveSource.Garp,
+            MobilitySignalKind.MacMove => MoveSource.MacMove,
+            _ => MoveSource.Binding,
+        };
+        IPAddress? address = null;
+        if (signal.HasAddress)
+        {
+            address = signal.Ipv6 ? Ipv6(signal.AddressHi, signal.AddressLo) : Ipv4((uint)signal.AddressLo);
+        }
+
+        return Observe(signal.Mac, segment, signal.Vtep, source, address is null ? [] : [address]).Changed;
+    }
+
+    private MoveReport OnReportedMove(Input.ReportMove move)
+    {
+        var snapshot = runtime.Slot?.Current;
+        var segment = snapshot?.Segments.FirstOrDefault(s => string.Equals(s.Name, move.Segment, StringComparison.Ordinal));
+        if (_settings is null || segment is null)
+        {
+            return new MoveReport(_settings is null ? "mobility is not configured" : $"no segment '{move.Segment}'", null, 0, false);
+        }
+
+        var (kind, workload, changed) = Observe(move.Mac, segment, move.Vtep, MoveSource.Api, move.Addresses);
+        if (changed)
+        {
+            UpdateRoutes();
+        }
+
+        return new MoveReport(kind.ToString(), View(workload), workload.Sequence, workload.Frozen);
+    }
+
+    private (MoveKind Kind, Workload Workload, bool Changed) Observe(ulong mac, Segment segment, uint vtep, MoveSource source, IReadOnlyList<IPAddress> addresses)
+    {
+        var location = Classify(segment.Name, segment.Kind == PortKind.Vxlan ? vtep : 0);
+        var (kind, workload) = _registry.Observe(mac, location, source);
+        var changed = kind is MoveKind.Learned or MoveKind.Moved or MoveKind.Froze;
+        foreach (var address in addresses)
+        {
+            if (_registry.Bind(mac, address) is { } bound)
+            {
+                workload = bound;
+                changed = true;
+            }
+        }
+
+        switch (kind)
+        {
+            case MoveKind.Froze:
+                _frozenAlerts++;
+                LogFrozen(logger, workload.MacText, _settings!.DampingMoves, _settings.DampingWindowSeconds, location);
+                break;
+            case MoveKind.Moved:
+                if (location.Local)
+                {
+                    StartBurst(segment.Domain, segment.Index, vtep, []);
+                }
+
+                LogMoved(logger, workload.MacText, workload.Sequence, location, source);
+
+                break;
+            case MoveKind.Learned when location.Local && source is MoveSource.Rarp or MoveSource.Api:
+                // A VM we never saw announces itself right after arriving (vMotion from a host we do not watch).
+                StartBurst(segment.Domain, segment.Index, vtep, []);
+                break;
+        }
+
+        return (kind, workload, changed);
+    }
+
+    private WorkloadLocation Classify(string segment, uint vtep)
+    {
+        var settings = _settings ?? new MobilitySettings();
+        if (settings.InterconnectSegments.Contains(segment, StringComparer.Ordinal))
+        {
+            return new WorkloadLocation(segment, vtep, false, settings.RemoteSite);
+        }
+
+        var local = settings.LocalSegments.Count == 0 || settings.LocalSegments.Contains(segment, StringComparer.Ordinal);
+        return new WorkloadLocation(segment, vtep, local, settings.Site);
+    }
+
+    // ------------------------------------------------------------------ routes
+
+    private void UpdateRoutes()
+    {
+        var upVips = vips.Vips.Where(v => v.Up).Select(v => v.Address);
+        _plan = _settings is null
+            ? new HostRoutePlan(new Dictionary<IPNetwork, Advertisement>(), 0, [])
+            : HostRoutePlanner.Plan(_registry.Workloads, upVips, _policy);
+        var (next, waiting) = _pacer.Pace(_plan.Desired, _announced);
+        if (_plan.Capped > 0 && _waiting == 0)
+        {
+            LogCapped(logger, _plan.Capped, _policy.MaxHostRoutes);
+        }
+
+        _waiting = waiting;
+        if (Same(next, _announced))
+        {
+            return;
+        }
+
+        _announced = next;
+        foreach (var peer in _peers)
+        {
+            peer.Session.SetAdvertisements(next.Values);
+        }
+    }
+
+    private static bool Same(Dictionary<IPNetwork, Advertisement> a, Dictionary<IPNetwork, Advertisement> b)
+    {
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+
+        foreach (var (prefix, advertisement) in a)
+        {
+            if (!b.TryGetValue(prefix, out var other) || !advertisement.Equals(other))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    // ------------------------------------------------------------------ GARP
+
+    private void StartBurst(int domain, int segment, uint vtep, uint[] extra)
+    {
+        var count = _settings?.GarpCount ?? 0;
+        if (count <= 0)
+        {
+            return;
+        }
+
+        var burst = new GarpBurst(domain, segment, vtep, extra) { Remaining = count };
+        SendBurst(burst);
+        if (burst.Remaining > 0)
+        {
+            var interval = TimeSpan.FromMilliseconds(_settings!.GarpIntervalMs);
+            burst.Timer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.GarpDue(burst)), null, interval, interval);
+            _bursts.Add(burst);
+        }
+    }
+
+    private void SendBurst(GarpBurst burst)
+    {
+        if (burst.Remaining <= 0)
+        {
+            return;
+        }
+
+        burst.Remaining--;
+        if (burst.Remaining == 0 && burst.Timer is not null)
+        {
+            burst.Timer.Dispose();
+            _bursts.Remove(burst);
+        }
+
+        if (runtime.Worker is not { } worker)
+        {
+            return;
+        }
+
+        var (domain, segment, vtep, extra) = (burst.Domain, burst.Segment, burst.Vtep, burst.Extra);
+        _ = worker.Queries.Ask(context => GarpAnnouncer.Announce(context, domain, segment, vtep, extra))
+            .ContinueWith(t => Interlocked.Add(ref _garpFrames, t.IsCompletedSuccessfully ? t.Result : 0), TaskScheduler.Default);
+    }
+
+    private int SelfMigrate(string reason)
+    {
+        _selfMigrations++;
+        var snapshot = runtime.Slot?.Current;
+        var bursts = 0;
+        if (snapshot is not null)
+        {
+            var upVips = vips.Vips.Where(v => v.Address.AddressFamily == AddressFamily.InterNetwork).Select(v => Ipv4Value(v.Address)).ToList();
+            foreach (var gw in snapshot.L3.Gateways)
+            {
+                if (gw is null)
+                {
+                    continue;
+                }
+
+                StartBurst(gw.Domain, -1, 0, [.. upVips.Where(gw.OnLink)]);
+                bursts++;
+            }
+        }
+
+        foreach (var peer in _peers)
+        {
+            _ = peer.Session.RefreshAsync();
+        }
+
+        LogSelfMigrated(logger, reason, bursts, _peers.Count);
+        return bursts;
+    }
+
+    // ------------------------------------------------------------------ configuration
+
+    /// <summary>Applies the running document's mobility and BGP sections when a commit changed them (checked every tick and before each input that needs them).</summary>
+    private void CheckConfig()
+    {
+        var current = config.Current;
+        var snapshotVersion = runtime.SnapshotVersion;
+        if (ReferenceEquals(current, _applied) && snapshotVersion == _appliedSnapshot)
+        {
+            return;
+        }
+
+        _applied = current;
+        _appliedSnapshot = snapshotVersion;
+        var document = current.Document;
+        _settings = document.Mobility;
+        var bgp = document.Bgp;
+        if (_settings is { } settings)
+        {
+            _registry.Policy = new DampingPolicy { Moves = settings.DampingMoves, Window = TimeSpan.FromSeconds(settings.DampingWindowSeconds) };
+            if (_pacer.PerSecond != settings.AnnouncementsPerSecond)
+            {
+                _pacer.PerSecond = settings.AnnouncementsPerSecond;
+            }
+
+            _stun = settings.StunGapMs > 0 && _stun?.Threshold.TotalMilliseconds != settings.StunGapMs
+                ? new StunGapDetector(StunInterval, TimeSpan.FromMilliseconds(settings.StunGapMs), time.TimestampFrequency)
+                : settings.StunGapMs > 0 ? _stun : null;
+            _registry.Reclassify(l => Classify(l.Segment, l.Vtep));
+        }
+        else
+        {
+            _stun = null;
+        }
+
+        _policy = new HostRoutePolicy
+        {
+            NextHopIpv4 = bgp?.NextHop is { } nh4 ? IPAddress.Parse(nh4) : null,
+            NextHopIpv6 = bgp?.NextHopIpv6 is { } nh6 ? IPAddress.Parse(nh6) : null,
+            Communities = [.. (bgp?.Communities ?? []).Select(c => ConfigValidator.TryParseCommunity(c, out var community) ? community : default)],
+            LargeCommunities = [.. (bgp?.LargeCommunities ?? []).Select(c => ConfigValidator.TryParseLargeCommunity(c, out var community) ? community : default)],
+            MaxHostRoutes = _settings?.MaxHostRoutes ?? 0,
+            Aggregates = [.. (_settings?.Aggregates ?? []).Select(IPNetwork.Parse)],
+        };
+
+        ApplyArpFilter();
+        var bgpJson = bgp is null ? "" : JsonSerializer.Serialize(bgp, ConfigDocumentJson.Options);
+        if (!string.Equals(bgpJson, _appliedBgp, StringComparison.Ordinal))
+        {
+            _appliedBgp = bgpJson;
+            RestartPeers(bgp);
+        }
+
+        UpdateRoutes();
+        LogApplied(logger, _settings?.Site ?? "(off)", _settings?.LocalSegments.Count ?? 0, _settings?.InterconnectSegments.Count ?? 0, _peers.Count);
+    }
+
+    private void ApplyArpFilter()
+    {
+        if (runtime.Worker is not { } worker || runtime.Slot?.Current is not { } snapshot)
+        {
+            return;
+        }
+
+        var filter = new bool[snapshot.Segments.Length];
+        if (_settings is { FilterGatewayArp: true } settings)
+        {
+            foreach (var segment in snapshot.Segments)
+            {
+                filter[segment.Index] = settings.InterconnectSegments.Contains(segment.Name, StringComparer.Ordinal);
+            }
+        }
+
+        _ = worker.Queries.Ask(context =>
+        {
+            context.GatewayArpFilter = filter;
+            return filter.Length;
+        });
+    }
+
+    private void RestartPeers(BgpSettings? bgp)
+    {
+        foreach (var old in _peers)
+        {
+            _ = old.Session.DisposeAsync().AsTask();
+        }
+
+        _peers.Clear();
+        _announced = [];
+        if (bgp is not null)
+        {
+            var netns = runtime.Started?.DataPlane.Netns;
+            foreach (var spec in bgp.Peers)
+            {
+                var session = new BgpSession(
+                    new BgpPeerOptions
+                    {
+                        PeerAddress = IPAddress.Parse(spec.Address),
+                        PeerPort = spec.Port,
+                        LocalAddress = spec.LocalAddress is { } local ? IPAddress.Parse(local) : null,
+                        NextHopIpv4 = bgp.NextHop is { } nh4 ? IPAddress.Parse(nh4) : null,
+                        NextHopIpv6 = bgp.NextHopIpv6 is { } nh6 ? IPAddress.Parse(nh6) : null,
+                        SocketFactory = netns is null ? null : family => SocketIn(netns, family),
+                        Fsm = new BgpFsmOptions
+                        {
+                            LocalAs = bgp.LocalAs,
+                            PeerAs = spec.PeerAs,
+                            RouterId = IPAddress.Parse(bgp.RouterId),
+                            HoldTime = TimeSpan.FromSeconds(spec.HoldTimeSeconds),
+                            ConnectRetryInitial = TimeSpan.FromSeconds(spec.ConnectRetrySeconds),
+                        },
+                    },
+                    time);
+                session.Start();
+                _peers.Add(new Peer(spec.Name, spec, session));
+            }
+
+            LogPeers(logger, _peers.Count, bgp.LocalAs, netns ?? "(own)");
+        }
+
+        Peers = [.. _peers.Select(p => (p.Name, p.Spec, p.Session))];
+    }
+
+    /// <summary>A TCP socket in the data-plane namespace (setns on this thread only, restored before returning).</summary>
+    private static Socket SocketIn(string netns, AddressFamily family)
+    {
+        using var scope = NetworkNamespace.Enter(netns);
+        return new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    private void Publish()
+    {
+        var workloads = _registry.Workloads.Select(View).OrderBy(w => w.Mac, StringComparer.Ordinal).ToList();
+        _status = new MobilityStatus(
+            _settings is not null,
+            _settings?.Site,
+            workloads,
+            [.. _registry.History.Reverse().Select(m => new MoveView(m.At, m.MacText, m.From?.ToString(), m.To.ToString(), m.Sequence, m.Source.ToString(), m.Kind.ToString()))],
+            [.. _announced.Values.OrderBy(a => a.Prefix.ToString(), StringComparer.Ordinal).Select(RouteView.Of)],
+            _plan.Capped,
+            _waiting,
+            [.. _plan.Aggregated.Select(p => p.ToString())],
+            _signals,
+            _ignored,
+            runtime.Mobility.Discarded,
+            Interlocked.Read(ref _garpFrames),
+            _selfMigrations,
+            _stun?.GapsDetected ?? 0,
+            _frozenAlerts);
+    }
+
+    private static WorkloadView View(Workload w) => new(
+        w.MacText, [.. w.Addresses.Select(a => a.ToString())], w.Location.Site, w.Location.Segment, w.Location.VtepText, w.Location.Local, w.Sequence, w.Frozen, w.Since);
+
+    private static IPAddress Ipv4(uint value) => new([(byte)(value >> 24), (byte)(value >> 16), (byte)(value >> 8), (byte)value]);
+
+    private static uint Ipv4Value(IPAddress address)
+    {
+        var b = address.GetAddressBytes();
+        return ((uint)b[0] << 24) | ((uint)b[1] << 16) | ((uint)b[2] << 8) | b[3];
+    }
+
+    private static IPAddress Ipv6(ulong hi, ulong lo)
+    {
+        var bytes = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes, hi);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(8), lo);
+        return new IPAddress(bytes);
+    }
+
+    private sealed record Peer(string Name, BgpPeerSpec Spec, BgpSession Session);
+
+    private sealed class GarpBurst(int domain, int segment, uint vtep, uint[] extra)
+    {
+        public int Domain { get; } = domain;
+
+        public int Segment { get; } = segment;
+
+        public uint Vtep { get; } = vtep;
+
+        public uint[] Extra { get; } = extra;
+
+        public int Remaining { get; set; }
+
+        public ITimer? Timer { get; set; }
+    }
+
+    private abstract record Input
+    {
+        public sealed record Signals : Input;
+
+        public sealed record Tick : Input;
+
+        public sealed record VipsChanged : Input;
+
+        public sealed record StunCheck(long Timestamp) : Input;
+
+        public sealed record GarpDue(GarpBurst Burst) : Input;
+
+        public sealed record ReportMove(ulong Mac, string Segment, uint Vtep, IReadOnlyList<IPAddress> Addresses, TaskCompletionSource<MoveReport> Done) : Input;
+
+        public sealed record SelfMigrated(string Reason, TaskCompletionSource<int> Done) : Input;
+
+        public sealed record Unfreeze(ulong Mac, TaskCompletionSource<bool> Done) : Input;
+    }
+
+    [LoggerMessage(EventId = LogEvents.WorkloadMoved, Level = LogLevel.Information, Message = "Workload {Mac} moved to {Location} (sequence {Sequence}, from {Source})")]
+    private static partial void LogMoved(ILogger logger, string mac, long sequence, WorkloadLocation location, MoveSource source);
+
+    [LoggerMessage(EventId = LogEvents.WorkloadFrozen, Level = LogLevel.Warning, Message = "Duplicate MAC {Mac}: {Moves} moves within {Seconds} s (last toward {Location}); frozen and no longer advertised until unfrozen")]
+    private static partial void LogFrozen(ILogger logger, string mac, int moves, int seconds, WorkloadLocation location);
+
+    [LoggerMessage(EventId = LogEvents.SelfMigrated, Level = LogLevel.Warning, Message = "Own migration ({Reason}): GARP bursts in {Domains} domains, BGP refresh toward {Peers} peers")]
+    private static partial void LogSelfMigrated(ILogger logger, string reason, int domains, int peers);
+
+    [LoggerMessage(EventId = LogEvents.MobilityApplied, Level = LogLevel.Information, Message = "Mobility applied: site {Site}, {Local} local and {Interconnect} interconnect segments, {Peers} BGP peers")]
+    private static partial void LogApplied(ILogger logger, string site, int local, int interconnect, int peers);
+
+    [LoggerMessage(EventId = LogEvents.HostRoutesCapped, Level = LogLevel.Warning, Message = "{Capped} host routes not announced: the cap is {Cap}")]
+    private static partial void LogCapped(ILogger logger, int capped, int cap);
+
+    [LoggerMessage(EventId = LogEvents.BgpPeersStarted, Level = LogLevel.Information, Message = "BGP: {Peers} sessions as AS {LocalAs}, sockets in namespace {Netns}")]
+    private static partial void LogPeers(ILogger logger, int peers, uint localAs, string netns);
+
+    [LoggerMessage(EventId = LogEvents.WorkloadMoved + 90, Level = LogLevel.Error, Message = "Mobility input {Input} failed")]
+    private static partial void LogFailed(ILogger logger, string input, Exception exception);
+}
+
+/// <summary>A route as the API shows it.</summary>
+public sealed record RouteView(string Prefix, string? NextHop, IReadOnlyList<string> Communities, IReadOnlyList<string> LargeCommunities)
+{
+    public static RouteView Of(Advertisement a) => new(
+        a.Prefix.ToString(), a.NextHop?.ToString(), [.. a.Communities.Select(c => $"{c.Value >> 16}:{c.Value & 0xFFFF}")], [.. a.LargeCommunities.Select(c => c.ToString())]);
+
+    public static RouteView Of(ReceivedRoute r) => new(
+        r.Prefix.ToString(), r.NextHop?.ToString(), [.. r.Communities.Select(c => $"{c.Value >> 16}:{c.Value & 0xFFFF}")], [.. r.LargeCommunities.Select(c => c.ToString())]);
+}
+
+public sealed record WorkloadView(string Mac, IReadOnlyList<string> Addresses, string Site, string Segment, string? Vtep, bool Local, long Sequence, bool Frozen, DateTimeOffset Since);
+
+public sealed record MoveView(DateTimeOffset At, string Mac, string? From, string To, long Sequence, string Source, string Kind);
+
+/// <param name="Outcome">learned, unchanged, moved, froze, ignored (frozen) — or why nothing happened.</param>
+public sealed record MoveReport(string Outcome, WorkloadView? Workload, long Sequence, bool Frozen);
+
+/// <param name="Capped">Host routes left out by the cap.</param>
+/// <param name="Waiting">New prefixes held back by the rate limit.</param>
+public sealed record MobilityStatus(
+    bool Enabled,
+    string? Site,
+    IReadOnlyList<WorkloadView> Workloads,
+    IReadOnlyList<MoveView> Moves,
+    IReadOnlyList<RouteView> Announced,
+    int Capped,
+    int Waiting,
+    IReadOnlyList<string> Aggregated,
+    long Signals,
+    long SignalsIgnored,
+    long SignalsDiscarded,
+    long GarpFrames,
+    long SelfMigrations,
+    long StunGaps,
+    long DuplicateAlerts)
+{
+    public static readonly MobilityStatus Empty = new(false, null, [], [], [], 0, 0, [], 0, 0, 0, 0, 0, 0, 0);
+}

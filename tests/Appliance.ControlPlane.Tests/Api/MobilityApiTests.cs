@@ -1,0 +1,238 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Isthmus.ControlPlane.Mobility;
+using Isthmus.ControlPlane.Tests.Support;
+using Isthmus.DataPlane.Io;
+using Isthmus.Packets;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Isthmus.ControlPlane.Tests.Api;
+
+/// <summary>
+/// The routed lab document with mobility: site "dc1", acc10 local, trunk0 VLAN 10 the interconnect to
+/// "dc2", BGP attributes (no peer: the desired set is checked in the mobility status; the BIRD and FRR
+/// interop tests cover the wire). The workload 00:50:56:00:00:50 / 10.10.0.50 moves between them.
+/// </summary>
+public sealed class MobileAppliance : IDisposable
+{
+    public static readonly MacAddress Vm = MacAddress.Parse("00:50:56:00:00:50");
+    public static readonly Ipv4Address VmIp = Ipv4Address.Parse("10.10.0.50");
+
+    public MobileAppliance()
+    {
+        Factory = new ApplianceFactory(Document());
+        _ = Factory.Server;
+    }
+
+    public ApplianceFactory Factory { get; }
+
+    public MobilityService Mobility => Factory.Services.GetRequiredService<MobilityService>();
+
+    public static JsonObject Document()
+    {
+        var doc = RoutedAppliance.Document();
+        doc["bgp"] = new JsonObject
+        {
+            ["localAs"] = 65010,
+            ["routerId"] = "192.0.2.1",
+            ["nextHop"] = "10.255.0.1",
+            ["communities"] = new JsonArray("65010:100"),
+            ["largeCommunities"] = new JsonArray("65010:1:2"),
+        };
+        doc["mobility"] = new JsonObject
+        {
+            ["site"] = "dc1",
+            ["remoteSite"] = "dc2",
+            ["localSegments"] = new JsonArray("acc10"),
+            ["interconnectSegments"] = new JsonArray("trunk0/vlan10"),
+            ["garpCount"] = 2,
+            ["garpIntervalMs"] = 50,
+            ["dampingMoves"] = 5,
+            ["stunGapMs"] = 0,
+        };
+        return doc;
+    }
+
+    public void Rarp(string port, ushort? vlan = null)
+    {
+        var buffer = new byte[64];
+        var n = PacketBuilder.RarpRequest(buffer, Vm);
+        Factory.Ports[port].Enqueue(new MemoryFrame(buffer[..n], vlan));
+    }
+
+    public void Garp(string port, ushort? vlan = null)
+    {
+        var buffer = new byte[64];
+        var n = PacketBuilder.GarpRequest(buffer, Vm, VmIp);
+        Factory.Ports[port].Enqueue(new MemoryFrame(buffer[..n], vlan));
+    }
+
+    public static async Task Eventually(Func<bool> condition)
+    {
+        for (var i = 0; i < 500 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.True(condition());
+    }
+
+    public void Dispose() => Factory.Dispose();
+}
+
+public sealed class MobilityApiTests(MobileAppliance appliance) : IClassFixture<MobileAppliance>
+{
+    private readonly ApplianceFactory _factory = appliance.Factory;
+
+    private static bool Announced(MobilityStatus status, string prefix) => status.Announced.Any(r => r.Prefix == prefix);
+
+    [Fact]
+    public async Task A_rarp_on_the_local_segment_announces_a_host_route_and_garps_and_the_move_back_withdraws_it()
+    {
+        // The workload announces itself across the interconnect (at the other site): known, not announced.
+        var mobility = appliance.Mobility;
+        appliance.Garp("trunk0", 10);
+        await MobileAppliance.Eventually(() => mobility.Status.Workloads.Any(w => w.Mac == "00:50:56:00:00:50" && w.Addresses.Contains("10.10.0.50")));
+        var remote = mobility.Status.Workloads.Single(w => w.Mac == "00:50:56:00:00:50");
+        Assert.Equal(("dc2", "trunk0/vlan10", false), (remote.Site, remote.Segment, remote.Local));
+        Assert.False(Announced(mobility.Status, "10.10.0.50/32"));
+        var acc10 = _factory.Ports["acc10"];
+        var garpsBefore = GarpsForGateway(acc10);
+
+        // vMotion: ESXi sends a RARP from the VM's MAC on the local segment.
+        appliance.Rarp("acc10");
+        await MobileAppliance.Eventually(() => Announced(mobility.Status, "10.10.0.50/32"));
+        var route = mobility.Status.Announced.Single(r => r.Prefix == "10.10.0.50/32");
+        Assert.Equal("10.255.0.1", route.NextHop);
+        Assert.Equal(["65010:100"], route.Communities);
+        Assert.Equal(["65010:1:2"], route.LargeCommunities);
+        var local = mobility.Status.Workloads.Single(w => w.Mac == "00:50:56:00:00:50");
+        Assert.Equal(("dc1", "acc10", true), (local.Site, local.Segment, local.Local));
+        Assert.True(local.Sequence > remote.Sequence);
+
+        // The GARP burst for the gateway 10.10.0.1 toward the workload: at once, then once more 50 ms later (request + reply each).
+        await MobileAppliance.Eventually(() => GarpsForGateway(acc10) - garpsBefore >= 4);
+
+        // The move back withdraws it.
+        appliance.Rarp("trunk0", 10);
+        await MobileAppliance.Eventually(() => !Announced(mobility.Status, "10.10.0.50/32"));
+        var moves = await _factory.Reader().GetFromJsonAsync<JsonArray>(new Uri("/api/v1/mobility/moves", UriKind.Relative));
+        Assert.Contains(moves!, m => m!["mac"]!.GetValue<string>() == "00:50:56:00:00:50" && m["kind"]!.GetValue<string>() == "Moved");
+    }
+
+    private static int GarpsForGateway(ThreadSafePort port) => port.Transmitted.Count(f =>
+        f.Bytes.Length >= 42 && MacAddress.Read(f.Bytes.AsSpan(6)) == MacAddress.Parse("02:15:7e:00:00:10")
+        && ArpPacket.TryParse(f.Bytes.AsSpan(14), out var arp) == ParseError.None && arp.IsGratuitous && arp.SenderIp == Ipv4Address.Parse("10.10.0.1"));
+
+    [Fact]
+    public async Task Five_quick_moves_freeze_the_workload_withdraw_it_and_unfreeze_clears_it()
+    {
+        var admin = _factory.Admin();
+        const string mac = "00:50:56:00:00:77";
+        async Task<JsonObject> Move(string segment)
+        {
+            var response = await admin.PostAsJsonAsync("/api/v1/mobility/moves", new { mac, segment, addresses = new[] { "10.10.0.77" } });
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            return (await response.Content.ReadFromJsonAsync<JsonObject>())!;
+        }
+
+        Assert.Equal("Learned", (await Move("acc10"))["outcome"]!.GetValue<string>());
+        await MobileAppliance.Eventually(() => Announced(appliance.Mobility.Status, "10.10.0.77/32"));
+        var outcomes = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            outcomes.Add((await Move(i % 2 == 0 ? "trunk0/vlan10" : "acc10"))["outcome"]!.GetValue<string>());
+        }
+
+        Assert.Equal(["Moved", "Moved", "Moved", "Moved", "Froze"], outcomes);
+        var workload = (await admin.GetFromJsonAsync<JsonArray>(new Uri("/api/v1/mobility/workloads", UriKind.Relative)))!
+            .Single(w => w!["mac"]!.GetValue<string>() == mac)!;
+        Assert.True(workload["frozen"]!.GetValue<bool>());
+        Assert.False(Announced(appliance.Mobility.Status, "10.10.0.77/32")); // frozen: not advertised
+        Assert.True(appliance.Mobility.Status.DuplicateAlerts >= 1);
+        Assert.Equal("Ignored", (await Move("acc10"))["outcome"]!.GetValue<string>());
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.PostAsync(new Uri($"/api/v1/mobility/workloads/{mac}/unfreeze", UriKind.Relative), null)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.PostAsync(new Uri($"/api/v1/mobility/workloads/{mac}/unfreeze", UriKind.Relative), null)).StatusCode);
+        Assert.Equal("Moved", (await Move("trunk0/vlan10"))["outcome"]!.GetValue<string>()); // it froze where it was: acc10
+        Assert.Equal("Moved", (await Move("acc10"))["outcome"]!.GetValue<string>());
+        await MobileAppliance.Eventually(() => Announced(appliance.Mobility.Status, "10.10.0.77/32"));
+    }
+
+    [Fact]
+    public async Task A_bad_move_report_is_a_problem_keyed_by_field()
+    {
+        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/mobility/moves", new { mac = "zz", segment = "", vtep = "x", addresses = new[] { "10.0.0.300" } });
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Equal(["addresses[0]", "mac", "segment", "vtep"], problem!["errors"]!.AsObject().Select(e => e.Key).Order(StringComparer.Ordinal));
+
+        var unknown = await _factory.Admin().PostAsJsonAsync("/api/v1/mobility/moves", new { mac = "00:50:56:00:00:99", segment = "acc99" });
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
+        Assert.Equal(["segment"], (await unknown.Content.ReadFromJsonAsync<JsonObject>())!["errors"]!.AsObject().Select(e => e.Key));
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await _factory.Reader().PostAsJsonAsync("/api/v1/mobility/moves", new { mac = "00:50:56:00:00:99", segment = "acc10" })).StatusCode);
+    }
+
+    [Fact]
+    public async Task Own_migration_floods_garps_for_every_gateway_and_the_status_counts_it()
+    {
+        var before = appliance.Mobility.Status.SelfMigrations;
+        var trunkBefore = _factory.Ports["trunk0"].Transmitted.Count;
+
+        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/mobility/self-migrated", new { reason = "test" });
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        Assert.Equal(2, (await response.Content.ReadFromJsonAsync<JsonObject>())!["garpBursts"]!.GetValue<int>()); // bd10 and bd20
+        Assert.Equal(before + 1, appliance.Mobility.Status.SelfMigrations);
+        await MobileAppliance.Eventually(() => _factory.Ports["trunk0"].Transmitted.Count > trunkBefore); // flooded to the trunk too
+    }
+
+    [Fact]
+    public async Task The_mobility_and_bgp_views_are_readable_by_a_read_only_caller()
+    {
+        var reader = _factory.Reader();
+        var status = await reader.GetFromJsonAsync<JsonObject>(new Uri("/api/v1/mobility", UriKind.Relative));
+        Assert.True(status!["enabled"]!.GetValue<bool>());
+        Assert.Equal("dc1", status["site"]!.GetValue<string>());
+        Assert.Empty((await reader.GetFromJsonAsync<JsonArray>(new Uri("/api/v1/bgp/peers", UriKind.Relative)))!);
+    }
+}
+
+public sealed class MobilityConfigTests
+{
+    [Fact]
+    public async Task Bad_bgp_and_mobility_settings_are_reported_with_their_paths()
+    {
+        using var factory = new ApplianceFactory();
+        var doc = MobileAppliance.Document();
+        doc["bgp"]!["routerId"] = "::1";
+        doc["bgp"]!["communities"] = new JsonArray("65010:70000");
+        doc["bgp"]!["peers"] = new JsonArray(new JsonObject { ["name"] = "rr", ["address"] = "10.255.0.300", ["peerAs"] = 65000, ["holdTimeSeconds"] = 2 });
+        doc["mobility"]!["localSegments"] = new JsonArray("acc99");
+        doc["mobility"]!["interconnectSegments"] = new JsonArray("trunk0/vlan10", "acc10x");
+        doc["mobility"]!["aggregates"] = new JsonArray("10.10.0.1/24");
+
+        var response = await factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
+
+        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Equal(
+            ["bgp.communities[0]", "bgp.peers[0].address", "bgp.peers[0].holdTimeSeconds", "bgp.routerId", "mobility.aggregates[0]", "mobility.interconnectSegments[1]", "mobility.localSegments[0]"],
+            problem!["errors"]!.AsObject().Select(e => e.Key).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_valid_mobility_document_round_trips_through_the_store()
+    {
+        using var factory = new ApplianceFactory();
+        var admin = factory.Admin();
+
+        var commit = await admin.PostAsJsonAsync("/api/v1/config/commit", new { document = MobileAppliance.Document(), comment = "mobility" });
+        Assert.Equal(HttpStatusCode.Created, commit.StatusCode);
+        var running = await admin.GetFromJsonAsync<JsonObject>(new Uri("/api/v1/config", UriKind.Relative));
+        Assert.Equal("dc1", running!["mobility"]!["site"]!.GetValue<string>());
+        Assert.Equal(65010u, running["bgp"]!["localAs"]!.GetValue<uint>());
+    }
+}
