@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Isthmus.ControlPlane.Apply;
 using Isthmus.ControlPlane.Auth;
+using Isthmus.ControlPlane.HealthChecks;
 using Isthmus.ControlPlane.Mobility;
 using Isthmus.ControlPlane.Runtime;
 using Isthmus.ControlPlane.Store;
@@ -26,6 +27,9 @@ public static class ControlPlaneApi
         services.AddSingleton(sp => ConfigStore.Open(storePath, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ConfigService>();
         services.AddSingleton<FirstBoot>();
+        services.AddSingleton<HealthMonitor>();
+        // The load balancer's VIP view for mobility (registered before mobility's NoVips fallback).
+        services.AddSingleton<IVipHealth>(sp => sp.GetRequiredService<HealthMonitor>());
         services.AddSingleton<DataPlaneRuntime>();
         services.AddHostedService(sp => sp.GetRequiredService<DataPlaneRuntime>());
         services.TryAddSingleton<IVipHealth, NoVips>();
@@ -64,6 +68,7 @@ public static class ControlPlaneApi
         endpoints.MapFlowApi();
         endpoints.MapConfigApi();
         endpoints.MapAccessApi();
+        endpoints.MapLoadBalancerApi();
         endpoints.MapMetricsApi();
         endpoints.MapMobilityApi();
         endpoints.MapOpenApi();

@@ -64,6 +64,18 @@ public static class MetricsApi
         Counter(sb, "isthmus_log_suppressed_total", "Data-plane log lines suppressed by the rate limit.", [("", dp.SuppressedLogLines)]);
         Counter(sb, "isthmus_conntrack_table_full_drops_total", "New flows dropped because the conntrack table was full (nat.ConntrackFull).",
             [("", StateApi.Drops(dp).Where(d => d.Stage == "nat" && d.Reason == "ConntrackFull").Sum(d => d.Count))]);
+        foreach (var (name, help, type, samples) in LoadBalancerApi.Metrics(dp))
+        {
+            if (type == "counter")
+            {
+                Counter(sb, name, help, samples);
+            }
+            else
+            {
+                Gauges(sb, name, help, samples);
+            }
+        }
+
         if (flows is not null)
         {
             var protocols = new SortedSet<byte>(flows.SessionsByProtocol.Keys) { 6, 17, 1 };
@@ -86,7 +98,7 @@ public static class MetricsApi
 
     private static string Label(string k1, string v1, string k2, string v2) => $"{{{k1}=\"{Escape(v1)}\",{k2}=\"{Escape(v2)}\"}}";
 
-    private static string Escape(string value) => value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+    internal static string Escape(string value) => value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
 
     private static void Counter(StringBuilder sb, string name, string help, IEnumerable<(string Labels, long Value)> samples)
     {

@@ -14,6 +14,12 @@ public static class LogEvents
     public const int MacDamped = 1102;
     public const int RateLimitedSuppressed = 1199;
 
+    // 12xx: load-balancer health checks
+    public const int BackendDown = 1201;
+    public const int BackendUp = 1202;
+    public const int VipDown = 1203;
+    public const int VipUp = 1204;
+
     // 2xxx: configuration
     public const int ConfigCommitted = 2001;
     public const int ConfigRejected = 2002;

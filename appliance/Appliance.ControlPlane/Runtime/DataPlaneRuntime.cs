@@ -1,5 +1,6 @@
 using Isthmus.ControlPlane.Apply;
 using Isthmus.ControlPlane.Config;
+using Isthmus.ControlPlane.HealthChecks;
 using Isthmus.ControlPlane.Logging;
 using Isthmus.DataPlane.Bridge;
 using Isthmus.DataPlane.Diagnostics;
@@ -18,10 +19,14 @@ namespace Isthmus.ControlPlane.Runtime;
 /// starts the worker; from then on <see cref="ConfigService"/> publishes every commit to it with one
 /// <see cref="SnapshotSlot.Publish"/>. It also drains MAC moves into the rate-limited log.
 /// </summary>
-public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory portFactory, TimeProvider time, ILogger<DataPlaneRuntime> logger)
+public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory portFactory, TimeProvider time, HealthMonitor health, ILogger<DataPlaneRuntime> logger)
     : IHostedService, IDataPlaneTarget, IDisposable
 {
     private readonly RateLimitedLog _rateLimited = new(logger, time);
+
+    // Serialises the two publishers: commits (ConfigService) and health changes (HealthMonitor).
+    private readonly Lock _publishGate = new();
+    private DataPlaneSnapshot? _configured;
     private IReadOnlyList<IPacketPort> _ports = [];
     private ITimer? _drain;
 
@@ -44,12 +49,24 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     public long SuppressedLogLines => _rateLimited.Suppressed;
 
+    /// <summary>The load balancer's health checks (their verdicts are overlaid on every published snapshot).</summary>
+    public HealthMonitor Health => health;
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         config.Attach(this, current =>
         {
             var document = current.Document;
-            Slot = new SnapshotSlot(SnapshotCompiler.Compile(document.Program, current.Revision?.Id ?? 0, time.TimestampFrequency));
+            health.Netns = document.DataPlane.Netns;
+            var compiled = SnapshotCompiler.Compile(document.Program, current.Revision?.Id ?? 0, time.TimestampFrequency);
+            lock (_publishGate)
+            {
+                _configured = compiled;
+                health.Configure(compiled.Program);
+                Slot = new SnapshotSlot(WithHealth(compiled));
+            }
+
+            health.BackendsChanged += OnBackendsChanged;
             _ports = portFactory.Open(document);
             Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize, Mobility);
             Worker.Start();
@@ -63,13 +80,39 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     public void Publish(DataPlaneSnapshot snapshot)
     {
-        Slot.Publish(snapshot);
+        lock (_publishGate)
+        {
+            _configured = snapshot;
+            health.Configure(snapshot.Program);
+            Slot.Publish(WithHealth(snapshot));
+        }
+
         LogPublished(logger, snapshot.Version);
+    }
+
+    /// <summary>A backend went up or down: the committed snapshot again, with only its load-balancer tables recompiled (one swap, no packet lost).</summary>
+    private void OnBackendsChanged(object? sender, EventArgs e)
+    {
+        lock (_publishGate)
+        {
+            if (_configured is { } configured)
+            {
+                Slot.Publish(WithHealth(configured));
+            }
+        }
+    }
+
+    private DataPlaneSnapshot WithHealth(DataPlaneSnapshot snapshot)
+    {
+        var down = health.Down;
+        return snapshot.LoadBalancer.Servers.Length == 0 || down.Count == 0 ? snapshot : SnapshotCompiler.WithBackendHealth(snapshot, down);
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
         Forwarding = false;
+        health.BackendsChanged -= OnBackendsChanged;
+        health.Dispose();
         _drain?.Dispose();
         Worker?.Stop();
         LogStopped(logger);

@@ -45,6 +45,8 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         { "POST", "/api/v1/tokens" },
         { "DELETE", "/api/v1/tokens/automation" },
         { "GET", "/metrics" },
+        { "GET", "/api/v1/lb/virtual-servers" },
+        { "GET", "/api/v1/lb/history" },
         { "GET", "/openapi/v1.json" },
     };
 

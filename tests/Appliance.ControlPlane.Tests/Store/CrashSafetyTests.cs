@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Isthmus.ControlPlane.Apply;
 using Isthmus.ControlPlane.Config;
+using Isthmus.ControlPlane.HealthChecks;
 using Isthmus.ControlPlane.Runtime;
 using Isthmus.ControlPlane.Store;
 using Isthmus.ControlPlane.Tests.Support;
@@ -46,7 +47,7 @@ public sealed class CrashSafetyTests : IDisposable
         using var restarted = ConfigStore.Open(path, TimeProvider.System);
         using var config = new ConfigService(restarted, TimeProvider.System, NullLogger<ConfigService>.Instance);
         var ports = new MemoryPortFactory();
-        using var runtime = new DataPlaneRuntime(config, ports, TimeProvider.System, NullLogger<DataPlaneRuntime>.Instance);
+        using var runtime = new DataPlaneRuntime(config, ports, TimeProvider.System, new HealthMonitor(TimeProvider.System, NullLogger<HealthMonitor>.Instance), NullLogger<DataPlaneRuntime>.Instance);
         await runtime.StartAsync(CancellationToken.None);
         try
         {
