@@ -6,6 +6,7 @@
 #   sudo appliance/lab/lab.sh down          tear everything down (idempotent; --force even while in use)
 #   sudo appliance/lab/lab.sh status        what is up
 #   sudo appliance/lab/lab.sh prereqs       install missing apt packages only
+#   sudo appliance/lab/lab.sh backend stop|start N   stop or (re)start the HTTP server of ist-webN (LB tests)
 #
 # Options for up: --detach, --no-build (use existing Release binaries), --no-appliance (namespaces
 # only), --kernel-bridge (no appliance: the kernel bridges VLAN<->VXLAN in its place, a reference),
@@ -21,7 +22,7 @@ API=http://127.0.0.1:8088
 HOST_DLL="$REPO/appliance/Appliance.Host/bin/Release/net10.0/Appliance.Host.dll"
 PG_DLL="$REPO/appliance/Appliance.PortGroup/bin/Release/net10.0/Appliance.PortGroup.dll"
 # Namespaces in teardown order (leaves first does not matter: deleting a namespace deletes its veths).
-NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-out ist-app ist-ul)
+NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-out ist-web1 ist-web2 ist-web3 ist-app ist-ul)
 SCAPY_PY=/usr/bin/python3
 # One lab per machine. Whoever uses it (a foreground `up`, tests/run.sh, the integration fixture) holds
 # this lock; ISTHMUS_LAB_LOCKED=1 says "my parent holds it" and skips locking here.
@@ -162,6 +163,22 @@ topology() {
     nsx ist-out ip route add 10.0.0.0/8 via 203.0.113.1
     # Hosts and VMs route through the appliance's gateway addresses (10.x.0.1). Without an L3 config
     # (lab-config.json, --kernel-bridge) nobody answers there, which changes nothing for L2 traffic.
+    # Load balancer (issue 5): three HTTP backends ist-web1..3 (10.30.0.11-13) on a kernel bridge br-web
+    # inside ist-app, which stands in for the backends' switch. The appliance's access port web0 joins it
+    # (domain bd-web, gateway 10.30.0.1: the backends' default route, so DNAT-only replies come back), and
+    # ist-app's own kernel has 10.30.0.2 on br-web: the health checks run in the data plane's namespace
+    # and reach the backends from there. The VIPs 203.0.113.100 (full NAT) and .101 (DNAT-only) live on bd-up.
+    nsx ist-app ip link add br-web type bridge
+    veth ist-app web0 ist-app web0-br
+    nsx ist-app ip link set web0-br master br-web
+    for n in 1 2 3; do
+        veth ist-app "wb$n" "ist-web$n" eth0
+        nsx ist-app ip link set "wb$n" master br-web
+        addr_host "ist-web$n" "10.30.0.1$n/24"
+        nsx "ist-web$n" ip route add default via 10.30.0.1
+    done
+    nsx ist-app ip addr add 10.30.0.2/24 dev br-web
+    nsx ist-app ip link set br-web up
     for ns in ist-h10 ist-t10 ist-vm10 ist-vm10b; do nsx "$ns" ip route add default via 10.10.0.1; done
     for ns in ist-h20 ist-t20 ist-vm20; do nsx "$ns" ip route add default via 10.20.0.1; done
     # ISTHMUS_LAB_PEER_GSO=off: the access and trunk hosts segment TCP themselves. With it on (the
@@ -217,6 +234,24 @@ start_portgroup() {
     start_bg portgroup ip netns exec ist-hv dotnet "$PG_DLL" --trunk hvtrunk --access hv-t10:10 --access hv-t20:20
 }
 
+# The LB backends' HTTP servers (port 80, body "ist-webN"): started once the appliance routes, because
+# python's http.server resolves its own name at start and that lookup must fail fast (route.NoRoute).
+start_backend() {
+    local n=$1
+    mkdir -p "$RUN_DIR/web$n"
+    echo "ist-web$n" >"$RUN_DIR/web$n/index.html"
+    start_bg "web$n" ip netns exec "ist-web$n" "$SCAPY_PY" -m http.server 80 --bind "10.30.0.1$n" --directory "$RUN_DIR/web$n"
+}
+
+backend() { # backend stop|start N
+    [[ ${2:-} =~ ^[123]$ ]] || die "usage: $0 backend stop|start 1|2|3"
+    case $1 in
+        stop) stop_pidfile "web$2" ;;
+        start) stop_pidfile "web$2"; start_backend "$2" ;;
+        *) die "usage: $0 backend stop|start 1|2|3" ;;
+    esac
+}
+
 start_appliance() {
     local config=$1
     if curl -s -o /dev/null --max-time 1 "$API/api/v1/health"; then
@@ -251,6 +286,7 @@ down() {
     fi
     stop_pidfile appliance
     stop_pidfile portgroup
+    for n in 1 2 3; do stop_pidfile "web$n"; done
     for ns in "${NAMESPACES[@]}"; do
         if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
             # Anything still running inside (test servers, captures) would keep the namespace alive.
@@ -278,8 +314,11 @@ Isthmus lab is up.  bd10 = acc10 + VLAN 10 (trunk0) + VNI 5010;  bd20 = acc20 + 
   access    (ist-h10 / ist-h20)                       10.10.0.10 / 10.20.0.10
   trunk     (ist-t10 / ist-t20, tagged via ist-hv)    10.10.0.12 / 10.20.0.12
   outside   (ist-out, access port up0, domain bd-up)  203.0.113.10
+  LB backends (ist-web1..3, bd-web via web0)         10.30.0.11-13 (HTTP :80, weights 2:1:1)
   gateways (lab-config-l3.json): 10.10.0.1, 10.20.0.1, 203.0.113.1; SNAT inside -> outside to
   203.0.113.1; port forward 203.0.113.1:8080 -> 10.10.0.11:80
+  load balancer: VIP 203.0.113.100:80 (full NAT, Maglev) and 203.0.113.101:80 (DNAT-only, WRR)
+  -> ist-web1..3, HTTP health checks every 500 ms (rise 2, fall 2)
 
 Try:
   ip netns exec ist-vm10 ping -c3 10.10.0.10             # VXLAN VM -> access host
@@ -292,6 +331,10 @@ Try:
   ip netns exec ist-vm10 /usr/bin/python3 -m http.server 80 --bind 10.10.0.11 &
   ip netns exec ist-out  curl -s -o /dev/null -w '%{http_code}\n' http://203.0.113.1:8080/   # port forward
   ip netns exec ist-out  curl -m 2 http://10.10.0.11:22/   # rejected by rule 201: connection refused (RST)
+  for i in $(seq 8); do ip netns exec ist-out curl -s http://203.0.113.100/; done   # LB: ist-web1..3
+  ip netns exec ist-web1 tcpdump -ni eth0 -c 4 tcp port 80   # full NAT: from 10.30.0.1; .101 (DNAT-only): from 203.0.113.10
+  curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/lb/virtual-servers
+  appliance/lab/lab.sh backend stop 2; sleep 2; curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/lb/history
   ip netns exec ist-ul   tshark -i br0 -c 6 -f 'udp port 4789'      # VXLAN on the underlay
   ip netns exec ist-hv   tcpdump -eni hvtrunk -c 6                  # 802.1Q tags on the trunk
   curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/counters
@@ -345,6 +388,7 @@ up() {
     if ((appliance)); then
         start_portgroup
         start_appliance "$config"
+        for n in 1 2 3; do start_backend "$n"; done
         alive portgroup || { tail -n 40 "$RUN_DIR/portgroup.log" >&2; die "PortGroup exited"; }
     fi
     trap - EXIT
@@ -375,7 +419,8 @@ main() {
         down) need_root; down "$@" ;;
         status) need_root; status ;;
         prereqs) need_root; install_prereqs ;;
-        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance|--kernel-bridge] [--config FILE]  | down [--force] | status | prereqs" >&2; exit 2 ;;
+        backend) need_root; backend "$@" ;;
+        *) echo "usage: $0 up [--detach] [--no-build] [--no-appliance|--kernel-bridge] [--config FILE]  | down [--force] | status | prereqs | backend stop|start N" >&2; exit 2 ;;
     esac
 }
 
