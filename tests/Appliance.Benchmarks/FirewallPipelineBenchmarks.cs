@@ -16,6 +16,7 @@ namespace Isthmus.Benchmarks;
 /// heartbeat, no aging) so the neighbor entries and sessions stay put.
 /// </summary>
 [MemoryDiagnoser]
+[MinColumn]
 [SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class FirewallPipelineBenchmarks
 {

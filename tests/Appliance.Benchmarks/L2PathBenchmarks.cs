@@ -14,12 +14,16 @@ namespace Isthmus.Benchmarks;
 /// (buffers back to the pool). Reported per packet: divide 1000 by the ns/op for Mpps.
 /// </summary>
 [MemoryDiagnoser]
+[MinColumn]
 [SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class L2PathBenchmarks
 {
     private const int Batch = PacketBatch.MaxSize;
     private static readonly MacAddress VlanHost = MacAddress.Parse("02:00:00:00:10:0a");
     private static readonly MacAddress VxlanVm = MacAddress.Parse("02:00:00:00:10:0b");
+
+    /// <summary>A host behind the trunk: the access host's MAC is pinned to acc10, so trunk frames need their own.</summary>
+    private static readonly MacAddress TrunkHost = MacAddress.Parse("02:00:00:00:10:0c");
     private static readonly uint Vtep = Ipv4Address.Parse("192.0.2.2").Value;
 
     private DataPlaneWorker _vlanToVxlan = null!;
@@ -33,7 +37,17 @@ public class L2PathBenchmarks
         var toHost = Frame(VlanHost, VxlanVm);
         _vlanToVxlan = Worker(access: new MemoryFrame(toVm), vxlan: null, trunk: null);
         _vxlanToVlan = Worker(access: null, vxlan: new MemoryFrame(Vxlan(5010, toHost), RemoteVtep: Vtep), trunk: null);
-        _trunkToVxlan = Worker(access: null, vxlan: null, trunk: new MemoryFrame(toVm, VlanTci: 10));
+        _trunkToVxlan = Worker(access: null, vxlan: null, trunk: new MemoryFrame(Frame(VxlanVm, TrunkHost), VlanTci: 10));
+
+        // Every frame must leave (an earlier trunk variant measured the static-MAC-violation drop instead).
+        foreach (var (worker, egress) in new[] { (_vlanToVxlan, 0), (_vxlanToVlan, 1), (_trunkToVxlan, 0) })
+        {
+            worker.RunOnce();
+            if (worker.Ports[egress].Counters.TxPackets != Batch)
+            {
+                throw new InvalidOperationException($"{worker.Ports[egress].Name} sent {worker.Ports[egress].Counters.TxPackets} of {Batch}");
+            }
+        }
     }
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "VLAN access → VXLAN, per packet")]
@@ -78,6 +92,7 @@ public class L2PathBenchmarks
                     [
                         new StaticMacSpec(VlanHost.ToString(), 0),
                         new StaticMacSpec(VxlanVm.ToString(), 2, "192.0.2.2"),
+                        new StaticMacSpec(TrunkHost.ToString(), 1),
                     ],
                 },
             ],
