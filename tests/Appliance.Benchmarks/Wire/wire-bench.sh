@@ -25,6 +25,9 @@
 #                               the top symbols of CPU1 go to DIR/perf-MODE-DIR-RATE.txt (livelock analysis)
 #   --worker-nice N             renice the appliance's data-plane thread (isthmus-worker) to N, e.g. -20
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
+#   --port-ingress-drop         appliance modes: an nftables netdev ingress chain (policy drop) on the appliance's
+#                               access ports in ist-app, so the kernel stops each frame after the AF_PACKET taps
+#                               instead of also running it through IPv4 input (livelock experiment)
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
@@ -60,6 +63,7 @@ PERF_RATE=
 WORKER_NICE=
 RX_BACKLOG=
 RAW_TX=on
+PORT_INGRESS_DROP=0
 while (($#)); do
     case $1 in
         --rates) RATES=$2; shift ;;
@@ -74,7 +78,8 @@ while (($#)); do
         --worker-nice) WORKER_NICE=$2; shift ;;
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -295,6 +300,12 @@ for mode in $MODES; do
         APP_PID=$(cat "$RUN_DIR/appliance.pid")
         [[ $(cat "/proc/$APP_PID/comm") == dotnet ]] || die "pid $APP_PID is not the appliance"
         taskset -a -p 2 "$APP_PID" >/dev/null
+        if ((PORT_INGRESS_DROP)); then
+            for dev in acc10 up0; do
+                nsx ist-app test -e "/sys/class/net/$dev" || continue
+                nsx ist-app nft "add table netdev istpdrop; add chain netdev istpdrop $dev { type filter hook ingress device $dev priority 0; policy drop; }"
+            done
+        fi
         if [[ -n $WORKER_NICE ]]; then
             for t in /proc/"$APP_PID"/task/*; do
                 [[ $(cat "$t/comm" 2>/dev/null) == isthmus-worker ]] && renice -n "$WORKER_NICE" -p "${t##*/}" >/dev/null
@@ -406,5 +417,5 @@ zero_loss() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
