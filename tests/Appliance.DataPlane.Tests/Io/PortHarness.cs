@@ -25,7 +25,7 @@ internal static class PortHarness
     }
 
     /// <summary>Queues <paramref name="frame"/> (copied into a rented buffer at the headroom).</summary>
-    public static void Enqueue(TxQueue queue, PacketPool pool, ReadOnlySpan<byte> frame, uint destinationIp = 0, ushort destinationPort = 0)
+    public static void Enqueue(TxQueue queue, PacketPool pool, ReadOnlySpan<byte> frame, uint destinationIp = 0, ushort destinationPort = 0, ushort sourcePort = 0)
     {
         var b = pool.Rent();
         Assert.True(b >= 0, "test pool exhausted");
@@ -36,6 +36,7 @@ internal static class PortHarness
         f.Length = frame.Length;
         f.DestinationIp = destinationIp;
         f.DestinationPort = destinationPort;
+        f.SourcePort = sourcePort;
     }
 
     /// <summary>

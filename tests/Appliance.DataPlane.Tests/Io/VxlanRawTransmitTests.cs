@@ -164,19 +164,8 @@ public sealed class VxlanRawTransmitTests
         return p;
     }
 
-    private static void EnqueueWithSourcePort(TxQueue queue, PacketPool pool, int sequence, uint destination, ushort sourcePort)
-    {
-        var frame = Payload(sequence);
-        var b = pool.Rent();
-        frame.CopyTo(pool.Frame(b, PacketPool.Headroom, frame.Length));
-        ref var f = ref queue.Add();
-        f.Buffer = b;
-        f.Offset = PacketPool.Headroom;
-        f.Length = frame.Length;
-        f.DestinationIp = destination;
-        f.DestinationPort = 0;
-        f.SourcePort = sourcePort;
-    }
+    private static void EnqueueWithSourcePort(TxQueue queue, PacketPool pool, int sequence, uint destination, ushort sourcePort) =>
+        Enqueue(queue, pool, Payload(sequence), destination, sourcePort: sourcePort);
 
     private static void WaitForNeighbor(string ns, string address)
     {
