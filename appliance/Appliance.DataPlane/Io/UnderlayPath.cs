@@ -19,7 +19,10 @@ public enum UnderlayState : byte
     /// </summary>
     Stale,
 
-    /// <summary>Not a unicast route out of an Ethernet interface (a local address, loopback): always the UDP socket.</summary>
+    /// <summary>
+    /// Not a unicast route with one egress Ethernet interface (a local address, loopback, a multipath route):
+    /// always the UDP socket.
+    /// </summary>
     KernelOnly,
 }
 

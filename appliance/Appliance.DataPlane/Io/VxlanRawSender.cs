@@ -73,6 +73,7 @@ internal sealed unsafe class VxlanRawSender : IDisposable
         {
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
+            resolver.Dispose();
             throw;
         }
     }

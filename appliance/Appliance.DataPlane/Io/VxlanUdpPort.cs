@@ -326,8 +326,11 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
                 _udpFrames[udp++] = f;
             }
 
+            // Socket first: a VTEP's first datagram after a heartbeat may be its neighbor re-confirmation
+            // (see VxlanRawSender), and it must not overtake the raw frames behind it.
+            var sent = udp == 0 || _messages.SendPrepared(_fd, udp, _udpFrames.AsSpan(0, udp), 0, Counters);
             _raw?.Send(Counters);
-            if (udp > 0 && !_messages.SendPrepared(_fd, udp, _udpFrames.AsSpan(0, udp), 0, Counters))
+            if (!sent)
             {
                 // No room in the socket: what is left of the queue is counted as errors, not retried.
                 Counters.TxErrors += frames.Length - (index + chunk);

@@ -118,6 +118,60 @@ public sealed class VxlanRawTransmitTests
     }
 
     [Fact]
+    public void A_stale_neighbor_gets_one_datagram_through_the_socket_per_refresh_so_the_kernel_confirms_it()
+    {
+        if (!Requires.RootAndNetns())
+        {
+            return;
+        }
+
+        using var net = new VethPair();
+        Ip.Run("-n", net.NamespaceA, "addr", "add", "10.79.1.1/24", "dev", net.LinkA);
+        Ip.Run("-n", net.NamespaceB, "addr", "add", "10.79.1.2/24", "dev", net.LinkB);
+        Ip.Run("-n", net.NamespaceA, "neigh", "replace", "10.79.1.2", "lladdr", LinkMac(net.NamespaceB, net.LinkB).ToString(),
+            "dev", net.LinkA, "nud", "permanent");
+        var pool = new PacketPool(256);
+        VxlanUdpPort x, y;
+        using (NetworkNamespace.Enter(net.NamespaceA))
+        {
+            x = new VxlanUdpPort(new VxlanUdpPortOptions
+            {
+                LocalAddress = IPAddress.Parse("10.79.1.1"),
+                Resolver = new StaleResolver(new NetlinkUnderlayResolver()),
+            });
+        }
+
+        using (NetworkNamespace.Enter(net.NamespaceB))
+        {
+            y = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.79.1.2"), RawTransmit = false });
+        }
+
+        using (x)
+        using (y)
+        {
+            var queue = new TxQueue();
+            for (var round = 1; round <= 2; round++)
+            {
+                for (var i = 0; i < 10; i++)
+                {
+                    EnqueueWithSourcePort(queue, pool, (round * 100) + i, 0x0A4F0102, 50000);
+                }
+
+                x.Transmit(queue, pool);
+                Assert.Equal((10L * round - round, (long)round), (x.Counters.TxRaw, x.Counters.TxRawFallback));
+                var got = Collect(y, pool, 10, (_, _) => true);
+                Assert.Equal(10, got.Count);
+
+                // Socket first: the re-confirmation datagram does not overtake the raw frames behind it.
+                Assert.Equal(Enumerable.Range((round * 100), 10), got.Select(r => BinaryPrimitives.ReadInt32BigEndian(r.Bytes.AsSpan(8 + 14))));
+                x.RefreshKernelCounters();
+            }
+        }
+
+        Assert.Equal(0, pool.Outstanding);
+    }
+
+    [Fact]
     public void Raw_transmit_off_or_a_local_route_always_uses_the_socket()
     {
         if (!Requires.RootAndNetns())
@@ -152,6 +206,15 @@ public sealed class VxlanRawTransmitTests
         }
 
         Assert.Equal(0, pool.Outstanding);
+    }
+
+    /// <summary>The real path, reported STALE (the kernel wants the neighbor confirmed).</summary>
+    private sealed class StaleResolver(IUnderlayResolver inner) : IUnderlayResolver
+    {
+        public UnderlayPath Resolve(uint destinationIp, uint sourceIp) =>
+            inner.Resolve(destinationIp, sourceIp) with { State = UnderlayState.Stale };
+
+        public void Dispose() => inner.Dispose();
     }
 
     private static byte[] Payload(int sequence)
