@@ -3,6 +3,7 @@ using BenchmarkDotNet.Attributes;
 using Isthmus.DataPlane.Bridge;
 using Isthmus.DataPlane.Diagnostics;
 using Isthmus.DataPlane.Firewall;
+using Isthmus.DataPlane.LoadBalancer;
 using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
@@ -11,7 +12,7 @@ using Isthmus.Packets;
 namespace Isthmus.Benchmarks;
 
 /// <summary>
-/// The flow stages (conntrack → firewall → NAT) at stage level: a worker context, batches of 256
+/// The flow stages (conntrack → lb → firewall → NAT; lb returns at once without virtual servers) at stage level: a worker context, batches of 256
 /// packets of 64 bytes with the L3 metadata the gateway and route stages would set. Each operation
 /// rewrites the 256 frames from templates (as a NIC's DMA would) and runs the three stages.
 /// Reported per packet (OperationsPerInvoke = 256): 1000 / ns = Mpps.
@@ -22,12 +23,13 @@ internal sealed class FlowBench
     public const int InsideSegment = 0;
     public const int OutsideSegment = 1;
 
-    private readonly PipelineStage[] _stages = [new ConntrackStage(), new FirewallStage(), new NatStage()];
+    private readonly PipelineStage[] _stages = [new ConntrackStage(), new LoadBalancerStage(), new FirewallStage(), new NatStage()];
     private readonly byte[][] _templates = new byte[Batch][];
     private readonly PacketBatch _batch = new();
     private readonly int[] _buffers = new int[Batch];
 
-    public FlowBench(FirewallSpec firewall, NatSpec nat)
+    /// <param name="configure">Adds to the program (the load-balancer benchmarks: gateways and virtual servers).</param>
+    public FlowBench(FirewallSpec firewall, NatSpec nat, Func<DataPlaneProgram, DataPlaneProgram>? configure = null)
     {
         var program = new DataPlaneProgram
         {
@@ -44,6 +46,7 @@ internal sealed class FlowBench
             Firewall = firewall,
             Nat = nat,
         };
+        program = configure?.Invoke(program) ?? program;
         for (var i = 0; i < _stages.Length; i++)
         {
             _stages[i].Index = (byte)i;
@@ -213,7 +216,7 @@ public class FirewallEstablishedBenchmarks
         return bench;
     }
 
-    private static void FixTcpChecksum(byte[] frame)
+    internal static void FixTcpChecksum(byte[] frame)
     {
         var ip = new Ipv4Header(frame.AsSpan(EthernetHeader.Length));
         var segment = ip.Payload;
