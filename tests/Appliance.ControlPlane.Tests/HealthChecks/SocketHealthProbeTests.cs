@@ -1,5 +1,8 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Isthmus.ControlPlane.HealthChecks;
 using Isthmus.DataPlane.Programming;
@@ -66,6 +69,37 @@ public class SocketHealthProbeTests
         {
             var result = await Probe.ProbeAsync(Target(port, new HealthCheckSpec { Type = "http", Path = "/health", ExpectStatus = expect, BodyMatch = match }), Timeout());
             Assert.Equal(healthy, result.Healthy);
+            await server;
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    [Fact]
+    public async Task Https_get_accepts_a_self_signed_backend()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=backend", key, HashAlgorithmName.SHA256);
+        using var ephemeral = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var certificate = X509CertificateLoader.LoadPkcs12(ephemeral.Export(X509ContentType.Pfx), null);
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var server = Task.Run(async () =>
+        {
+            using var client = await listener.AcceptTcpClientAsync();
+            await using var tls = new SslStream(client.GetStream());
+            await tls.AuthenticateAsServerAsync(certificate);
+            var buffer = new byte[4096];
+            _ = await tls.ReadAsync(buffer);
+            await tls.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"));
+        });
+        try
+        {
+            var result = await Probe.ProbeAsync(Target(port, new HealthCheckSpec { Type = "https", BodyMatch = "ok" }), Timeout());
+            Assert.True(result.Healthy, result.Detail);
             await server;
         }
         finally
