@@ -139,7 +139,7 @@ run_mode() {
     stop_backends
 }
 
-log "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); commit $(git -C "$REPO" rev-parse --short HEAD)"
+log "machine: $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "${LB_BENCH_COMMIT:-unknown (a snapshot without .git: set LB_BENCH_COMMIT)}")"
 run_mode appliance
 run_mode kernel
 echo
