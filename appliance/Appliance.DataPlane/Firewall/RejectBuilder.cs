@@ -112,9 +112,9 @@ public static class RejectBuilder
         packet.Slice(p.L3Offset, quoteLength).CopyTo(quote);
 
         // Quote the packet as its sender sent it: undo DNAT in the copy (checksums patched).
-        if (pending.Current != original && quoteLength >= ihl + 8)
+        if (pending.Current != original)
         {
-            NatRewriter.Rewrite(quote, 0, ihl, pending.Current, original);
+            NatRewriter.RewriteQuote(icmp, original.Protocol, original);
         }
 
         new Icmpv4Header(icmp).UpdateChecksum();

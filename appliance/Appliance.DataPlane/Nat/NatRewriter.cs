@@ -96,50 +96,9 @@ public static class NatRewriter
             return false;
         }
 
-        var qihl = (quote[0] & 0x0F) * 4;
-        if (qihl < Ipv4Header.MinLength || quote.Length < qihl + 8)
+        if (!RewriteQuote(icmp, e.Protocol, there))
         {
             return false;
-        }
-
-        // The quote as it is now is here.Reverse(); its sender sent there.
-        const int q = Icmpv4Header.QuotedPacketOffset;
-        var qsrc = BinaryPrimitives.ReadUInt32BigEndian(quote[12..]);
-        var qdst = BinaryPrimitives.ReadUInt32BigEndian(quote[16..]);
-        var qipCsum = BinaryPrimitives.ReadUInt16BigEndian(quote[10..]);
-        var ql4 = q + qihl;
-        var quotedL4Length = icmp.Length - ql4;
-        if (qsrc != there.Source)
-        {
-            qipCsum = Checksum.Update(qipCsum, qsrc, there.Source);
-            Set32(icmp, q + 12, there.Source);
-            QuotedPseudoHeader(icmp, ql4, quotedL4Length, e.Protocol, qsrc, there.Source);
-        }
-
-        if (qdst != there.Destination)
-        {
-            qipCsum = Checksum.Update(qipCsum, qdst, there.Destination);
-            Set32(icmp, q + 16, there.Destination);
-            QuotedPseudoHeader(icmp, ql4, quotedL4Length, e.Protocol, qdst, there.Destination);
-        }
-
-        Set16(icmp, q + 10, qipCsum, 2);
-        if (e.Protocol is IpProtocol.Tcp or IpProtocol.Udp)
-        {
-            QuotedPort(icmp, ql4, quotedL4Length, e.Protocol, 0, there.SourcePort);
-            QuotedPort(icmp, ql4, quotedL4Length, e.Protocol, 2, there.DestinationPort);
-        }
-        else if (e.Protocol == IpProtocol.Icmp)
-        {
-            // A quoted echo request carries the id as its source "port", a reply as its destination.
-            var id = icmp[ql4] == Icmpv4Type.EchoReply ? there.DestinationPort : there.SourcePort;
-            var old = BinaryPrimitives.ReadUInt16BigEndian(icmp[(ql4 + 4)..]);
-            if (old != id)
-            {
-                var qcsum = BinaryPrimitives.ReadUInt16BigEndian(icmp[(ql4 + 2)..]);
-                Set16(icmp, ql4 + 4, id, 2);
-                Set16(icmp, ql4 + 2, Checksum.Update(qcsum, old, id), 2);
-            }
         }
 
         // Outer header: toward the quoted packet's sender.
@@ -151,6 +110,69 @@ public static class NatRewriter
         if (ip.Source.Value == here.Source && here.Source != there.Destination)
         {
             ip.RewriteSource(new Ipv4Address(there.Destination));
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Rewrites the packet quoted in an ICMPv4 error (<paramref name="icmp"/> starts at the ICMP
+    /// header) to carry <paramref name="tuple"/>: addresses, ports (or the echo id), the quoted IP
+    /// header checksum and, when the quote holds it, the quoted TCP/UDP checksum. Used to put a
+    /// translated packet back the way its sender sent it, whoever builds the error (a router on the
+    /// path, the route stage, a reject). Returns false when the quote is too short to hold the ports.
+    /// </summary>
+    public static bool RewriteQuote(Span<byte> icmp, byte protocol, in FlowTuple tuple)
+    {
+        const int q = Icmpv4Header.QuotedPacketOffset;
+        if (icmp.Length < q + Ipv4Header.MinLength)
+        {
+            return false;
+        }
+
+        var quote = icmp[q..];
+        var qihl = (quote[0] & 0x0F) * 4;
+        if (qihl < Ipv4Header.MinLength || quote.Length < qihl + 8)
+        {
+            return false;
+        }
+
+        var qsrc = BinaryPrimitives.ReadUInt32BigEndian(quote[12..]);
+        var qdst = BinaryPrimitives.ReadUInt32BigEndian(quote[16..]);
+        var qipCsum = BinaryPrimitives.ReadUInt16BigEndian(quote[10..]);
+        var ql4 = q + qihl;
+        var quotedL4Length = icmp.Length - ql4;
+        if (qsrc != tuple.Source)
+        {
+            qipCsum = Checksum.Update(qipCsum, qsrc, tuple.Source);
+            Set32(icmp, q + 12, tuple.Source);
+            QuotedPseudoHeader(icmp, ql4, quotedL4Length, protocol, qsrc, tuple.Source);
+        }
+
+        if (qdst != tuple.Destination)
+        {
+            qipCsum = Checksum.Update(qipCsum, qdst, tuple.Destination);
+            Set32(icmp, q + 16, tuple.Destination);
+            QuotedPseudoHeader(icmp, ql4, quotedL4Length, protocol, qdst, tuple.Destination);
+        }
+
+        Set16(icmp, q + 10, qipCsum, 2);
+        if (protocol is IpProtocol.Tcp or IpProtocol.Udp)
+        {
+            QuotedPort(icmp, ql4, quotedL4Length, protocol, 0, tuple.SourcePort);
+            QuotedPort(icmp, ql4, quotedL4Length, protocol, 2, tuple.DestinationPort);
+        }
+        else if (protocol == IpProtocol.Icmp)
+        {
+            // A quoted echo request carries the id as its source "port", a reply as its destination.
+            var id = icmp[ql4] == Icmpv4Type.EchoReply ? tuple.DestinationPort : tuple.SourcePort;
+            var old = BinaryPrimitives.ReadUInt16BigEndian(icmp[(ql4 + 4)..]);
+            if (old != id)
+            {
+                var qcsum = BinaryPrimitives.ReadUInt16BigEndian(icmp[(ql4 + 2)..]);
+                Set16(icmp, ql4 + 4, id, 2);
+                Set16(icmp, ql4 + 2, Checksum.Update(qcsum, old, id), 2);
+            }
         }
 
         return true;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
 using Isthmus.Packets;
@@ -57,7 +58,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             var frame = pool.Frame(p.Buffer, p.Offset, p.Length);
             if ((p.Flags & PacketFlags.Ipv6) == 0)
             {
-                Route4(ref p, context, l3, frame, ref cache);
+                Route4(ref p, i, context, l3, frame, ref cache);
             }
             else
             {
@@ -75,7 +76,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
     /// </summary>
     private record struct TrainCache(uint Destination, int Index, int NeighborDomain, uint NextHop, ulong Mac, int Segment, uint Vtep);
 
-    private void Route4(ref PacketMeta p, WorkerContext context, L3Tables l3, Span<byte> frame, ref TrainCache cache)
+    private void Route4(ref PacketMeta p, int slot, WorkerContext context, L3Tables l3, Span<byte> frame, ref TrainCache cache)
     {
         var ip = new Ipv4Header(frame[p.L3Offset..]);
         var destination = ip.Destination;
@@ -101,7 +102,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 
         if (index < 0)
         {
-            Icmp4Error(ref p, context, frame, Icmpv4Type.DestinationUnreachable, 0, 0);
+            Icmp4Error(ref p, slot, context, frame, Icmpv4Type.DestinationUnreachable, 0, 0);
             Drop(ref p, (ushort)RouteDrop.NoRoute);
             return;
         }
@@ -117,7 +118,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         var egress = l3.Gateways[route.Domain]!;
         if (ip.Ttl <= 1)
         {
-            Icmp4Error(ref p, context, frame, Icmpv4Type.TimeExceeded, 0, 0);
+            Icmp4Error(ref p, slot, context, frame, Icmpv4Type.TimeExceeded, 0, 0);
             Drop(ref p, (ushort)RouteDrop.TtlExpired);
             return;
         }
@@ -127,7 +128,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             if (ip.DontFragment)
             {
                 // RFC 1191 section 4: code 4 with the next-hop MTU in the low 16 bits.
-                Icmp4Error(ref p, context, frame, Icmpv4Type.DestinationUnreachable, 4, (uint)egress.Mtu);
+                Icmp4Error(ref p, slot, context, frame, Icmpv4Type.DestinationUnreachable, 4, (uint)egress.Mtu);
                 Drop(ref p, (ushort)RouteDrop.FragmentationNeeded);
             }
             else
@@ -291,7 +292,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 
     // ---------------------------------------------------------------- ICMP errors back to the sender
 
-    private void Icmp4Error(ref PacketMeta p, WorkerContext context, Span<byte> frame, byte type, byte code, uint rest)
+    private void Icmp4Error(ref PacketMeta p, int slot, WorkerContext context, Span<byte> frame, byte type, byte code, uint rest)
     {
         var offending = frame[p.L3Offset..];
         var ip = new Ipv4Header(offending);
@@ -308,7 +309,20 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         }
 
         var source = new Ipv4Address(gw.Ipv4[0].Ipv4);
-        var length = L3Messages.Icmpv4Error(context.Pool.Frame(buffer, PacketPool.Headroom, PacketPool.MaxFrame), MacAddress.Read(frame[6..]), gw.Mac, source, ip.Packet, type, code, rest);
+        var error = context.Pool.Frame(buffer, PacketPool.Headroom, PacketPool.MaxFrame);
+        var length = L3Messages.Icmpv4Error(error, MacAddress.Read(frame[6..]), gw.Mac, source, ip.Packet, type, code, rest);
+        if ((p.Flags & (PacketFlags.KnownFlow | PacketFlags.NewFlow)) != 0)
+        {
+            // Conntrack (or the lb stage) already rewrote the destination (DNAT, un-SNAT of a reply):
+            // quote the packet as its sender sent it, or the sender cannot match the error to its
+            // socket (PMTU discovery through a port forward would black-hole). RFC 5508 section 4.2.
+            ref var pending = ref context.Flows.Pending[slot];
+            if (pending.Current != pending.Original)
+            {
+                NatRewriter.RewriteQuote(error[(EthernetHeader.Length + Ipv4Header.MinLength)..length], pending.Original.Protocol, pending.Original);
+            }
+        }
+
         SendError(ref p, context, buffer, length, type, code);
     }
 

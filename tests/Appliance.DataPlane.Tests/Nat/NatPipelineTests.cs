@@ -80,4 +80,62 @@ public class NatPipelineTests
         Assert.Equal(40000, new UdpHeader(Ip4(back).Payload).DestinationPort);
         AssertChecksums(back);
     }
+
+    [Fact]
+    public void Time_exceeded_for_a_port_forwarded_packet_quotes_the_public_address_the_sender_used()
+    {
+        // outside → 10.20.0.1:8080 is forwarded to host A:80. A SYN arriving with TTL 1 is DNATted by
+        // conntrack before the route stage expires it: the error must quote what the client sent.
+        var program = Masquerade() with
+        {
+            Firewall = Masquerade().Firewall with
+            {
+                Policies = [.. Masquerade().Firewall.Policies, new PolicySpec { From = "outside", To = "inside", Rules = [new RuleSpec { Id = 2, Protocol = "tcp" }] }],
+            },
+            Nat = new NatSpec { Dnat = [new DnatRuleSpec { Destination = Gw20Ip.ToString(), Protocol = "tcp", Port = 8080, ToAddress = HostAIp.ToString(), ToPort = 80, Hairpin = false }] },
+        };
+        using var lab = new L3Fixture(program);
+        lab.Announce(Acc10, HostA, HostAIp);
+        lab.Announce(Acc20, Upstream, UpstreamIp);
+
+        var syn = Build(b => PacketBuilder.Tcp(b, new Ipv4FrameSpec(Upstream, Gw20, Internet, Gw20Ip) { Ttl = 1 }, 50000, 8080, TcpFlags.Syn, sequence: 9));
+        lab.Receive(Acc20, syn);
+        Assert.Empty(lab.Sent(Acc10));
+        var error = Assert.Single(lab.Sent(Acc20));
+        AssertChecksums(error);
+        Assert.Equal(Internet, Ip4(error).Destination);
+        var icmp = Ip4(error).Payload;
+        Assert.Equal(Icmpv4Type.TimeExceeded, icmp[0]);
+        var quote = icmp[Icmpv4Header.QuotedPacketOffset..];
+        var quoted = new Ipv4Header(quote);
+        Assert.Equal(Internet, quoted.Source);
+        Assert.Equal(Gw20Ip, quoted.Destination);
+        Assert.True(quoted.IsHeaderChecksumValid);
+
+        // Byte for byte what the client sent from its IP header on, but the TTL the route stage saw (1).
+        var sent = syn.AsSpan(EthernetHeader.Length, quoted.TotalLength).ToArray();
+        Assert.Equal(sent[20..], quote[20..quoted.TotalLength].ToArray());
+        Assert.Equal(sent[..20], quote[..20].ToArray());
+    }
+
+    [Fact]
+    public void Time_exceeded_for_a_reply_to_a_masqueraded_flow_quotes_the_gateway_address_and_port()
+    {
+        using var lab = new L3Fixture(Masquerade());
+        lab.Announce(Acc10, HostA, HostAIp);
+        lab.Announce(Acc20, Upstream, UpstreamIp);
+        lab.Receive(Acc10, Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(HostA, Gw10, HostAIp, Internet), 40000, 53, new byte[8])));
+        var port = new UdpHeader(Ip4(Assert.Single(lab.Sent(Acc20))).Payload).SourcePort;
+
+        var reply = Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(Upstream, Gw20, Internet, Gw20Ip) { Ttl = 1 }, 53, port, new byte[8]));
+        lab.Receive(Acc20, reply);
+        Assert.Empty(lab.Sent(Acc10));
+        var error = Assert.Single(lab.Sent(Acc20));
+        AssertChecksums(error);
+        var quote = Ip4(error).Payload[Icmpv4Header.QuotedPacketOffset..];
+        var quoted = new Ipv4Header(quote);
+        Assert.Equal(Gw20Ip, quoted.Destination);
+        Assert.True(quoted.IsHeaderChecksumValid);
+        Assert.Equal(reply.AsSpan(EthernetHeader.Length, quoted.TotalLength).ToArray(), quote[..quoted.TotalLength].ToArray());
+    }
 }
