@@ -22,7 +22,7 @@ API=http://127.0.0.1:8088
 HOST_DLL="$REPO/appliance/Appliance.Host/bin/Release/net10.0/Appliance.Host.dll"
 PG_DLL="$REPO/appliance/Appliance.PortGroup/bin/Release/net10.0/Appliance.PortGroup.dll"
 # Namespaces in teardown order (leaves first does not matter: deleting a namespace deletes its veths).
-NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-out ist-web1 ist-web2 ist-web3 ist-app ist-ul)
+NAMESPACES=(ist-h10 ist-h20 ist-t10 ist-t20 ist-vm10 ist-vm20 ist-vm10b ist-hv ist-vtep1 ist-vtep2 ist-out ist-web1 ist-web2 ist-web3 ist-app ist-ul ist-bird ist-frr)
 SCAPY_PY=/usr/bin/python3
 # One lab per machine. Whoever uses it (a foreground `up`, tests/run.sh, the integration fixture) holds
 # this lock; ISTHMUS_LAB_LOCKED=1 says "my parent holds it" and skips locking here.
@@ -189,6 +189,63 @@ topology() {
     fi
 }
 
+# BGP peers of the appliance's speaker (issue 6): BIRD 2 in ist-bird (AS 65020, 10.255.0.2) and FRR in
+# ist-frr (AS 65030, 10.255.0.6), each on a /30 veth to ist-app (10.255.0.1 and .5), where the speaker's
+# sockets live. They receive the /32s of workloads that arrive at this site (lab-config-l3.json "bgp").
+bgp_topology() {
+    veth ist-app bgp-bird ist-bird eth0
+    nsx ist-app ip addr add 10.255.0.1/30 dev bgp-bird
+    addr_host ist-bird 10.255.0.2/30
+    veth ist-app bgp-frr ist-frr eth0
+    nsx ist-app ip addr add 10.255.0.5/30 dev bgp-frr
+    addr_host ist-frr 10.255.0.6/30
+}
+
+start_bird() {
+    cat >"$RUN_DIR/bird.conf" <<'CONF'
+router id 10.255.0.2;
+# Millisecond timestamps on every route change: tests/Appliance.Benchmarks/Mobility reads them.
+log "/run/isthmus-lab/bird.log" all;
+timeformat log "%F %T.%6f";
+debug protocols { states, routes };
+protocol device { }
+protocol bgp isthmus {
+  local 10.255.0.2 as 65020;
+  neighbor 10.255.0.1 as 65010;
+  passive on;
+  hold time 9;
+  ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
+}
+CONF
+    log "starting BIRD in ist-bird (birdc -s $RUN_DIR/bird.ctl show route all)"
+    start_bg bird ip netns exec ist-bird bird -f -c "$RUN_DIR/bird.conf" -s "$RUN_DIR/bird.ctl"
+}
+
+start_frr() {
+    local dir=$RUN_DIR/frr
+    mkdir -p "$dir"
+    echo "hostname ist-zebra" >"$dir/zebra.conf"
+    cat >"$dir/bgpd.conf" <<'CONF'
+frr defaults traditional
+hostname ist-bgpd
+router bgp 65030
+ bgp router-id 10.255.0.6
+ no bgp ebgp-requires-policy
+ neighbor 10.255.0.5 remote-as 65010
+ neighbor 10.255.0.5 passive
+ neighbor 10.255.0.5 timers 2 6
+CONF
+    # The daemons drop to the frr user (FIELD-NOTES): it must own the directory.
+    chown -R frr:frr "$dir"
+    chmod 0755 "$dir"
+    log "starting FRR in ist-frr (vtysh --vty_socket $dir -c 'show ip bgp')"
+    start_bg zebra ip netns exec ist-frr /usr/lib/frr/zebra -f "$dir/zebra.conf" -i "$dir/zebra.pid" -z "$dir/zserv.api" --vty_socket "$dir"
+    local i
+    for i in $(seq 40); do [[ -S $dir/zserv.api ]] && break; sleep 0.25; done
+    start_bg bgpd ip netns exec ist-frr /usr/lib/frr/bgpd -f "$dir/bgpd.conf" -i "$dir/bgpd.pid" -z "$dir/zserv.api" --vty_socket "$dir"
+}
+
 # Reference mode (--kernel-bridge): the Linux kernel does the appliance's VXLAN<->access job in ist-app
 # (bridge + vxlan devices with head-end replication). No appliance, no API, and no trunk: this kernel
 # has neither 802.1Q nor bridge VLAN filtering. It checks the lab and the tests' tooling, and it is the
@@ -287,6 +344,9 @@ down() {
     stop_pidfile appliance
     stop_pidfile portgroup
     for n in 1 2 3; do stop_pidfile "web$n"; done
+    stop_pidfile bird
+    stop_pidfile bgpd
+    stop_pidfile zebra
     for ns in "${NAMESPACES[@]}"; do
         if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
             # Anything still running inside (test servers, captures) would keep the namespace alive.
@@ -341,7 +401,16 @@ Try:
   curl -s -u admin:$(cat /run/isthmus-lab/admin-password) http://127.0.0.1:8088/api/v1/bridge-domains
   dotnet appliance/Appliance.Cli/bin/Release/net10.0/isthmusctl.dll show revisions   # the CLI (reads ISTHMUS_TOKEN)
   curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" -o acc10.pcap 'http://127.0.0.1:8088/api/v1/capture?port=acc10&count=10'
-Logs: /run/isthmus-lab/appliance.log (JSON: /run/isthmus-lab/logs/), /run/isthmus-lab/portgroup.log
+Mobility (issue 6): a workload 10.10.0.99 "vMotions" from the remote site (behind VTEP 192.0.2.2) to acc10:
+  ip netns exec ist-vm10 /usr/bin/python3 appliance/lab/vmotion.py garp eth0 00:50:56:aa:00:01 10.10.0.99
+  ip netns exec ist-h10  tcpdump -eni eth0 -c 4 arp &                 # the GARP burst for 10.10.0.1
+  ip netns exec ist-h10  /usr/bin/python3 appliance/lab/vmotion.py rarp eth0 00:50:56:aa:00:01
+  birdc -s /run/isthmus-lab/bird.ctl show route all                   # BIRD (AS 65020): 10.10.0.99/32 with communities
+  vtysh --vty_socket /run/isthmus-lab/frr -c 'show ip bgp'            # FRR (AS 65030)
+  curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/mobility/workloads
+  curl -s -H "Authorization: Bearer $ISTHMUS_TOKEN" http://127.0.0.1:8088/api/v1/bgp/peers
+  ip netns exec ist-vm10 /usr/bin/python3 appliance/lab/vmotion.py rarp eth0 00:50:56:aa:00:01   # move back: withdrawn
+Logs: /run/isthmus-lab/appliance.log (JSON: /run/isthmus-lab/logs/), /run/isthmus-lab/portgroup.log, bird.log, bgpd.log
 EOF
 }
 
@@ -352,7 +421,7 @@ status() {
     done
     ((any)) || echo "no lab namespaces"
     local p
-    for p in portgroup appliance; do
+    for p in portgroup appliance bird zebra bgpd; do
         if alive "$p"; then echo "$p: running (pid $(cat "$RUN_DIR/$p.pid"))"; else echo "$p: not running"; fi
     done
     if curl -sf --max-time 1 "$API/api/v1/health" >/dev/null 2>&1; then echo "api $API: healthy"; else echo "api $API: not answering"; fi
@@ -384,9 +453,12 @@ up() {
     # From here on, any failure tears the half-built lab down.
     trap 'rc=$?; if ((rc != 0)); then log "failed: tearing down"; down; fi' EXIT
     topology
+    bgp_topology
     ((kernel)) && kernel_bridge
     if ((appliance)); then
         start_portgroup
+        start_bird
+        start_frr
         start_appliance "$config"
         for n in 1 2 3; do start_backend "$n"; done
         alive portgroup || { tail -n 40 "$RUN_DIR/portgroup.log" >&2; die "PortGroup exited"; }

@@ -39,12 +39,14 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan StunInterval = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>A burst toward a target that sent less than this long ago does not send again at once.</summary>
+    private static readonly TimeSpan CoalesceWindow = TimeSpan.FromMilliseconds(50);
+
     private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
     private readonly WorkloadRegistry _registry = new(new DampingPolicy(), time);
     private readonly AnnouncementPacer _pacer = new(time);
     private readonly List<Peer> _peers = [];
     private readonly List<GarpBurst> _bursts = [];
-    private readonly CancellationTokenSource _stopping = new();
     private Dictionary<IPNetwork, Advertisement> _announced = [];
     private HostRoutePlan _plan = new(new Dictionary<IPNetwork, Advertisement>(), 0, []);
     private HostRoutePolicy _policy = new();
@@ -55,7 +57,6 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private int _waiting;
     private StunGapDetector? _stun;
     private Task? _loop;
-    private Task? _forwarder;
     private ITimer? _tick;
     private ITimer? _stunTimer;
     private long _signals;
@@ -73,8 +74,14 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        // The loop does not run yet: applying the running document here is still single-threaded.
+        CheckConfig();
+        Publish();
         _loop = Task.Run(RunAsync, CancellationToken.None);
-        _forwarder = Task.Run(ForwardSignalsAsync, CancellationToken.None);
+
+        // The worker wakes the loop itself (one thread hop from the RARP to the registry).
+        runtime.Mobility.Wake = () => _inputs.Writer.TryWrite(Input.Signals.Instance);
+        _inputs.Writer.TryWrite(Input.Signals.Instance);
         _tick = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.Tick()), null, TimeSpan.Zero, TickInterval);
         _stunTimer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.StunCheck(time.GetTimestamp())), null, StunInterval, StunInterval);
         vips.Changed += OnVipsChanged;
@@ -84,18 +91,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         vips.Changed -= OnVipsChanged;
+        runtime.Mobility.Wake = null;
         _tick?.Dispose();
         _stunTimer?.Dispose();
-        await _stopping.CancelAsync().ConfigureAwait(false);
         _inputs.Writer.TryComplete();
         if (_loop is not null)
         {
             await _loop.ConfigureAwait(false);
-        }
-
-        if (_forwarder is not null)
-        {
-            await _forwarder.ConfigureAwait(false);
         }
 
         // Graceful shutdown: every peer gets Cease / Administrative Shutdown (RFC 8203).
@@ -117,7 +119,6 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         _peers.Clear();
         _tick?.Dispose();
         _stunTimer?.Dispose();
-        _stopping.Dispose();
     }
 
     /// <summary>An orchestrator reports a move: the MAC is now on <paramref name="segment"/> (behind <paramref name="vtep"/>), with these addresses.</summary>
@@ -143,22 +144,6 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     private void OnVipsChanged() => _inputs.Writer.TryWrite(new Input.VipsChanged());
 
-    /// <summary>Turns the feed's wake-ups into loop inputs (one per burst of signals).</summary>
-    private async Task ForwardSignalsAsync()
-    {
-        try
-        {
-            while (true)
-            {
-                await runtime.Mobility.WaitAsync(_stopping.Token).ConfigureAwait(false);
-                _inputs.Writer.TryWrite(new Input.Signals());
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
-
     private async Task RunAsync()
     {
         await foreach (var input in _inputs.Reader.ReadAllAsync().ConfigureAwait(false))
@@ -183,6 +168,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         switch (input)
         {
             case Input.Signals:
+                runtime.Mobility.Rearm();
                 CheckConfig();
                 var dirty = false;
                 while (runtime.Mobility.TryTake(out var signal))
@@ -390,6 +376,21 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             return;
         }
 
+        // One burst per target: the GARP is broadcast on the segment, so it serves every workload that
+        // arrived there. A running burst restarts its count instead (10,000 VMs arriving on one segment
+        // cause one burst, not 10,000), and sends at once unless it just did.
+        var running = _bursts.Find(b => b.Domain == domain && b.Segment == segment && b.Vtep == vtep && b.Extra.AsSpan().SequenceEqual(extra));
+        if (running is not null)
+        {
+            running.Remaining = count;
+            if (time.GetElapsedTime(running.LastSent) >= CoalesceWindow)
+            {
+                SendBurst(running);
+            }
+
+            return;
+        }
+
         var burst = new GarpBurst(domain, segment, vtep, extra) { Remaining = count };
         SendBurst(burst);
         if (burst.Remaining > 0)
@@ -408,6 +409,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         }
 
         burst.Remaining--;
+        burst.LastSent = time.GetTimestamp();
         if (burst.Remaining == 0 && burst.Timer is not null)
         {
             burst.Timer.Dispose();
@@ -639,12 +641,17 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
         public int Remaining { get; set; }
 
+        public long LastSent { get; set; }
+
         public ITimer? Timer { get; set; }
     }
 
     private abstract record Input
     {
-        public sealed record Signals : Input;
+        public sealed record Signals : Input
+        {
+            public static readonly Signals Instance = new();
+        }
 
         public sealed record Tick : Input;
 

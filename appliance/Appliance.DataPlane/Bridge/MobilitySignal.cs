@@ -68,15 +68,32 @@ public sealed class MobilityFeed : IDisposable
 
         if (Interlocked.Exchange(ref _signalled, 1) == 0)
         {
-            _available.Release();
+            if (Wake is { } wake)
+            {
+                wake();
+            }
+            else
+            {
+                _available.Release();
+            }
         }
     }
 
-    /// <summary>Consumer: waits until something was posted since the last wait.</summary>
+    /// <summary>
+    /// Called (on the posting worker's thread) instead of releasing <see cref="WaitAsync"/> when set: the
+    /// consumer's own wake-up, so a signal reaches it with one thread hop. It must only post, never block.
+    /// After a wake the consumer calls <see cref="Rearm"/> before draining.
+    /// </summary>
+    public Action? Wake { get; set; }
+
+    /// <summary>Consumer: the next post wakes again (call before draining with <see cref="TryTake"/>).</summary>
+    public void Rearm() => Volatile.Write(ref _signalled, 0);
+
+    /// <summary>Consumer without <see cref="Wake"/>: waits until something was posted since the last wait.</summary>
     public async Task WaitAsync(CancellationToken cancellationToken)
     {
         await _available.WaitAsync(cancellationToken).ConfigureAwait(false);
-        Volatile.Write(ref _signalled, 0);
+        Rearm();
     }
 
     public bool TryTake(out MobilitySignal signal) => _queue.TryDequeue(out signal);

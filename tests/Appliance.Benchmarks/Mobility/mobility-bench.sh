@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Mobility benchmark (issue 6): RARP -> first GARP and -> BGP UPDATE on the wire, RARP -> route in BIRD's
+# RIB (p50/p99 over N moves), and 10,000 workloads failing over to this site at once.
+#
+#   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--failover COUNT] [--external] [--no-build]
+#
+# Brings the lab up (appliance/lab/lab.sh up --detach, lab-config-l3.json: BIRD in ist-bird, FRR in
+# ist-frr) and down again, unless --external (a lab already up: it is left up). What is measured and how
+# (tshark timestamps in ist-h10 and ist-bird, BIRD's microsecond log) is in mobility_bench.py.
+# Results: stdout and /tmp/isthmus-mobility-bench/ (raw captures).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../../.." && pwd)"
+LAB="$REPO/appliance/lab/lab.sh"
+MOVES=100
+FAILOVER=10000
+EXTERNAL=0
+BUILD=()
+while (($#)); do
+    case $1 in
+        --moves) MOVES=$2; shift ;;
+        --failover) FAILOVER=$2; shift ;;
+        --external) EXTERNAL=1 ;;
+        --no-build) BUILD=(--no-build) ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+((MOVES <= 140)) || { echo "--moves: at most 140 (one 10.10.0.x address each)" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
+
+if ((EXTERNAL == 0)); then
+    "$LAB" up --detach "${BUILD[@]}"
+    trap '"$LAB" down' EXIT
+fi
+
+echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "commit: $(git -C "$REPO" rev-parse --short HEAD)"
+MOBILITY_MOVES=$MOVES MOBILITY_FAILOVER=$FAILOVER /usr/bin/python3 "$HERE/mobility_bench.py"

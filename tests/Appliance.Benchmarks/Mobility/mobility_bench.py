@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""Mobility benchmark (issue 6) in the lab; mobility-bench.sh runs it (lab up, lab down).
+
+latency:  N workloads, each first seen at the remote site (GARP from ist-vm10 across VXLAN), then
+          "vMotioned" to acc10 (RARP from ist-h10). On-wire timestamps, one clock (CLOCK_REALTIME):
+            - tshark in ist-h10 on eth0: the RARP leaving the workload's host, the first GARP for the
+              gateway arriving back on the same interface;
+            - tshark in ist-bird on eth0: the first BGP UPDATE whose NLRI holds the workload's /32;
+            - BIRD's own log (timeformat with microseconds, debug routes): the /32 "added" to its RIB.
+failover: 10,000 workloads known at the remote site (seeded through POST /api/v1/mobility/moves),
+          then one RARP each from acc10 as fast as scapy sends them; time from the first RARP on the
+          wire to the last of the 10,000 /32s in BIRD's RIB, UPDATE count, what BIRD shows.
+"""
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+VMOTION = os.path.join(REPO, "appliance", "lab", "vmotion.py")
+RUN = "/run/isthmus-lab"
+GW_MAC = "02:15:7e:00:00:10"
+PY = "/usr/bin/python3"
+
+
+def api(method, path, body=None, conn=[None]):
+    if conn[0] is None:
+        conn[0] = http.client.HTTPConnection("127.0.0.1", 8088, timeout=30)
+    token = open(f"{RUN}/admin-token").read().strip()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn[0].request(method, "/api/v1" + path, json.dumps(body) if body is not None else None, headers)
+    r = conn[0].getresponse()
+    data = r.read()
+    if r.status >= 300:
+        raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
+    return json.loads(data) if data else None
+
+
+def ns(name, *cmd, **kw):
+    return subprocess.run(["ip", "netns", "exec", name, *cmd], check=True, capture_output=True, text=True, **kw)
+
+
+def tshark(name, filt, display, fields, out):
+    args = ["ip", "netns", "exec", name, "tshark", "-l", "-n", "-i", "eth0", "-f", filt]
+    if display:
+        args += ["-Y", display]
+    args += ["-T", "fields", "-E", "separator=;"]
+    for f in fields:
+        args += ["-e", f]
+    p = subprocess.Popen(args, stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "Capturing on" in line:
+            break
+    return p
+
+
+def stop(p):
+    time.sleep(1.0)
+    p.terminate()
+    p.wait(10)
+
+
+def bird_log_added(after):
+    """(epoch, prefix) for every route BIRD added from the appliance after `after`."""
+    out = []
+    for line in open(f"{RUN}/bird.log", errors="replace"):
+        if " > added " not in line or "isthmus" not in line:
+            continue
+        stamp = line[:26]
+        try:
+            t = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            continue
+        if t < after:
+            continue
+        prefix = line.split(" > added ", 1)[1].split()
+        prefix = [w for w in prefix if "/" in w]
+        if prefix:
+            out.append((t, prefix[0]))
+    return out
+
+
+def pct(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def summary(name, ms):
+    return (f"{name}: n={len(ms)} p50={pct(ms, 50):.3f} ms p99={pct(ms, 99):.3f} ms "
+            f"min={min(ms):.3f} max={max(ms):.3f} mean={statistics.mean(ms):.3f}")
+
+
+def latency(n, out):
+    h10 = tshark("ist-h10", "arp or ether proto 0x8035", None,
+                 ["frame.time_epoch", "eth.src", "eth.type", "arp.opcode", "arp.src.hw_mac"], f"{out}/h10.txt")
+    bird = tshark("ist-bird", "tcp port 179", "bgp.type == 2", ["frame.time_epoch", "bgp.nlri_prefix"], f"{out}/bird.txt")
+    started = time.time()
+    macs = []
+    for i in range(n):
+        mac = f"00:50:56:bb:00:{i:02x}"
+        ip = f"10.10.0.{100 + i}"
+        macs.append((mac, ip))
+        ns("ist-vm10", PY, VMOTION, "garp", "eth0", mac, ip)
+        time.sleep(0.15)
+        ns("ist-h10", PY, VMOTION, "rarp", "eth0", mac)
+        time.sleep(0.25)
+    stop(h10)
+    stop(bird)
+    added = bird_log_added(started - 1)
+
+    frames = [l.rstrip("\n").split(";") for l in open(f"{out}/h10.txt") if l.strip()]
+    rarps = {}
+    garps = []
+    for f in frames:
+        t = float(f[0])
+        if f[2] == "0x8035" and f[4] not in rarps:
+            rarps[f[4]] = t
+        elif f[1] == GW_MAC:
+            garps.append(t)
+    updates = []
+    for l in open(f"{out}/bird.txt"):
+        parts = l.rstrip("\n").split(";")
+        if len(parts) >= 2 and parts[1]:
+            updates.append((float(parts[0]), set(parts[1].split(","))))
+
+    to_garp, to_update, to_rib = [], [], []
+    for mac, ip in macs:
+        t0 = rarps.get(mac)
+        if t0 is None:
+            continue
+        g = next((t for t in garps if t >= t0), None)
+        u = next((t for t, p in updates if t >= t0 and (ip in p or ip + "/32" in p)), None)
+        r = next((t for t, p in added if t >= t0 and p == ip + "/32"), None)
+        if g is not None and g - t0 < 1:
+            to_garp.append((g - t0) * 1000)
+        if u is not None and u - t0 < 5:
+            to_update.append((u - t0) * 1000)
+        if r is not None and r - t0 < 5:
+            to_rib.append((r - t0) * 1000)
+    lines = [f"moves: {n}, RARPs seen on the wire: {len(rarps)}",
+             summary("RARP on the wire -> first GARP on the wire", to_garp),
+             summary("RARP on the wire -> BGP UPDATE on the wire (toward BIRD)", to_update),
+             summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)]
+    # Move them back (withdraw), so the lab is as before.
+    for mac, _ in macs:
+        ns("ist-vm10", PY, VMOTION, "rarp", "eth0", mac)
+    return lines
+
+
+def failover(count, out):
+    before = api("GET", "/mobility")
+    base_routes = bird_route_count()
+    # Seed: every workload known at the remote site, with one address each (10.200.0.0/16).
+    t = time.time()
+    for i in range(count):
+        mac = f"02:aa:00:00:{i >> 8:02x}:{i & 0xff:02x}"
+        api("POST", "/mobility/moves", {"mac": mac, "segment": "und0/vni5010", "vtep": "192.0.2.2",
+                                        "addresses": [f"10.200.{i >> 8}.{i & 0xff}"]})
+    seed = time.time() - t
+    bird = tshark("ist-bird", "tcp port 179", "bgp.type == 2", ["frame.time_epoch", "bgp.nlri_prefix"], f"{out}/failover-bird.txt")
+    h10 = tshark("ist-h10", "arp or ether proto 0x8035", None, ["frame.time_epoch", "eth.src", "eth.type"], f"{out}/failover-h10.txt")
+    sender = f"""
+import time
+from scapy.all import ARP, Ether, sendp, conf
+conf.verb = 0
+frames = [Ether(src=m, dst="ff:ff:ff:ff:ff:ff", type=0x8035) / ARP(op=3, hwsrc=m, hwdst=m, psrc="0.0.0.0", pdst="0.0.0.0")
+          for m in ["02:aa:00:00:%02x:%02x" % (i >> 8, i & 0xff) for i in range({count})]]
+start = time.time()
+sendp(frames, iface="eth0")
+print(start, time.time())
+"""
+    res = ns("ist-h10", PY, "-c", sender)
+    send_start, send_end = map(float, res.stdout.split())
+    deadline = time.time() + 120
+    while time.time() < deadline and bird_route_count() < base_routes + count:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    stop(bird)
+    stop(h10)
+    routes = bird_route_count()
+    added = [(t, p) for t, p in bird_log_added(send_start - 1) if p.startswith("10.200.")]
+    frames = [l.split(";") for l in open(f"{out}/failover-h10.txt") if l.strip()]
+    first_rarp = min((float(f[0]) for f in frames if f[2].strip() == "0x8035"), default=send_start)
+    garps = sum(1 for f in frames if f[1] == GW_MAC)
+    updates = [l for l in open(f"{out}/failover-bird.txt") if l.strip()]
+    nlri = sum(len(l.rstrip("\n").split(";")[1].split(",")) for l in updates if ";" in l and l.rstrip("\n").split(";")[1])
+    last = max((t for t, _ in added), default=float("nan"))
+    status = api("GET", "/mobility")
+    return [f"failover: {count} workloads (seeded through the API in {seed:.1f} s), one RARP each from acc10",
+            f"  scapy sent the {count} RARPs in {send_end - send_start:.3f} s ({count / (send_end - send_start):.0f} pps)",
+            f"  first RARP on the wire -> last of the {len(added)} /32s in BIRD's RIB: {(last - first_rarp) * 1000:.0f} ms",
+            f"  last RARP sent -> last /32 in BIRD's RIB: {(last - send_end) * 1000:.0f} ms",
+            f"  BGP UPDATEs toward BIRD: {len(updates)} carrying {nlri} NLRI; BIRD route count {base_routes} -> {routes}",
+            f"  GARP frames for the gateway on acc10 during the failover: {garps} (bursts coalesce per segment)",
+            f"  appliance: announced {len(status['announced'])}, capped {status['capped']}, waiting {status['waiting']}"
+            f" (before: {len(before['announced'])})"]
+
+
+def bird_route_count():
+    r = subprocess.run(["birdc", "-s", f"{RUN}/bird.ctl", "show", "route", "count"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        words = line.split()
+        if "routes" in words and words[0].isdigit():
+            return int(words[0])
+    return 0
+
+
+def main():
+    n = int(os.environ.get("MOBILITY_MOVES", "100"))
+    count = int(os.environ.get("MOBILITY_FAILOVER", "10000"))
+    out = os.environ.get("MOBILITY_OUT", "/tmp/isthmus-mobility-bench")
+    os.makedirs(out, exist_ok=True)
+    lines = latency(n, out)
+    if count > 0:
+        lines += failover(count, out)
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
