@@ -39,6 +39,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan StunInterval = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Route recomputation at most once per window while moves pour in (a site failover): the first move
+    /// after a quiet period is planned at once (latency), the rest of a flood in batches (the planner and
+    /// each session's reconciliation walk every route).
+    /// </summary>
+    private static readonly TimeSpan RouteBatchWindow = TimeSpan.FromMilliseconds(20);
+
     /// <summary>A burst toward a target that sent less than this long ago does not send again at once.</summary>
     private static readonly TimeSpan CoalesceWindow = TimeSpan.FromMilliseconds(50);
 
@@ -59,15 +66,18 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private Task? _loop;
     private ITimer? _tick;
     private ITimer? _stunTimer;
+    private ITimer? _routesTimer;
+    private long _lastRoutesUpdate;
+    private bool _routesPending;
     private long _signals;
     private long _ignored;
     private long _garpFrames;
     private long _selfMigrations;
     private long _frozenAlerts;
-    private volatile MobilityStatus _status = MobilityStatus.Empty;
+    private volatile Lazy<MobilityStatus> _status = new(MobilityStatus.Empty);
 
     /// <summary>What the API shows; replaced after every input.</summary>
-    public MobilityStatus Status => _status;
+    public MobilityStatus Status => _status.Value;
 
     /// <summary>The BGP sessions (their state and RIBs are immutable snapshots, safe to read anywhere).</summary>
     public IReadOnlyList<(string Name, BgpPeerSpec Spec, BgpSession Session)> Peers { get; private set; } = [];
@@ -82,6 +92,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         // The worker wakes the loop itself (one thread hop from the RARP to the registry).
         runtime.Mobility.Wake = () => _inputs.Writer.TryWrite(Input.Signals.Instance);
         _inputs.Writer.TryWrite(Input.Signals.Instance);
+        _routesTimer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.FlushRoutes()), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _tick = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.Tick()), null, TimeSpan.Zero, TickInterval);
         _stunTimer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.StunCheck(time.GetTimestamp())), null, StunInterval, StunInterval);
         vips.Changed += OnVipsChanged;
@@ -94,6 +105,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         runtime.Mobility.Wake = null;
         _tick?.Dispose();
         _stunTimer?.Dispose();
+        _routesTimer?.Dispose();
         _inputs.Writer.TryComplete();
         if (_loop is not null)
         {
@@ -119,6 +131,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         _peers.Clear();
         _tick?.Dispose();
         _stunTimer?.Dispose();
+        _routesTimer?.Dispose();
     }
 
     /// <summary>An orchestrator reports a move: the MAC is now on <paramref name="segment"/> (behind <paramref name="vtep"/>), with these addresses.</summary>
@@ -178,7 +191,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
                 if (dirty)
                 {
-                    UpdateRoutes();
+                    RoutesChanged();
                 }
 
                 break;
@@ -193,6 +206,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             case Input.VipsChanged:
                 UpdateRoutes();
                 break;
+            case Input.FlushRoutes:
+                if (_routesPending)
+                {
+                    UpdateRoutes();
+                }
+
+                break;
             case Input.StunCheck stun:
                 if (_stun?.Tick(stun.Timestamp) == true)
                 {
@@ -205,11 +225,15 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                 break;
             case Input.ReportMove move:
                 CheckConfig();
-                move.Done.TrySetResult(OnReportedMove(move));
+                var report = OnReportedMove(move);
+                Publish(); // the caller sees its own change in the status
+                move.Done.TrySetResult(report);
                 break;
             case Input.SelfMigrated self:
                 CheckConfig();
-                self.Done.TrySetResult(SelfMigrate(self.Reason));
+                var bursts = SelfMigrate(self.Reason);
+                Publish();
+                self.Done.TrySetResult(bursts);
                 break;
             case Input.Unfreeze unfreeze:
                 var cleared = _registry.Unfreeze(unfreeze.Mac);
@@ -218,6 +242,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                     UpdateRoutes();
                 }
 
+                Publish();
                 unfreeze.Done.TrySetResult(cleared);
                 break;
         }
@@ -265,7 +290,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         var (kind, workload, changed) = Observe(move.Mac, segment, move.Vtep, MoveSource.Api, move.Addresses);
         if (changed)
         {
-            UpdateRoutes();
+            RoutesChanged();
         }
 
         return new MoveReport(kind.ToString(), View(workload), workload.Sequence, workload.Frozen);
@@ -323,8 +348,24 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     // ------------------------------------------------------------------ routes
 
+    /// <summary>Routes may have changed: plan now, or within <see cref="RouteBatchWindow"/> if a plan just ran.</summary>
+    private void RoutesChanged()
+    {
+        if (time.GetElapsedTime(_lastRoutesUpdate) >= RouteBatchWindow)
+        {
+            UpdateRoutes();
+        }
+        else if (!_routesPending)
+        {
+            _routesPending = true;
+            _routesTimer?.Change(RouteBatchWindow, Timeout.InfiniteTimeSpan);
+        }
+    }
+
     private void UpdateRoutes()
     {
+        _routesPending = false;
+        _lastRoutesUpdate = time.GetTimestamp();
         var upVips = vips.Vips.Where(v => v.Up).Select(v => v.Address);
         _plan = _settings is null
             ? new HostRoutePlan(new Dictionary<IPNetwork, Advertisement>(), 0, [])
@@ -587,25 +628,35 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     // ------------------------------------------------------------------ views
 
+    /// <summary>
+    /// Publishes what the API shows: the loop copies references to its immutable pieces (workloads, moves,
+    /// the announced set, which it replaces and never mutates); the views are built only when someone reads
+    /// them, so a flood of moves does not format 10,000 workloads per input.
+    /// </summary>
     private void Publish()
     {
-        var workloads = _registry.Workloads.Select(View).OrderBy(w => w.Mac, StringComparer.Ordinal).ToList();
-        _status = new MobilityStatus(
-            _settings is not null,
-            _settings?.Site,
-            workloads,
-            [.. _registry.History.Reverse().Select(m => new MoveView(m.At, m.MacText, m.From?.ToString(), m.To.ToString(), m.Sequence, m.Source.ToString(), m.Kind.ToString()))],
-            [.. _announced.Values.OrderBy(a => a.Prefix.ToString(), StringComparer.Ordinal).Select(RouteView.Of)],
-            _plan.Capped,
-            _waiting,
-            [.. _plan.Aggregated.Select(p => p.ToString())],
-            _signals,
-            _ignored,
-            runtime.Mobility.Discarded,
-            Interlocked.Read(ref _garpFrames),
-            _selfMigrations,
-            _stun?.GapsDetected ?? 0,
-            _frozenAlerts);
+        var workloads = _registry.Workloads.ToArray();
+        var history = _registry.History.ToArray();
+        var announced = _announced;
+        var plan = _plan;
+        var (enabled, site, waiting, signals, ignored, discarded) = (_settings is not null, _settings?.Site, _waiting, _signals, _ignored, runtime.Mobility.Discarded);
+        var (garps, self, gaps, alerts) = (Interlocked.Read(ref _garpFrames), _selfMigrations, _stun?.GapsDetected ?? 0, _frozenAlerts);
+        _status = new Lazy<MobilityStatus>(() => new MobilityStatus(
+            enabled,
+            site,
+            [.. workloads.Select(View).OrderBy(w => w.Mac, StringComparer.Ordinal)],
+            [.. history.Reverse().Select(m => new MoveView(m.At, m.MacText, m.From?.ToString(), m.To.ToString(), m.Sequence, m.Source.ToString(), m.Kind.ToString()))],
+            [.. announced.Values.OrderBy(a => a.Prefix.ToString(), StringComparer.Ordinal).Select(RouteView.Of)],
+            plan.Capped,
+            waiting,
+            [.. plan.Aggregated.Select(p => p.ToString())],
+            signals,
+            ignored,
+            discarded,
+            garps,
+            self,
+            gaps,
+            alerts));
     }
 
     private static WorkloadView View(Workload w) => new(
@@ -656,6 +707,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         public sealed record Tick : Input;
 
         public sealed record VipsChanged : Input;
+
+        public sealed record FlushRoutes : Input;
 
         public sealed record StunCheck(long Timestamp) : Input;
 

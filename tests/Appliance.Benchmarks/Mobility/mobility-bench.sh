@@ -30,6 +30,11 @@ done
 ((MOVES <= 140)) || { echo "--moves: at most 140 (one 10.10.0.x address each)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
 
+# The lab is single-user: hold its lock for the whole run (lab.sh and the integration fixture take it too).
+exec 9>/run/isthmus-lab.lock
+flock -w 900 9 || { echo "the lab lock is still held by another run" >&2; exit 1; }
+export ISTHMUS_LAB_LOCKED=1
+
 if ((EXTERNAL == 0)); then
     "$LAB" up --detach "${BUILD[@]}"
     trap '"$LAB" down' EXIT

@@ -149,7 +149,7 @@ public sealed class MobilityApiTests(MobileAppliance appliance) : IClassFixture<
         var workload = (await admin.GetFromJsonAsync<JsonArray>(new Uri("/api/v1/mobility/workloads", UriKind.Relative)))!
             .Single(w => w!["mac"]!.GetValue<string>() == mac)!;
         Assert.True(workload["frozen"]!.GetValue<bool>());
-        Assert.False(Announced(appliance.Mobility.Status, "10.10.0.77/32")); // frozen: not advertised
+        await MobileAppliance.Eventually(() => !Announced(appliance.Mobility.Status, "10.10.0.77/32")); // frozen: not advertised
         Assert.True(appliance.Mobility.Status.DuplicateAlerts >= 1);
         Assert.Equal("Ignored", (await Move("acc10"))["outcome"]!.GetValue<string>());
 
@@ -221,6 +221,34 @@ public sealed class MobilityConfigTests
         Assert.Equal(
             ["bgp.communities[0]", "bgp.peers[0].address", "bgp.peers[0].holdTimeSeconds", "bgp.routerId", "mobility.aggregates[0]", "mobility.interconnectSegments[1]", "mobility.localSegments[0]"],
             problem!["errors"]!.AsObject().Select(e => e.Key).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task With_the_arp_filter_on_arp_for_the_gateway_across_the_interconnect_is_dropped_and_counted()
+    {
+        var doc = MobileAppliance.Document();
+        doc["mobility"]!["filterGatewayArp"] = true;
+        using var factory = new ApplianceFactory(doc);
+        var reader = factory.Reader();
+        var buffer = new byte[64];
+        var n = PacketBuilder.Arp(buffer, ArpOpcode.Request, MobileAppliance.Vm, MobileAppliance.VmIp, MacAddress.Zero, Ipv4Address.Parse("10.10.0.1"));
+
+        // The mobility service posts the filter to the worker at start; until it lands the request is answered.
+        long filtered = 0;
+        for (var i = 0; i < 200 && filtered == 0; i++)
+        {
+            factory.Ports["trunk0"].Enqueue(new MemoryFrame(buffer[..n], 10));
+            await Task.Delay(20);
+            var drops = await reader.GetFromJsonAsync<JsonArray>(new Uri("/api/v1/drops", UriKind.Relative));
+            filtered = drops!.Single(d => (string)d!["stage"]! == "gateway" && (string)d["reason"]! == "GatewayArpFiltered")!["count"]!.GetValue<long>();
+        }
+
+        Assert.True(filtered > 0);
+
+        // On the local segment the gateway still answers.
+        var acc10 = factory.Ports["acc10"];
+        acc10.Enqueue(new MemoryFrame(buffer[..n]));
+        await MobileAppliance.Eventually(() => acc10.Transmitted.Any(f => ArpPacket.TryParse(f.Bytes.AsSpan(14), out var arp) == ParseError.None && arp.Opcode == ArpOpcode.Reply));
     }
 
     [Fact]
