@@ -423,10 +423,19 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         var running = _bursts.Find(b => b.Domain == domain && b.Segment == segment && b.Vtep == vtep && b.Extra.AsSpan().SequenceEqual(extra));
         if (running is not null)
         {
+            // The newcomer must see a GARP sent after it arrived: at once, or (if one just left) as soon as
+            // the coalescing window ends; the period restarts from that send.
             running.Remaining = count;
-            if (time.GetElapsedTime(running.LastSent) >= CoalesceWindow)
+            var interval = TimeSpan.FromMilliseconds(_settings!.GarpIntervalMs);
+            var since = time.GetElapsedTime(running.LastSent);
+            if (since >= CoalesceWindow)
             {
                 SendBurst(running);
+                running.Timer?.Change(interval, interval);
+            }
+            else
+            {
+                running.Timer?.Change(CoalesceWindow - since, interval);
             }
 
             return;
