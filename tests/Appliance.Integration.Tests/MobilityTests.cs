@@ -172,4 +172,37 @@ public sealed class MobilityTests(LabFixture lab)
         await Eventually(() => PeerState("frr"), s => s == "Established", "FRR re-established after the hold-timer expiry", 120);
         await Eventually(() => Vtysh("show ip bgp"), r => r.Contains($"{ip}/32", StringComparison.Ordinal), "FRR relearned the /32", 60);
     }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_vips_host_route_is_announced_while_its_pool_is_up_and_withdrawn_when_it_goes_down()
+    {
+        if (!lab.Ready())
+        {
+            return;
+        }
+
+        // The load balancer's health monitor is mobility's IVipHealth: VIP 203.0.113.100 (pool "web").
+        await BothEstablished();
+        const string vip = "203.0.113.100/32";
+        await Eventually(() => Birdc("show route"), r => r.Contains(vip, StringComparison.Ordinal), "BIRD has the VIP while its pool is up", 60);
+        try
+        {
+            foreach (var n in new[] { "1", "2", "3" })
+            {
+                await Lab.RunAsync("bash", [Lab.LabScript, "backend", "stop", n], TimeSpan.FromSeconds(20));
+            }
+
+            await Eventually(() => Birdc("show route"), r => !r.Contains(vip, StringComparison.Ordinal), "the VIP withdrawn once every backend failed its checks", 60);
+            await Eventually(() => Vtysh("show ip bgp"), r => !r.Contains(vip, StringComparison.Ordinal), "FRR withdrew the VIP", 60);
+        }
+        finally
+        {
+            foreach (var n in new[] { "1", "2", "3" })
+            {
+                await Lab.RunAsync("bash", [Lab.LabScript, "backend", "start", n], TimeSpan.FromSeconds(20));
+            }
+        }
+
+        await Eventually(() => Birdc("show route"), r => r.Contains(vip, StringComparison.Ordinal), "the VIP announced again once the pool is back", 60);
+    }
 }
