@@ -49,6 +49,7 @@ internal sealed unsafe class VxlanRawSender : IDisposable
     /// <param name="sourceIp">Outer source address (host order); 0 = each route's preferred source.</param>
     /// <param name="defaultPort">Destination (and default source) UDP port, host order.</param>
     /// <param name="batchSize">Most frames per sendmmsg.</param>
+    /// <exception cref="UnauthorizedAccessException">The process may not open AF_PACKET sockets (no CAP_NET_RAW).</exception>
     public VxlanRawSender(IUnderlayResolver resolver, uint sourceIp, ushort defaultPort, int batchSize, int socketBufferBytes)
     {
         _resolver = resolver;
@@ -59,7 +60,10 @@ internal sealed unsafe class VxlanRawSender : IDisposable
         _fd = Libc.Socket(Libc.AfPacket, Libc.SockRaw | Libc.SockNonBlock | Libc.SockCloExec, 0);
         if (_fd < 0)
         {
-            throw new IOException($"socket(AF_PACKET) for raw VXLAN transmit failed: {Libc.Describe(Libc.Errno)}");
+            var errno = Libc.Errno;
+            resolver.Dispose();
+            var message = $"socket(AF_PACKET) for raw VXLAN transmit failed: {Libc.Describe(errno)}";
+            throw errno is Libc.EPerm or Libc.EAcces ? new UnauthorizedAccessException(message + " (needs CAP_NET_RAW)") : new IOException(message);
         }
 
         try

@@ -108,12 +108,20 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
             _udpFrames = new TxFrame[_batchSize];
             if (options.RawTransmit)
             {
-                _raw = new VxlanRawSender(
-                    options.Resolver ?? new NetlinkUnderlayResolver(),
-                    BinaryPrimitives.ReadUInt32BigEndian(options.LocalAddress.GetAddressBytes()),
-                    options.Port,
-                    _batchSize,
-                    options.SocketBufferBytes);
+                try
+                {
+                    _raw = new VxlanRawSender(
+                        options.Resolver ?? new NetlinkUnderlayResolver(),
+                        BinaryPrimitives.ReadUInt32BigEndian(options.LocalAddress.GetAddressBytes()),
+                        options.Port,
+                        _batchSize,
+                        options.SocketBufferBytes);
+                }
+                catch (UnauthorizedAccessException e)
+                {
+                    // Unprivileged (no CAP_NET_RAW): the UDP socket alone still works.
+                    RawTransmitError = e.Message;
+                }
             }
         }
         catch
@@ -234,6 +242,9 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
 
         _raw?.Refresh();
     }
+
+    /// <summary>Why raw transmit was requested but is off (no CAP_NET_RAW), or null.</summary>
+    public string? RawTransmitError { get; }
 
     /// <summary>Raw transmit paths resolved so far (empty when raw transmit is off); allocates.</summary>
     public UnderlayPath[] RawPaths() => _raw?.CopyPaths() ?? [];

@@ -128,7 +128,9 @@ internal static unsafe partial class Libc
     public const int MsgDontWait = 0x40;
 
     // errno values.
+    public const int EPerm = 1;
     public const int EIntr = 4;
+    public const int EAcces = 13;
     public const int EAgain = 11;
     public const int EInval = 22;
     public const int ENoBufs = 105;
