@@ -54,6 +54,14 @@ public sealed class MobilityTests(LabFixture lab)
         await Eventually(() => PeerState("frr"), s => s == "Established", "FRR session up", 60);
     }
 
+    /// <summary>The workload lives at the other site: its GARP crosses the interconnect (VXLAN from VTEP 192.0.2.2).</summary>
+    private static async Task<string> LearnedAtRemoteSite(string mac, string ip)
+    {
+        await BothEstablished();
+        await Send("ist-vm10", $"garp eth0 {mac} {ip}");
+        return await Eventually(async () => (await Workload(mac))?.ToJsonString() ?? "", w => w.Contains(ip, StringComparison.Ordinal), "the workload learned at the remote site");
+    }
+
     [Fact(Timeout = 180_000)]
     public async Task A_rarp_on_the_local_segment_puts_the_host_route_in_bird_and_frr_with_communities_garps_and_the_move_back_withdraws_it()
     {
@@ -62,13 +70,9 @@ public sealed class MobilityTests(LabFixture lab)
             return;
         }
 
-        await BothEstablished();
         const string mac = "00:50:56:aa:00:01";
         const string ip = "10.10.0.99";
-
-        // The workload lives at the other site: its GARP crosses the interconnect (VXLAN from VTEP 192.0.2.2).
-        await Send("ist-vm10", $"garp eth0 {mac} {ip}");
-        var remote = await Eventually(async () => (await Workload(mac))?.ToJsonString() ?? "", w => w.Contains(ip, StringComparison.Ordinal), "the workload learned at the remote site");
+        var remote = await LearnedAtRemoteSite(mac, ip);
         Assert.Contains("\"local\":false", remote, StringComparison.Ordinal);
         Assert.Contains("und0/vni5010", remote, StringComparison.Ordinal);
         Assert.DoesNotContain($"{ip}/32", await Birdc("show route"), StringComparison.Ordinal);
@@ -108,11 +112,9 @@ public sealed class MobilityTests(LabFixture lab)
             return;
         }
 
-        await BothEstablished();
         const string mac = "00:50:56:aa:00:02";
         const string ip = "10.10.0.98";
-        await Send("ist-vm10", $"garp eth0 {mac} {ip}");
-        await Eventually(async () => (await Workload(mac))?.ToJsonString() ?? "", w => w.Contains(ip, StringComparison.Ordinal), "the workload learned");
+        await LearnedAtRemoteSite(mac, ip);
         await Send("ist-h10", $"rarp eth0 {mac}");
         await Eventually(() => Birdc("show route"), r => r.Contains($"{ip}/32", StringComparison.Ordinal), "BIRD has the /32 after the first move");
 

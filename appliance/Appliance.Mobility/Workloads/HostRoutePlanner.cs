@@ -78,9 +78,12 @@ public static class HostRoutePlanner
             }
         }
 
+        // VIPs first, then workloads by the age of their move: the cap keeps what was there first.
         var capped = 0;
         var hostRoutes = 0;
-        foreach (var vip in upVips)
+        var hosts = upVips.Concat(all.Where(w => w.Location.Local && !w.Frozen).OrderBy(w => w.Since).ThenBy(w => w.Mac)
+            .SelectMany(w => w.Addresses).Where(a => !Covered(a, aggregated)));
+        foreach (var address in hosts)
         {
             if (hostRoutes >= policy.MaxHostRoutes)
             {
@@ -88,33 +91,10 @@ public static class HostRoutePlanner
                 continue;
             }
 
-            var prefix = Host(vip);
+            var prefix = Host(address);
             if (desired.TryAdd(prefix, Route(prefix, policy)))
             {
                 hostRoutes++;
-            }
-        }
-
-        foreach (var workload in all.Where(w => w.Location.Local && !w.Frozen).OrderBy(w => w.Since).ThenBy(w => w.Mac))
-        {
-            foreach (var address in workload.Addresses)
-            {
-                if (Covered(address, aggregated))
-                {
-                    continue;
-                }
-
-                if (hostRoutes >= policy.MaxHostRoutes)
-                {
-                    capped++;
-                    continue;
-                }
-
-                var prefix = Host(address);
-                if (desired.TryAdd(prefix, Route(prefix, policy)))
-                {
-                    hostRoutes++;
-                }
             }
         }
 
