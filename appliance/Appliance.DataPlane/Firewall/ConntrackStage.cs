@@ -8,7 +8,10 @@ namespace Isthmus.DataPlane.Firewall;
 
 public enum ConntrackDrop : ushort
 {
-    /// <summary>A non-first IPv4 fragment: it carries no ports, and conntrack does not reassemble.</summary>
+    /// <summary>
+    /// A fragment conntrack refuses: a TCP fragment at offset 8 (RFC 1858 section 3.2, the overlapping
+    /// fragment attack on the TCP flags) or one whose header length runs past its total length.
+    /// </summary>
     Fragment,
 
     /// <summary>The transport header is cut short (TCP &lt; 20, UDP or ICMP &lt; 8 bytes).</summary>
@@ -22,6 +25,12 @@ public enum ConntrackDrop : ushort
 
     /// <summary>An ICMP error whose quoted packet is too short or not IPv4.</summary>
     IcmpErrorMalformed,
+
+    /// <summary>
+    /// A later IPv4 fragment whose first fragment was not seen (or was dropped, or its datagram
+    /// was displaced from the fragment cache): no ports, so no flow.
+    /// </summary>
+    FragmentNoFlow,
 
     /// <summary>
     /// A new flow to one of the appliance's own addresses that no port forward claims. (Packets to
@@ -78,6 +87,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             pending.Bridged = bridged;
             pending.InvalidTransition = false;
             pending.SourceRewrite = false;
+            pending.LaterFragment = false;
             Track(ref p, ref pending, context, tables, table, flows.Now);
         }
     }
@@ -95,7 +105,13 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         var ip = new Ipv4Header(frame[l3..]);
         var end = Math.Min(frame.Length, l3 + ip.TotalLength);
         int l4 = p.L4Offset;
-        if (l4 == 0 || ip.IsLaterFragment || l4 > end)
+        if (ip.IsLaterFragment)
+        {
+            LaterFragment(ref p, ref pending, context, tables, table, frame[..end], l3, ip, now);
+            return;
+        }
+
+        if (l4 == 0 || l4 > end)
         {
             Drop(ref p, (ushort)ConntrackDrop.Fragment);
             return;
@@ -175,6 +191,11 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
                 break;
         }
 
+        if (ip.MoreFragments)
+        {
+            context.Flows.Fragments.Remember(source, destination, protocol, ip.Identification, tuple.SourcePort, tuple.DestinationPort, now);
+        }
+
         var direction = 0;
         var entry = trackable ? table.Find(tuple, now, out direction) : -1;
         if (entry >= 0 && protocol == IpProtocol.Tcp && direction == 0 && TcpConntrack.Opens(tcpFlags)
@@ -205,9 +226,11 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         p.Flags |= PacketFlags.NewFlow;
         var bridgedFlow = pending.Bridged;
         var icmpType = pending.IcmpType;
+        var laterFragment = pending.LaterFragment;
         pending = default;
         pending.Bridged = bridgedFlow;
         pending.IcmpType = icmpType;
+        pending.LaterFragment = laterFragment;
         pending.Original = tuple;
         pending.Current = tuple;
         pending.State = invalid ? ConnectionStates.Invalid : ConnectionStates.New;
@@ -240,7 +263,11 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     {
         ref var e = ref table[entry];
         var protocol = tuple.Protocol;
-        if (protocol == IpProtocol.Tcp)
+        if (pending.LaterFragment)
+        {
+            // No transport header: the first fragment advanced the state; this one only follows it.
+        }
+        else if (protocol == IpProtocol.Tcp)
         {
             if (!TcpConntrack.Advance(ref e, direction, tcpFlags))
             {
@@ -291,6 +318,62 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
                 $"flow {entry} {(direction == 0 ? "original" : "reply")} {e.State}"
                 + (pending.Current != tuple ? $", destination {tuple} → {pending.Current}" : "")
                 + (pending.SourceRewrite ? $", source → {new Ipv4Address(pending.SourceTo)}:{pending.SourcePortTo} in nat" : ""));
+        }
+    }
+
+    /// <summary>
+    /// An IPv4 fragment after the first: its ports come from the first fragment (<see cref="FragmentCache"/>).
+    /// With its session known it is translated (addresses only: it has no transport header) and
+    /// forwarded like the rest of the flow. Its session may not exist yet when the first fragment
+    /// of a new flow is in the same batch (the NAT stage commits sessions after the firewall): it
+    /// is then classified like a new flow's packet, never creates a session, and the NAT stage
+    /// joins it to the session its first fragment committed.
+    /// </summary>
+    private void LaterFragment(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, Span<byte> frame, int l3, Ipv4Header ip, uint now)
+    {
+        var protocol = p.IpProtocol;
+        if (protocol == IpProtocol.Tcp && ip.FragmentOffset == 1)
+        {
+            Drop(ref p, (ushort)ConntrackDrop.Fragment);
+            return;
+        }
+
+        var source = ip.Source.Value;
+        var destination = ip.Destination.Value;
+        if (!context.Flows.Fragments.TryRecall(source, destination, protocol, ip.Identification, now, out var sourcePort, out var destinationPort))
+        {
+            Drop(ref p, (ushort)ConntrackDrop.FragmentNoFlow);
+            return;
+        }
+
+        pending.LaterFragment = true;
+        pending.IcmpType = 0;
+        var tuple = new FlowTuple(source, destination, sourcePort, destinationPort, protocol);
+        var entry = table.Find(tuple, now, out var direction);
+        if (entry >= 0)
+        {
+            Known(ref p, ref pending, context, tables, table, entry, direction, frame, l3, 0, tuple, TcpFlags.None, now);
+            return;
+        }
+
+        p.Flags |= PacketFlags.NewFlow;
+        var bridged = pending.Bridged;
+        pending = default;
+        pending.Bridged = bridged;
+        pending.LaterFragment = true;
+        pending.Original = tuple;
+        pending.Current = tuple;
+        pending.State = ConnectionStates.New;
+        pending.DestinationMac = MacAddress.Read(frame).Value;
+        pending.SourceMac = MacAddress.Read(frame[6..]).Value;
+        if (!bridged && tables.DnatIndex.Count > 0)
+        {
+            Dnat(ref p, ref pending, context, tables, frame, l3, 0, tuple);
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "fragment", $"{tuple} (ports of its first fragment), session not committed yet");
         }
     }
 

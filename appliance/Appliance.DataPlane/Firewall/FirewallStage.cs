@@ -152,7 +152,7 @@ public sealed class FirewallStage() : PipelineStage("firewall", typeof(FirewallD
                 Drop(ref p, (ushort)(match >= 0 ? FirewallDrop.RuleDrop : FirewallDrop.DefaultDeny));
                 break;
             default:
-                if (RejectBuilder.Send(context, ref p, pending))
+                if (!pending.LaterFragment && RejectBuilder.Send(context, ref p, pending))
                 {
                     flows.RejectsSent++;
                 }

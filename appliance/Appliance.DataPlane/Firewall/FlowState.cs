@@ -58,6 +58,12 @@ public struct PendingFlow
 
     /// <summary>Backend index in the snapshot's load-balancer tables (valid with <see cref="Balanced"/>).</summary>
     public int Backend;
+
+    /// <summary>
+    /// An IPv4 fragment after the first (no transport header; its ports came from the
+    /// <see cref="FragmentCache"/>): it follows its datagram's session and never creates one.
+    /// </summary>
+    public bool LaterFragment;
 }
 
 /// <summary>
@@ -82,6 +88,9 @@ public sealed class FlowState : IConntrackObserver
     public LoadBalancer.LoadBalancerState Balancer { get; } = new();
 
     public FirewallLog Log { get; } = new();
+
+    /// <summary>First fragments' ports, so later fragments find their session (virtual reassembly).</summary>
+    public FragmentCache Fragments { get; } = new();
 
     /// <summary>New flows per rule, indexed like <see cref="FirewallTables.RuleIds"/> (reset when the rule set changes).</summary>
     public long[] RuleHits { get; private set; } = [];

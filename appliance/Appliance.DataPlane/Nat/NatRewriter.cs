@@ -18,9 +18,29 @@ public static class NatRewriter
     /// For ICMP echo the id is the source port of a request and the destination port of a reply.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <remarks>
+    /// <paramref name="l4"/> = 0 is an IPv4 fragment after the first: only the addresses (and the IP
+    /// header checksum) change; the transport checksum, which covers the whole datagram, was updated
+    /// in the first fragment.
+    /// </remarks>
     public static void Rewrite(Span<byte> frame, int l3, int l4, in FlowTuple current, in FlowTuple target)
     {
         var ip = new Ipv4Header(frame[l3..]);
+        if (l4 == 0)
+        {
+            if (current.Source != target.Source)
+            {
+                ip.RewriteSource(new Ipv4Address(target.Source));
+            }
+
+            if (current.Destination != target.Destination)
+            {
+                ip.RewriteDestination(new Ipv4Address(target.Destination));
+            }
+
+            return;
+        }
+
         var segment = frame[l4..];
         var protocol = current.Protocol;
         if (current.Source != target.Source)

@@ -15,6 +15,9 @@ public enum NatDrop : ushort
 
     /// <summary>The new flow's reply tuple already belongs to another session (a DNAT or 1:1 overlap).</summary>
     TupleCollision,
+
+    /// <summary>A later fragment of a new flow whose first fragment committed no session (dropped after the firewall).</summary>
+    FragmentNoFlow,
 }
 
 /// <summary>
@@ -54,11 +57,42 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
                         current with { Source = pending.SourceTo, SourcePort = pending.SourcePortTo });
                 }
             }
+            else if (pending.Allowed && pending.LaterFragment)
+            {
+                // Never a session of its own: it joins the one its first fragment committed in this batch.
+                if (!TryJoin(ref p, pending, context, table, flows.Now))
+                {
+                    Drop(ref p, (ushort)NatDrop.FragmentNoFlow);
+                }
+            }
             else if (pending.Allowed && pending.Trackable)
             {
                 Commit(ref p, ref pending, context, tables, flows, table);
             }
         }
+    }
+
+    /// <summary>
+    /// A packet of a new flow whose session an earlier packet of this batch committed (a burst, or
+    /// the first fragment of its datagram): it gets that session's translation and becomes known.
+    /// </summary>
+    private static bool TryJoin(ref PacketMeta p, in PendingFlow pending, WorkerContext context, ConntrackTable table, uint now)
+    {
+        var existing = table.Find(pending.Original, now, out var direction);
+        if (existing < 0)
+        {
+            return false;
+        }
+
+        ref var e = ref table[existing];
+        var outgoing = pending.Current;
+        var other = ConntrackTable.TupleOf(e, 1 - direction);
+        var target = new FlowTuple(other.Destination, other.Source, other.DestinationPort, other.SourcePort, outgoing.Protocol);
+        NatRewriter.Rewrite(context.Pool.Frame(p.Buffer, p.Offset, p.Length), p.L3Offset, p.L4Offset, outgoing, target);
+        p.Flags = (p.Flags & ~PacketFlags.NewFlow) | PacketFlags.KnownFlow;
+        p.Flow = existing;
+        p.FlowDirection = (byte)direction;
+        return true;
     }
 
     private void Commit(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, FlowState flows, ConntrackTable table)
@@ -68,16 +102,8 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
         var outgoing = pending.Current;
 
         // A burst of one new flow in one batch: the first packet committed it.
-        var existing = table.Find(pending.Original, now, out var direction);
-        if (existing >= 0)
+        if (TryJoin(ref p, pending, context, table, now))
         {
-            ref var e = ref table[existing];
-            var other = ConntrackTable.TupleOf(e, 1 - direction);
-            var target = new FlowTuple(other.Destination, other.Source, other.DestinationPort, other.SourcePort, outgoing.Protocol);
-            NatRewriter.Rewrite(frame, p.L3Offset, p.L4Offset, outgoing, target);
-            p.Flags = (p.Flags & ~PacketFlags.NewFlow) | PacketFlags.KnownFlow;
-            p.Flow = existing;
-            p.FlowDirection = (byte)direction;
             return;
         }
 

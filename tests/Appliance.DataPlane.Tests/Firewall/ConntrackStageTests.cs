@@ -160,11 +160,11 @@ public class ConntrackStageTests
         Assert.Equal("conntrack.BadTcpFlags", f.Outbound(Tcp(Host, 1, Server, 80, TcpFlags.None)).Drop);
         Assert.Equal("conntrack.BadTcpFlags", f.Outbound(Tcp(Host, 1, Server, 80, TcpFlags.Fin | TcpFlags.Psh | TcpFlags.Urg)).Drop);
 
-        // A later fragment: no ports, no flow.
+        // A later fragment whose first fragment was never seen: no ports, no flow.
         var fragment = Udp(Host, 1, Server, 53);
         fragment[EthernetHeader.Length + 6] = 0x00;
         fragment[EthernetHeader.Length + 7] = 0x10;
-        Assert.Equal("conntrack.Fragment", f.Outbound(fragment).Drop);
+        Assert.Equal("conntrack.FragmentNoFlow", f.Outbound(fragment).Drop);
 
         // Truncated TCP: IP total length says 20 + 10.
         var truncated = Tcp(Host, 1, Server, 80, TcpFlags.Syn)[..(EthernetHeader.Length + 30)];
