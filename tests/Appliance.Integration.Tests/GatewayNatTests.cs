@@ -59,6 +59,28 @@ public sealed class GatewayNatTests(LabFixture lab, ITestOutputHelper output)
     }
 
     [Fact(Timeout = 90_000)]
+    public async Task Fragmented_datagrams_cross_snat_both_ways_every_fragment_translated()
+    {
+        if (!lab.Ready())
+        {
+            return;
+        }
+
+        // 3000-byte pings leave ist-h10 as three IPv4 fragments (MTU 1500), and the echo replies come
+        // back fragmented: conntrack's virtual reassembly must carry the later fragments (no ports)
+        // through the same session, masqueraded on the way out and un-NATted on the way back.
+        using var cap = await Lab.Tshark("ist-out", "eth0", "ip and not arp", "ip.src", "ip.dst", "ip.flags.mf", "ip.frag_offset");
+        var ping = await Lab.Exec("ist-h10", "ping -n -c 3 -i 0.3 -W 2 -s 3000 203.0.113.10", Curl);
+        var lines = await cap.StopAsync();
+        output.WriteLine("tshark in ist-out (ip.src|ip.dst|mf|offset):\n" + string.Join('\n', lines));
+        var fromTenant = lines.Where(l => !l.StartsWith("203.0.113.10|", StringComparison.Ordinal)).ToList();
+        Assert.True(fromTenant.Count >= 9, $"expected 3 pings × 3 fragments at ist-out, saw {fromTenant.Count}\n" + await Lab.Diagnostics());
+        Assert.All(fromTenant, l => Assert.StartsWith("203.0.113.1|203.0.113.10|", l, StringComparison.Ordinal));
+        Assert.Contains(fromTenant, l => !l.EndsWith("|0", StringComparison.Ordinal));   // later fragments (offset > 0) made it out
+        Assert.True(ping.Ok, $"fragmented echo replies did not reach ist-h10:\n{ping}\n{await Lab.Diagnostics()}");
+    }
+
+    [Fact(Timeout = 90_000)]
     public async Task Port_forward_from_the_outside_serves_an_http_get_from_the_vxlan_vm()
     {
         if (!lab.Ready())

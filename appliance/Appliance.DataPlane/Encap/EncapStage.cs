@@ -139,6 +139,14 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
         var pool = context.Pool;
         if (p.Length - EthernetHeader.Length > segment.Mtu)
         {
+            // A routed IPv4 packet without DF is fragmented (RFC 791, RFC 1812 section 4.2.2.7): the
+            // route stage already answered DF packets with frag-needed. Bridged frames never are.
+            if ((p.Flags & (PacketFlags.Routed | PacketFlags.L3Parsed | PacketFlags.Ipv6)) == (PacketFlags.Routed | PacketFlags.L3Parsed)
+                && EmitFragments(ref p, context, segment, vtep, original))
+            {
+                return;
+            }
+
             Fail(ref p, context, EncapDrop.MtuExceeded, original);
             return;
         }
@@ -200,6 +208,109 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
         {
             context.Tracer.Record(p.TraceId, Name, original ? "transmit" : "transmit copy",
                 segment.Kind == PortKind.Vxlan ? $"{segment.Name} → VTEP {new Ipv4Address(vtep)}" : segment.Name);
+        }
+    }
+
+    /// <summary>
+    /// Sends a routed IPv4 packet that does not fit the segment as fragments of at most its MTU,
+    /// each in a buffer of its own (the original's buffer is returned when it was the original).
+    /// Options without the copy flag stay in the first fragment only (RFC 791). Returns false when
+    /// the packet may not or cannot be fragmented (DF, or an MTU too small for any data).
+    /// </summary>
+    private bool EmitFragments(ref PacketMeta p, WorkerContext context, Segment segment, uint vtep, bool original)
+    {
+        var pool = context.Pool;
+        var frame = pool.Frame(p.Buffer, p.Offset, p.Length);
+        int l3 = p.L3Offset;
+        var ip = new Ipv4Header(frame[l3..]);
+        var ihl = ip.HeaderLength;
+        var payload = Math.Min(ip.TotalLength, frame.Length - l3) - ihl;
+        var chunk = (segment.Mtu - ihl) & ~7;
+        if (ip.DontFragment || chunk < 8 || payload <= chunk)
+        {
+            return false;
+        }
+
+        var count = (payload + chunk - 1) / chunk;
+        if (pool.Available < count)
+        {
+            Fail(ref p, context, EncapDrop.NoBuffer, original);
+            return true;
+        }
+
+        var baseOffset = ip.FragmentOffset;
+        var moreAfter = ip.MoreFragments;
+        for (var k = 0; k < count; k++)
+        {
+            var start = k * chunk;
+            var length = Math.Min(chunk, payload - start);
+            var buffer = pool.Rent();
+            var fragment = pool.Frame(buffer, PacketPool.Headroom, l3 + ihl + length);
+            frame[..(l3 + ihl)].CopyTo(fragment);
+            frame.Slice(l3 + ihl + start, length).CopyTo(fragment[(l3 + ihl)..]);
+            if (k > 0 && ihl > Ipv4Header.MinLength)
+            {
+                KeepCopiedOptions(fragment.Slice(l3 + Ipv4Header.MinLength, ihl - Ipv4Header.MinLength));
+            }
+
+            var header = new Ipv4Header(fragment[l3..]);
+            header.TotalLength = (ushort)(ihl + length);
+            header.FragmentOffset = (ushort)(baseOffset + (start / 8));
+            header.MoreFragments = moreAfter || start + length < payload;
+            header.UpdateHeaderChecksum();
+
+            var f = p;
+            f.Buffer = buffer;
+            f.Offset = PacketPool.Headroom;
+            f.Length = l3 + ihl + length;
+            f.Disposition = Disposition.Continue;
+            Emit(ref f, context, segment, vtep, original: true);
+            if (f.Disposition == Disposition.Drop)
+            {
+                context.Counters.CountDrop(Index, f.DropCode);
+                pool.Return(buffer);
+            }
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "fragment", $"{ip.TotalLength} bytes > MTU {segment.Mtu} of {segment.Name}: {count} fragments");
+        }
+
+        if (original)
+        {
+            pool.Return(p.Buffer);
+            p.Disposition = Disposition.Consumed;
+        }
+
+        return true;
+    }
+
+    /// <summary>Turns every option without the copy flag (RFC 791: type bit 0x80) into NOPs.</summary>
+    private static void KeepCopiedOptions(Span<byte> options)
+    {
+        var i = 0;
+        while (i < options.Length)
+        {
+            var type = options[i];
+            if (type == 0)
+            {
+                return; // end of options
+            }
+
+            if (type == 1 || i + 1 >= options.Length)
+            {
+                i++;
+                continue;
+            }
+
+            var length = Math.Clamp((int)options[i + 1], 2, options.Length - i);
+            if ((type & 0x80) == 0)
+            {
+                options.Slice(i, length).Fill(1);
+            }
+
+            i += length;
         }
     }
 

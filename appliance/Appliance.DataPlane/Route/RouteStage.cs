@@ -18,9 +18,6 @@ public enum RouteDrop : ushort
     /// <summary>Bigger than the egress MTU with DF set (RFC 1191) or IPv6 (RFC 8201); frag-needed / packet too big goes back.</summary>
     FragmentationNeeded,
 
-    /// <summary>IPv4 without DF bigger than the egress MTU: the appliance does not fragment.</summary>
-    FragmentationNotSupported,
-
     /// <summary>The destination is multicast, broadcast (also a connected subnet's directed broadcast), unspecified, loopback or link-local: never routed.</summary>
     BadDestination,
 
@@ -123,19 +120,13 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             return;
         }
 
-        if (ip.TotalLength > egress.Mtu)
+        if (ip.TotalLength > egress.Mtu && ip.DontFragment)
         {
-            if (ip.DontFragment)
-            {
-                // RFC 1191 section 4: code 4 with the next-hop MTU in the low 16 bits.
-                Icmp4Error(ref p, slot, context, frame, Icmpv4Type.DestinationUnreachable, 4, (uint)egress.Mtu);
-                Drop(ref p, (ushort)RouteDrop.FragmentationNeeded);
-            }
-            else
-            {
-                Drop(ref p, (ushort)RouteDrop.FragmentationNotSupported);
-            }
-
+            // RFC 1191 section 4: code 4 with the next-hop MTU in the low 16 bits. Without DF the
+            // packet goes on; encap fragments it for the segment it leaves on (after NAT, as Linux
+            // fragments after POSTROUTING).
+            Icmp4Error(ref p, slot, context, frame, Icmpv4Type.DestinationUnreachable, 4, (uint)egress.Mtu);
+            Drop(ref p, (ushort)RouteDrop.FragmentationNeeded);
             return;
         }
 

@@ -235,10 +235,10 @@ public class RouteStageTests
         AssertChecksums(error);
         Assert.Empty(lab.Sent(Acc20));
 
-        // Without DF the appliance would have to fragment, which it does not.
+        // Without DF it goes on: the host's own segment (acc20) takes 1500 bytes, so it leaves whole.
         lab.Receive(Acc10, Udp(HostA, Gw10, HostAIp, Host20Ip, payload: 1460 - 28, dontFragment: false));
-        Assert.Equal(1, lab.Drops("route", "FragmentationNotSupported"));
         Assert.Empty(lab.Sent(Acc10));
+        Assert.Equal(1460, Ip4(Assert.Single(lab.Sent(Acc20))).TotalLength);
 
         // A packet that fits is routed.
         lab.Receive(Acc10, Udp(HostA, Gw10, HostAIp, Host20Ip, payload: 1450 - 28));
@@ -394,5 +394,41 @@ public class RouteStageTests
         lab.Receive(Acc10, Udp(HostA, Gw10, HostAIp, Host20Ip));
 
         Assert.Equal(Host20, Destination(Assert.Single(lab.Sent(Acc20))));
+    }
+
+    [Fact]
+    public void A_routed_packet_without_df_is_fragmented_for_a_vxlan_segment_and_reassembles_to_the_original()
+    {
+        using var lab = new L3Fixture();
+        // Host 20 lives behind VTEP 192.0.2.2 on VNI 5020 (MTU 1450).
+        var garp = new byte[64];
+        var n = PacketBuilder.GarpRequest(garp, Host20, Host20Ip);
+        lab.Receive(Und0, new MemoryFrame(Frames.Vxlan(5020, garp[..n]), RemoteVtep: Ipv4Address.Parse("192.0.2.2").Value));
+        lab.ClearSent();
+
+        var sent = Udp(HostA, Gw10, HostAIp, Host20Ip, payload: 1960, dontFragment: false);   // 1988-byte IPv4 packet
+        lab.Receive(Acc10, sent);
+        var fragments = lab.SentFrames(Und0).Select(f => f.Bytes[VxlanHeader.Length..]).ToList();
+        Assert.Equal(2, fragments.Count);
+
+        var payload = new List<byte>();
+        var expectedOffset = 0;
+        foreach (var (fragment, k) in fragments.Select((f, k) => (f, k)))
+        {
+            var ip = Ip4(fragment);
+            Assert.True(ip.IsHeaderChecksumValid);
+            Assert.InRange(ip.TotalLength, 21, 1450);
+            Assert.Equal(expectedOffset, ip.FragmentOffsetBytes);
+            Assert.Equal(k == 0, ip.MoreFragments);
+            Assert.Equal(Host20Ip, ip.Destination);
+            Assert.Equal(63, ip.Ttl);
+            payload.AddRange(ip.Payload.ToArray());
+            expectedOffset += ip.Payload.Length;
+        }
+
+        // Reassembled, it is the datagram the host sent (UDP header, checksum and data untouched).
+        var original = Ip4(sent);
+        Assert.Equal(original.Payload.ToArray(), payload.ToArray());
+        Assert.Equal(0, lab.Drops("encap", "MtuExceeded"));
     }
 }
