@@ -223,21 +223,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             invalid = true;
         }
 
-        p.Flags |= PacketFlags.NewFlow;
-        var bridgedFlow = pending.Bridged;
-        var icmpType = pending.IcmpType;
-        var laterFragment = pending.LaterFragment;
-        pending = default;
-        pending.Bridged = bridgedFlow;
-        pending.IcmpType = icmpType;
-        pending.LaterFragment = laterFragment;
-        pending.Original = tuple;
-        pending.Current = tuple;
-        pending.State = invalid ? ConnectionStates.Invalid : ConnectionStates.New;
-        pending.Trackable = trackable && !invalid;
-        pending.TcpFlags = (byte)tcpFlags;
-        pending.DestinationMac = MacAddress.Read(frame).Value;
-        pending.SourceMac = MacAddress.Read(frame[6..]).Value;
+        StartNewFlow(ref p, ref pending, tuple, frame, invalid ? ConnectionStates.Invalid : ConnectionStates.New, trackable && !invalid, tcpFlags);
         if (!invalid && !pending.Bridged && tables.DnatIndex.Count > 0)
         {
             Dnat(ref p, ref pending, context, tables, frame, l3, l4, tuple);
@@ -322,6 +308,29 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     }
 
     /// <summary>
+    /// Marks a packet NewFlow and resets the per-packet scratch the firewall and NAT read for it,
+    /// keeping what conntrack learnt before (bridged, ICMP type, later fragment).
+    /// </summary>
+    private static void StartNewFlow(ref PacketMeta p, ref PendingFlow pending, in FlowTuple tuple, Span<byte> frame, ConnectionStates state, bool trackable, TcpFlags tcpFlags)
+    {
+        p.Flags |= PacketFlags.NewFlow;
+        var bridged = pending.Bridged;
+        var icmpType = pending.IcmpType;
+        var laterFragment = pending.LaterFragment;
+        pending = default;
+        pending.Bridged = bridged;
+        pending.IcmpType = icmpType;
+        pending.LaterFragment = laterFragment;
+        pending.Original = tuple;
+        pending.Current = tuple;
+        pending.State = state;
+        pending.Trackable = trackable;
+        pending.TcpFlags = (byte)tcpFlags;
+        pending.DestinationMac = MacAddress.Read(frame).Value;
+        pending.SourceMac = MacAddress.Read(frame[6..]).Value;
+    }
+
+    /// <summary>
     /// An IPv4 fragment after the first: its ports come from the first fragment (<see cref="FragmentCache"/>).
     /// With its session known it is translated (addresses only: it has no transport header) and
     /// forwarded like the rest of the flow. Its session may not exist yet when the first fragment
@@ -356,17 +365,8 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             return;
         }
 
-        p.Flags |= PacketFlags.NewFlow;
-        var bridged = pending.Bridged;
-        pending = default;
-        pending.Bridged = bridged;
-        pending.LaterFragment = true;
-        pending.Original = tuple;
-        pending.Current = tuple;
-        pending.State = ConnectionStates.New;
-        pending.DestinationMac = MacAddress.Read(frame).Value;
-        pending.SourceMac = MacAddress.Read(frame[6..]).Value;
-        if (!bridged && tables.DnatIndex.Count > 0)
+        StartNewFlow(ref p, ref pending, tuple, frame, ConnectionStates.New, trackable: false, TcpFlags.None);
+        if (!pending.Bridged && tables.DnatIndex.Count > 0)
         {
             Dnat(ref p, ref pending, context, tables, frame, l3, 0, tuple);
         }
