@@ -20,10 +20,9 @@ namespace Isthmus.Benchmarks;
 [SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class FirewallPipelineBenchmarks
 {
-    private const int Batch = PacketBatch.MaxSize;
+    private const int Batch = RoutedBench.Batch;
     private static readonly MacAddress Host = MacAddress.Parse("02:00:00:00:10:0a");
     private static readonly MacAddress Upstream = MacAddress.Parse("02:00:00:00:20:fe");
-    private static readonly MacAddress Gw10 = MacAddress.Parse("02:15:7e:00:00:10");
 
     private DataPlaneWorker _routed = null!;
     private DataPlaneWorker _natted = null!;
@@ -50,21 +49,7 @@ public class FirewallPipelineBenchmarks
 
     private static DataPlaneWorker Worker(bool withFirewall)
     {
-        var program = new DataPlaneProgram
-        {
-            Ports = [new PortSpec("acc10", PortSpecKind.Access, "acc10"), new PortSpec("acc20", PortSpecKind.Access, "acc20")],
-            BridgeDomains =
-            [
-                new BridgeDomainSpec { Name = "bd10", Segments = [new SegmentSpec { Port = "acc10" }] },
-                new BridgeDomainSpec { Name = "bd20", Segments = [new SegmentSpec { Port = "acc20" }] },
-            ],
-            Gateways =
-            [
-                new GatewaySpec { Domain = "bd10", Mac = Gw10.ToString(), Addresses = ["10.10.0.1/24"] },
-                new GatewaySpec { Domain = "bd20", Mac = "02:15:7e:00:00:20", Addresses = ["10.20.0.1/24"] },
-            ],
-            Routes = [new RouteSpec { Prefix = "0.0.0.0/0", NextHop = "10.20.0.254" }],
-        };
+        var program = RoutedBench.Program() with { Routes = [new RouteSpec { Prefix = "0.0.0.0/0", NextHop = "10.20.0.254" }] };
         if (withFirewall)
         {
             program = program with
@@ -78,36 +63,16 @@ public class FirewallPipelineBenchmarks
             };
         }
 
-        var ports = new[] { new MemoryPort("acc10", PortKind.Access), new MemoryPort("acc20", PortKind.Access) };
-        var time = new FrozenTime();
-        var slot = new SnapshotSlot(SnapshotCompiler.Compile(program, 1, time.TimestampFrequency));
-        var worker = new DataPlaneWorker(ports, slot, PacketPipeline.CreateDefault(), time, poolSize: 4096);
+        var (worker, ports) = RoutedBench.Worker(program);
 
         // The host and the upstream router introduce themselves (MAC tables, neighbor cache).
-        var garp = new byte[64];
-        ports[0].Enqueue(garp[..PacketBuilder.GarpRequest(garp, Host, Ipv4Address.Parse("10.10.0.10"))]);
-        garp = new byte[64];
-        ports[1].Enqueue(garp[..PacketBuilder.GarpRequest(garp, Upstream, Ipv4Address.Parse("10.20.0.254"))]);
+        RoutedBench.Announce(ports[0], Host, "10.10.0.10");
+        RoutedBench.Announce(ports[1], Upstream, "10.20.0.254");
         while (worker.RunOnce() > 0)
         {
         }
 
-        var frames = new List<MemoryFrame>(Batch);
-        for (var i = 0; i < Batch; i++)
-        {
-            var frame = new byte[64];
-            var spec = new Ipv4FrameSpec(Host, Gw10, Ipv4Address.Parse("10.10.0.10"), Ipv4Address.Parse("198.51.100.7"));
-            var length = PacketBuilder.Udp(frame, spec, (ushort)(40000 + i), 53, new byte[64 - 42 - 4]);
-            frames.Add(new MemoryFrame(frame[..Math.Max(length, 60)]));
-        }
-
-        foreach (var port in ports)
-        {
-            port.Transmitted.Clear();
-            port.CaptureTransmitted = false;
-        }
-
-        ports[0].Replay(frames);
+        RoutedBench.ReplayFlows(ports, 0, new Ipv4FrameSpec(Host, RoutedBench.Gw10, Ipv4Address.Parse("10.10.0.10"), Ipv4Address.Parse("198.51.100.7")));
 
         // First pass: sessions are created (and checked to leave); the rest are conntrack hits.
         worker.RunOnce();
@@ -117,12 +82,5 @@ public class FirewallPipelineBenchmarks
         }
 
         return worker;
-    }
-
-    private sealed class FrozenTime : TimeProvider
-    {
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-
-        public override long GetTimestamp() => TimeSpan.TicksPerDay;
     }
 }

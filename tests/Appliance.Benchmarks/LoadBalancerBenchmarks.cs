@@ -21,9 +21,8 @@ namespace Isthmus.Benchmarks;
 [SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class LoadBalancerBenchmarks
 {
-    private const int Batch = PacketBatch.MaxSize;
+    private const int Batch = RoutedBench.Batch;
     private static readonly MacAddress Client = MacAddress.Parse("02:00:00:00:20:0a");
-    private static readonly MacAddress Gw20 = MacAddress.Parse("02:15:7e:00:00:20");
     private static readonly string[] Backends = ["10.10.0.11", "10.10.0.12", "10.10.0.13"];
 
     private DataPlaneWorker _routed = null!;
@@ -71,20 +70,7 @@ public class LoadBalancerBenchmarks
 
     private static DataPlaneWorker Worker(Mode mode)
     {
-        var program = new DataPlaneProgram
-        {
-            Ports = [new PortSpec("acc10", PortSpecKind.Access, "acc10"), new PortSpec("acc20", PortSpecKind.Access, "acc20")],
-            BridgeDomains =
-            [
-                new BridgeDomainSpec { Name = "bd10", Segments = [new SegmentSpec { Port = "acc10" }] },
-                new BridgeDomainSpec { Name = "bd20", Segments = [new SegmentSpec { Port = "acc20" }] },
-            ],
-            Gateways =
-            [
-                new GatewaySpec { Domain = "bd10", Mac = "02:15:7e:00:00:10", Addresses = ["10.10.0.1/24"] },
-                new GatewaySpec { Domain = "bd20", Mac = Gw20.ToString(), Addresses = ["10.20.0.1/24"] },
-            ],
-        };
+        var program = RoutedBench.Program();
         program = mode switch
         {
             Mode.PortForward => program with { Nat = new NatSpec { Dnat = [new DnatRuleSpec { Destination = "10.20.0.100", Protocol = "udp", Port = 53, ToAddress = Backends[0], Hairpin = false }] } },
@@ -99,41 +85,21 @@ public class LoadBalancerBenchmarks
             _ => program,
         };
 
-        var ports = new[] { new MemoryPort("acc10", PortKind.Access), new MemoryPort("acc20", PortKind.Access) };
-        var time = new FrozenTime();
-        var slot = new SnapshotSlot(SnapshotCompiler.Compile(program, 1, time.TimestampFrequency));
-        var worker = new DataPlaneWorker(ports, slot, PacketPipeline.CreateDefault(), time, poolSize: 4096);
+        var (worker, ports) = RoutedBench.Worker(program);
 
         // The backends and the client introduce themselves (MAC tables, neighbor cache).
         for (var i = 0; i < Backends.Length; i++)
         {
-            var garp = new byte[64];
-            ports[0].Enqueue(garp[..PacketBuilder.GarpRequest(garp, MacAddress.Parse($"02:00:00:00:10:{11 + i:x2}"), Ipv4Address.Parse(Backends[i]))]);
+            RoutedBench.Announce(ports[0], MacAddress.Parse($"02:00:00:00:10:{11 + i:x2}"), Backends[i]);
         }
 
-        var own = new byte[64];
-        ports[1].Enqueue(own[..PacketBuilder.GarpRequest(own, Client, Ipv4Address.Parse("10.20.0.10"))]);
+        RoutedBench.Announce(ports[1], Client, "10.20.0.10");
         while (worker.RunOnce() > 0)
         {
         }
 
         var destination = Ipv4Address.Parse(mode == Mode.Routed ? Backends[0] : "10.20.0.100");
-        var frames = new List<MemoryFrame>(Batch);
-        for (var i = 0; i < Batch; i++)
-        {
-            var frame = new byte[64];
-            var spec = new Ipv4FrameSpec(Client, Gw20, Ipv4Address.Parse("10.20.0.10"), destination);
-            var length = PacketBuilder.Udp(frame, spec, (ushort)(40000 + i), 53, new byte[64 - 42 - 4]);
-            frames.Add(new MemoryFrame(frame[..Math.Max(length, 60)]));
-        }
-
-        foreach (var port in ports)
-        {
-            port.Transmitted.Clear();
-            port.CaptureTransmitted = false;
-        }
-
-        ports[1].Replay(frames);
+        RoutedBench.ReplayFlows(ports, 1, new Ipv4FrameSpec(Client, RoutedBench.Gw20, Ipv4Address.Parse("10.20.0.10"), destination));
 
         // First pass: the balancer picks a backend per flow and NAT commits the sessions; from then on
         // every packet is a conntrack hit.
@@ -150,13 +116,6 @@ public class LoadBalancerBenchmarks
         }
 
         return worker;
-    }
-
-    private sealed class FrozenTime : TimeProvider
-    {
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-
-        public override long GetTimestamp() => TimeSpan.TicksPerDay;
     }
 }
 
