@@ -16,6 +16,10 @@ public static class MobilityApi
 
     public sealed record SelfMigratedRequest(string? Reason = null);
 
+    /// <param name="Scheduling">The mobility loop thread's scheduling class.</param>
+    /// <param name="WorkerGarpFrames">GARP frames the workers sent themselves on seeing a RARP (no hop).</param>
+    public sealed record LatencyView(string Scheduling, long WorkerGarpFrames, IReadOnlyList<Isthmus.Mobility.Diagnostics.LatencySummary> Hops);
+
     public sealed record PeerView(
         string Name, string Address, uint PeerAs, string State, double? UptimeSeconds, string? LastError,
         int ReceivedCount, int AdvertisedCount, IReadOnlyList<RouteView> Received, IReadOnlyList<RouteView> Advertised);
@@ -27,6 +31,15 @@ public static class MobilityApi
             .WithSummary("BGP peers: state, uptime, received and advertised routes");
         api.MapGet("/mobility", (MobilityService mobility) => mobility.Status with { Workloads = [], Moves = [] })
             .WithSummary("Mobility status: announced routes, capped / rate-limited counts, aggregates, signal and GARP counters");
+        api.MapGet("/mobility/latency", (MobilityService mobility) => new LatencyView(mobility.Latency.Scheduling, mobility.Latency.WorkerGarpFrames, mobility.Latency.Read()))
+            .WithSummary("Where the time goes from a worker seeing a RARP to the reactions (per hop, microseconds from the RARP; recent samples)");
+        api.MapPost("/mobility/latency/reset", (MobilityService mobility) =>
+            {
+                mobility.Latency.Reset();
+                return Results.NoContent();
+            })
+            .WithSummary("Forget the latency samples (a benchmark starts clean)")
+            .RequireAuthorization(Roles.AdminPolicy);
         api.MapGet("/mobility/workloads", (MobilityService mobility) => mobility.Status.Workloads)
             .WithSummary("Workloads: MAC, addresses, location (site / segment / VTEP), sequence number, frozen");
         api.MapGet("/mobility/moves", (MobilityService mobility, int? limit) => mobility.Status.Moves.Take(Math.Clamp(limit ?? 100, 1, 10_000)))

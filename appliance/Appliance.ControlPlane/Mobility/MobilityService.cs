@@ -13,6 +13,8 @@ using Isthmus.DataPlane.Programming;
 using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
 using Isthmus.Mobility.Bgp.Session;
+using Isthmus.Mobility.Diagnostics;
+using Isthmus.Mobility.Threading;
 using Isthmus.Mobility.Workloads;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -49,7 +51,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     /// <summary>A burst toward a target that sent less than this long ago does not send again at once.</summary>
     private static readonly TimeSpan CoalesceWindow = TimeSpan.FromMilliseconds(50);
 
-    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly WorkloadRegistry _registry = new(new DampingPolicy(), time);
     private readonly AnnouncementPacer _pacer = new(time);
     private readonly List<Peer> _peers = [];
@@ -76,6 +78,12 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private long _frozenAlerts;
     private volatile Lazy<MobilityStatus> _status = new(MobilityStatus.Empty);
 
+    /// <summary>The cause (Stopwatch timestamp of the RARP / signal) of the route change being planned; 0 = none.</summary>
+    private long _routeCause;
+
+    /// <summary>Where the time goes between a worker seeing a move and the reactions leaving (GET /api/v1/mobility/latency).</summary>
+    public MobilityLatency Latency { get; } = new();
+
     /// <summary>What the API shows; replaced after every input.</summary>
     public MobilityStatus Status => _status.Value;
 
@@ -87,7 +95,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         // The loop does not run yet: applying the running document here is still single-threaded.
         CheckConfig();
         Publish();
-        _loop = Task.Run(RunAsync, CancellationToken.None);
+        _loop = LoopThread.Start("isthmus-mobility", _inputs.Reader, OnInput, LoopPriority.RealTime, scheduling => Latency.Scheduling = scheduling);
 
         // The worker wakes the loop itself (one thread hop from the RARP to the registry).
         runtime.Mobility.Wake = () => _inputs.Writer.TryWrite(Input.Signals.Instance);
@@ -157,23 +165,20 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     private void OnVipsChanged() => _inputs.Writer.TryWrite(new Input.VipsChanged());
 
-    private async Task RunAsync()
+    private void OnInput(Input input)
     {
-        await foreach (var input in _inputs.Reader.ReadAllAsync().ConfigureAwait(false))
+        try
         {
-            try
-            {
-                Handle(input);
-            }
-#pragma warning disable CA1031 // one bad input must not stop mobility; it is logged and the loop goes on
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                LogFailed(logger, input.GetType().Name, e);
-            }
-
-            Publish();
+            Handle(input);
         }
+#pragma warning disable CA1031 // one bad input must not stop mobility; it is logged and the loop goes on
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogFailed(logger, input.GetType().Name, e);
+        }
+
+        Publish();
     }
 
     private void Handle(Input input)
@@ -186,7 +191,12 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                 var dirty = false;
                 while (runtime.Mobility.TryTake(out var signal))
                 {
-                    dirty |= OnSignal(signal);
+                    if (OnSignal(signal))
+                    {
+                        // The oldest change of the batch times the routes it causes.
+                        _routeCause = dirty ? _routeCause : Cause(signal.Timestamp);
+                        dirty = true;
+                    }
                 }
 
                 if (dirty)
@@ -194,6 +204,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                     RoutesChanged();
                 }
 
+                _routeCause = 0;
                 break;
             case Input.Tick:
                 CheckConfig();
@@ -239,6 +250,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                 var cleared = _registry.Unfreeze(unfreeze.Mac);
                 if (cleared)
                 {
+                    PushArrivalGarp();
                     UpdateRoutes();
                 }
 
@@ -254,6 +266,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private bool OnSignal(in MobilitySignal signal)
     {
         _signals++;
+        var cause = Cause(signal.Timestamp);
+        Latency.Feed.RecordSince(cause);
         var snapshot = runtime.Slot?.Current;
         if (_settings is null || snapshot is null || (uint)signal.Segment >= (uint)snapshot.Segments.Length)
         {
@@ -275,8 +289,20 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             address = signal.Ipv6 ? Ipv6(signal.AddressHi, signal.AddressLo) : Ipv4((uint)signal.AddressLo);
         }
 
-        return Observe(signal.Mac, segment, signal.Vtep, source, address is null ? [] : [address]).Changed;
+        // The worker already sent the burst's first GARP (the RARP, and the MAC move the same frame caused, say so).
+        var changed = Observe(signal.Mac, segment, signal.Vtep, source, address is null ? [] : [address], signal.GarpFrames > 0 ? signal.Timestamp : 0).Changed;
+        if (signal is { Kind: MobilitySignalKind.Rarp, GarpFrames: > 0 })
+        {
+            Latency.CountWorkerGarp(signal.GarpFrames);
+            Interlocked.Add(ref _garpFrames, signal.GarpFrames);
+        }
+
+        Latency.Decision.RecordSince(cause);
+        return changed;
     }
+
+    /// <summary>A worker's timestamp as a latency cause: Stopwatch ticks when the clock is the real one (virtual time in tests records nothing).</summary>
+    private long Cause(long timestamp) => ReferenceEquals(time, TimeProvider.System) ? timestamp : 0;
 
     private MoveReport OnReportedMove(Input.ReportMove move)
     {
@@ -287,7 +313,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             return new MoveReport(_settings is null ? "mobility is not configured" : $"no segment '{move.Segment}'", null, 0, false);
         }
 
-        var (kind, workload, changed) = Observe(move.Mac, segment, move.Vtep, MoveSource.Api, move.Addresses);
+        var (kind, workload, changed) = Observe(move.Mac, segment, move.Vtep, MoveSource.Api, move.Addresses, 0);
         if (changed)
         {
             RoutesChanged();
@@ -296,7 +322,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         return new MoveReport(kind.ToString(), View(workload), workload.Sequence, workload.Frozen);
     }
 
-    private (MoveKind Kind, Workload Workload, bool Changed) Observe(ulong mac, Segment segment, uint vtep, MoveSource source, IReadOnlyList<IPAddress> addresses)
+    /// <param name="garpSentAt">When the worker already sent the burst's first GARP toward the segment itself (<see cref="ArrivalGarp"/>), its timestamp; else 0.</param>
+    private (MoveKind Kind, Workload Workload, bool Changed) Observe(ulong mac, Segment segment, uint vtep, MoveSource source, IReadOnlyList<IPAddress> addresses, long garpSentAt)
     {
         var location = Classify(segment.Name, segment.Kind == PortKind.Vxlan ? vtep : 0);
         var (kind, workload) = _registry.Observe(mac, location, source);
@@ -314,12 +341,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         {
             case MoveKind.Froze:
                 _frozenAlerts++;
+                PushArrivalGarp();
                 LogFrozen(logger, workload.MacText, _settings!.DampingMoves, _settings.DampingWindowSeconds, location);
                 break;
             case MoveKind.Moved:
                 if (location.Local)
                 {
-                    StartBurst(segment.Domain, segment.Index, vtep, []);
+                    StartBurst(segment.Domain, segment.Index, vtep, [], garpSentAt);
                 }
 
                 LogMoved(logger, workload.MacText, workload.Sequence, location, source);
@@ -327,7 +355,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                 break;
             case MoveKind.Learned when location.Local && source is MoveSource.Rarp or MoveSource.Api:
                 // A VM we never saw announces itself right after arriving (vMotion from a host we do not watch).
-                StartBurst(segment.Domain, segment.Index, vtep, []);
+                StartBurst(segment.Domain, segment.Index, vtep, [], garpSentAt);
                 break;
         }
 
@@ -385,7 +413,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         _announced = next;
         foreach (var peer in _peers)
         {
-            peer.Session.SetAdvertisements(next.Values);
+            peer.Session.SetAdvertisements(next.Values, _routeCause);
         }
     }
 
@@ -409,7 +437,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     // ------------------------------------------------------------------ GARP
 
-    private void StartBurst(int domain, int segment, uint vtep, uint[] extra)
+    /// <param name="sentAt">Non-zero: the worker already sent this burst's first GARP at that timestamp (<see cref="ArrivalGarp"/>); the burst goes on from there.</param>
+    private void StartBurst(int domain, int segment, uint vtep, uint[] extra, long sentAt = 0)
     {
         var count = _settings?.GarpCount ?? 0;
         if (count <= 0)
@@ -417,16 +446,41 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             return;
         }
 
+        var interval = TimeSpan.FromMilliseconds(_settings!.GarpIntervalMs);
+
         // One burst per target: the GARP is broadcast on the segment, so it serves every workload that
         // arrived there. A running burst restarts its count instead (10,000 VMs arriving on one segment
         // cause one burst, not 10,000), and sends at once unless it just did.
         var running = _bursts.Find(b => b.Domain == domain && b.Segment == segment && b.Vtep == vtep && b.Extra.AsSpan().SequenceEqual(extra));
+        if (sentAt != 0)
+        {
+            // The worker sent the first GARP when it saw the RARP: the rest of the burst follows every interval.
+            var burst = running ?? new GarpBurst(domain, segment, vtep, extra);
+            burst.Remaining = count - 1;
+            burst.LastSent = sentAt;
+            if (burst.Remaining <= 0)
+            {
+                burst.Timer?.Dispose();
+                _bursts.Remove(burst);
+            }
+            else if (burst.Timer is null)
+            {
+                burst.Timer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.GarpDue(burst)), null, interval, interval);
+                _bursts.Add(burst);
+            }
+            else
+            {
+                burst.Timer.Change(interval, interval);
+            }
+
+            return;
+        }
+
         if (running is not null)
         {
             // The newcomer must see a GARP sent after it arrived: at once, or (if one just left) as soon as
             // the coalescing window ends; the period restarts from that send.
             running.Remaining = count;
-            var interval = TimeSpan.FromMilliseconds(_settings!.GarpIntervalMs);
             var since = time.GetElapsedTime(running.LastSent);
             if (since >= CoalesceWindow)
             {
@@ -441,11 +495,11 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             return;
         }
 
-        var burst = new GarpBurst(domain, segment, vtep, extra) { Remaining = count };
-        SendBurst(burst);
-        if (burst.Remaining > 0)
+        var started = new GarpBurst(domain, segment, vtep, extra) { Remaining = count };
+        SendBurst(started);
+        if (started.Remaining > 0)
         {
-            var interval = TimeSpan.FromMilliseconds(_settings!.GarpIntervalMs);
+            var burst = started;
             burst.Timer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.GarpDue(burst)), null, interval, interval);
             _bursts.Add(burst);
         }
@@ -472,7 +526,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         }
 
         var (domain, segment, vtep, extra) = (burst.Domain, burst.Segment, burst.Vtep, burst.Extra);
-        _ = worker.Queries.Ask(context => GarpAnnouncer.Announce(context, domain, segment, vtep, extra))
+        var handed = System.Diagnostics.Stopwatch.GetTimestamp();
+        var served = Latency.GarpQuery;
+        _ = worker.Queries.Ask(context =>
+            {
+                served.RecordSince(handed);
+                return GarpAnnouncer.Announce(context, domain, segment, vtep, extra);
+            })
             .ContinueWith(t => Interlocked.Add(ref _garpFrames, t.IsCompletedSuccessfully ? t.Result : 0), TaskScheduler.Default);
     }
 
@@ -551,6 +611,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         };
 
         ApplyArpFilter();
+        PushArrivalGarp();
         var bgpJson = bgp is null ? "" : JsonSerializer.Serialize(bgp, ConfigDocumentJson.Options);
         if (!string.Equals(bgpJson, _appliedBgp, StringComparison.Ordinal))
         {
@@ -585,6 +646,37 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         });
     }
 
+    /// <summary>
+    /// Tells the worker which segments are local and which MACs are frozen, so it answers a RARP there
+    /// with the first GARP itself (<see cref="ArrivalGarp"/>); off when mobility or the GARP burst is off.
+    /// </summary>
+    private void PushArrivalGarp()
+    {
+        if (runtime.Worker is not { } worker || runtime.Slot?.Current is not { } snapshot)
+        {
+            return;
+        }
+
+        ArrivalGarp? arrival = null;
+        if (_settings is { GarpCount: > 0 })
+        {
+            var local = new bool[snapshot.Segments.Length];
+            foreach (var segment in snapshot.Segments)
+            {
+                local[segment.Index] = Classify(segment.Name, 0).Local;
+            }
+
+            var frozen = _registry.Workloads.Where(w => w.Frozen).Select(w => w.Mac);
+            arrival = new ArrivalGarp(local, frozen, (long)(CoalesceWindow.TotalSeconds * time.TimestampFrequency));
+        }
+
+        _ = worker.Queries.Ask(context =>
+        {
+            context.ArrivalGarp = arrival;
+            return 0;
+        });
+    }
+
     private void RestartPeers(BgpSettings? bgp)
     {
         foreach (var old in _peers)
@@ -608,6 +700,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                         NextHopIpv4 = bgp.NextHop is { } nh4 ? IPAddress.Parse(nh4) : null,
                         NextHopIpv6 = bgp.NextHopIpv6 is { } nh6 ? IPAddress.Parse(nh6) : null,
                         SocketFactory = netns is null ? null : family => SocketIn(netns, family),
+                        Latency = Latency.Bgp,
+                        LoopPriority = LoopPriority.RealTime,
                         Fsm = new BgpFsmOptions
                         {
                             LocalAs = bgp.LocalAs,

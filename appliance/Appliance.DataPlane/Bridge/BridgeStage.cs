@@ -66,10 +66,16 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             // A train of frames from one station in one batch: the first refreshed the entry at this
             // same timestamp, so the rest need no table access. (Segments are unique across domains.)
             var location = new Location(source, p.IngressSegment, vtep);
+
+            // ESXi announces a VM that just arrived with a broadcast RARP from its MAC: a move signal. On a
+            // local segment the worker sends the first GARP for the gateway at once (Gateway/ArrivalGarp.cs),
+            // before learning, so the MAC move this frame causes carries that fact too.
+            var rarp = (frame[0] & 1) != 0 && L3Messages.EtherTypeOf(frame) == EtherType.Rarp;
+            var garps = rarp ? context.ArrivalGarp?.OnRarp(context, lastDomain, p.IngressSegment, vtep, source, now) ?? 0 : 0;
             if (location != lastLearned || (p.Flags & PacketFlags.Traced) != 0)
             {
                 lastDestination = new Destination(0, -1, 0, 0);
-                if (!Learn(ref p, context, domain, state, source, vtep, now))
+                if (!Learn(ref p, context, domain, state, source, vtep, now, garps))
                 {
                     lastLearned = default;
                     continue;
@@ -93,10 +99,9 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
 
             if (destination.IsMulticast)
             {
-                if (L3Messages.EtherTypeOf(frame) == EtherType.Rarp)
+                if (rarp)
                 {
-                    // ESXi announces a VM that just arrived with a broadcast RARP from its MAC: a move signal.
-                    context.Mobility.Post(new MobilitySignal(MobilitySignalKind.Rarp, lastDomain, p.IngressSegment, vtep, source, false, 0, 0, now));
+                    context.Mobility.Post(new MobilitySignal(MobilitySignalKind.Rarp, lastDomain, p.IngressSegment, vtep, source, false, 0, 0, now) { GarpFrames = garps });
                 }
 
                 p.Flags |= PacketFlags.Bum;
@@ -141,7 +146,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         }
     }
 
-    private bool Learn(ref PacketMeta p, WorkerContext context, Domain domain, DomainState state, ulong mac, uint vtep, long now)
+    private bool Learn(ref PacketMeta p, WorkerContext context, Domain domain, DomainState state, ulong mac, uint vtep, long now, int garpFrames)
     {
         ref var entry = ref state.Table.Find(mac);
         if (Unsafe.IsNullRef(ref entry))
@@ -198,7 +203,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         entry.Segment = p.IngressSegment;
         entry.Vtep = vtep;
         entry.LastSeen = now;
-        context.Mobility.Post(new MobilitySignal(MobilitySignalKind.MacMove, domain.Index, p.IngressSegment, vtep, mac, false, 0, 0, now));
+        context.Mobility.Post(new MobilitySignal(MobilitySignalKind.MacMove, domain.Index, p.IngressSegment, vtep, mac, false, 0, 0, now) { GarpFrames = garpFrames });
         if ((p.Flags & PacketFlags.Traced) != 0)
         {
             context.Tracer.Record(p.TraceId, Name, "learn", $"{new MacAddress(mac)} moved to {context.Snapshot.Segments[p.IngressSegment].Name}{VtepText(vtep)}");

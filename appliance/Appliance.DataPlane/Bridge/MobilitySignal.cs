@@ -35,6 +35,12 @@ public readonly record struct MobilitySignal(
     long Timestamp)
 {
     public bool HasAddress => Ipv6 || AddressLo != 0;
+
+    /// <summary>
+    /// Frames the worker already sent in reaction (<see cref="Gateway.ArrivalGarp"/>: the first GARP of the
+    /// burst for a RARP on a local segment), so the control plane starts the burst after that send.
+    /// </summary>
+    public int GarpFrames { get; init; }
 }
 
 /// <summary>

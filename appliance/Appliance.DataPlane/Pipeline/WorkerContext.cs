@@ -45,6 +45,9 @@ public sealed class WorkerContext
     /// </summary>
     public bool[] GatewayArpFilter { get; set; } = [];
 
+    /// <summary>The first GARP for a RARP on a local segment, sent by the worker itself; set by the mobility service (null = off).</summary>
+    public Gateway.ArrivalGarp? ArrivalGarp { get; set; }
+
     public BridgeState Bridge { get; } = new();
 
     /// <summary>Conntrack table, NAT ports, firewall rule counters and log (Firewall/, Nat/).</summary>

@@ -151,6 +151,7 @@ def latency(n, out):
                  ["frame.time_epoch", "eth.src", "eth.type", "arp.opcode", "arp.src.hw_mac"], f"{out}/h10.txt")
     bird = tshark("ist-bird", "tcp port 179", "bgp.type == 2", ["frame.time_epoch", "bgp.nlri_prefix"], f"{out}/bird.txt")
     started = time.time()
+    hops_available = reset_hops()
     remote, local = Sender("ist-vm10"), Sender("ist-h10")
     macs = []
     for i in range(n):
@@ -164,6 +165,7 @@ def latency(n, out):
     stop(h10)
     stop(bird)
     added = bird_log_added(started - 1)
+    hops = hop_lines() if hops_available else []
 
     frames = [l.rstrip("\n").split(";") for l in open(f"{out}/h10.txt") if l.strip()]
     rarps = {}
@@ -197,13 +199,32 @@ def latency(n, out):
     lines = [f"moves: {n}, RARPs seen on the wire: {len(rarps)}",
              summary("RARP on the wire -> first GARP on the wire", to_garp),
              summary("RARP on the wire -> BGP UPDATE on the wire (toward BIRD)", to_update),
-             summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)]
+             summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)] + hops
     # Move them back (withdraw), so the lab is as before.
     for mac, _ in macs:
         remote(f"rarp {mac}")
         time.sleep(0.01)
     remote.close()
     local.close()
+    return lines
+
+
+def reset_hops():
+    """Clears the appliance's per-hop latency samples; False on a commit without them."""
+    try:
+        api("POST", "/mobility/latency/reset")
+        return True
+    except RuntimeError:
+        return False
+
+
+def hop_lines():
+    """Inside the appliance, per hop, from the worker seeing the RARP (GET /api/v1/mobility/latency)."""
+    view = api("GET", "/mobility/latency")
+    lines = [f"inside the appliance (from the worker seeing the RARP; mobility loop {view['scheduling']}; "
+             f"GARP frames sent by the worker itself: {view['workerGarpFrames']}):"]
+    for h in view["hops"]:
+        lines.append(f"  {h['hop']:<17} n={h['samples']:<4} p50={h['p50Us'] / 1000:.3f} ms p99={h['p99Us'] / 1000:.3f} ms max={h['maxUs'] / 1000:.3f} ms")
     return lines
 
 

@@ -112,7 +112,18 @@ public sealed class MobilityApiTests(MobileAppliance appliance) : IClassFixture<
         Assert.True(local.Sequence > remote.Sequence);
 
         // The GARP burst for the gateway 10.10.0.1 toward the workload: at once, then once more 50 ms later (request + reply each).
+        // The first pair left from the worker itself when it saw the RARP; the mobility loop sent only the rest of the burst.
         await MobileAppliance.Eventually(() => GarpsForGateway(acc10) - garpsBefore >= 4);
+        await Task.Delay(300); // six burst intervals: nothing more may follow
+        Assert.Equal(4, GarpsForGateway(acc10) - garpsBefore);
+        Assert.True(mobility.Latency.WorkerGarpFrames >= 2);
+
+        // Where the time went, hop by hop, from the worker seeing the RARP (the hops this move went through have samples).
+        var latency = await _factory.Reader().GetFromJsonAsync<JsonObject>(new Uri("/api/v1/mobility/latency", UriKind.Relative));
+        var hops = latency!["hops"]!.AsArray().ToDictionary(h => h!["hop"]!.GetValue<string>(), h => h!);
+        Assert.True(hops["feed"]["count"]!.GetValue<long>() >= 1);
+        Assert.True(hops["decision"]["count"]!.GetValue<long>() >= 1);
+        Assert.Contains("bgp socket write", hops.Keys);
 
         // The move back withdraws it.
         appliance.Rarp("trunk0", 10);

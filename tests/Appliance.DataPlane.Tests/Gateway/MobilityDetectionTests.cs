@@ -193,4 +193,71 @@ public class MobilityDetectionTests
         Assert.Equal(ArpOpcode.Reply, Arp(Assert.Single(lab.Sent(Acc10))).Opcode);
         lab.ClearSent();
     }
+
+    private static void ArmArrivalGarp(L3Fixture lab, string[] local, ulong[] frozen)
+    {
+        lab.Worker.Queries.Ask(context =>
+        {
+            var segments = new bool[context.Snapshot.Segments.Length];
+            foreach (var name in local)
+            {
+                segments[Segment(lab, name)] = true;
+            }
+
+            context.ArrivalGarp = new ArrivalGarp(segments, frozen, lab.Time.TimestampFrequency / 20); // 50 ms
+            return 0;
+        });
+        lab.Worker.RunOnce();
+    }
+
+    [Fact]
+    public void A_rarp_on_a_local_segment_is_answered_by_the_worker_with_the_first_garp_in_the_same_batch()
+    {
+        using var lab = new L3Fixture();
+        ArmArrivalGarp(lab, ["acc10"], []);
+
+        lab.Receive(Acc10, Rarp(Vm));
+
+        var signal = Assert.Single(Signals(lab));
+        Assert.Equal((MobilitySignalKind.Rarp, 3), (signal.Kind, signal.GarpFrames));
+        var sent = lab.Sent(Acc10);
+        Assert.Equal(3, sent.Count); // ARP request + reply for 10.10.0.1, unsolicited NA for fd00:10::1
+        Assert.Equal((ArpOpcode.Request, Gw10, Gw10Ip), (Arp(sent[0]).Opcode, Arp(sent[0]).SenderMac, Arp(sent[0]).TargetIp));
+        Assert.Equal(ArpOpcode.Reply, Arp(sent[1]).Opcode);
+        Assert.True(Arp(sent[0]).IsGratuitous && Arp(sent[1]).IsGratuitous);
+
+        // The RARP itself is flooded as before; the GARP went toward the arriving workload only.
+        Assert.Single(lab.Sent(Trunk0)); // the RARP (tagged)
+        Assert.Equal(2, lab.Sent(Und0).Count); // the RARP toward both VTEPs, no GARP
+    }
+
+    [Fact]
+    public void A_flood_of_rarps_on_one_segment_gets_one_garp_per_coalescing_window()
+    {
+        using var lab = new L3Fixture();
+        ArmArrivalGarp(lab, ["acc10"], []);
+
+        lab.Receive(Acc10, Rarp(Vm));
+        lab.Receive(Acc10, Rarp(MacAddress.Parse("00:50:56:aa:bb:02")));
+        lab.Time.Advance(TimeSpan.FromMilliseconds(60));
+        lab.Receive(Acc10, Rarp(MacAddress.Parse("00:50:56:aa:bb:03")));
+
+        Assert.Equal([3, 0, 3], Signals(lab).Select(s => s.GarpFrames));
+        Assert.Equal(6, lab.Sent(Acc10).Count);
+        lab.ClearSent();
+    }
+
+    [Fact]
+    public void A_rarp_on_an_interconnect_segment_or_from_a_frozen_mac_or_with_the_reaction_off_is_left_to_the_control_plane()
+    {
+        using var lab = new L3Fixture();
+        lab.Receive(Acc10, Rarp(Vm)); // not armed
+        ArmArrivalGarp(lab, ["acc10"], [Vm.Value]);
+        lab.Receive(Acc10, Rarp(Vm)); // frozen duplicate
+        lab.Receive(Und0, new MemoryFrame(Frames.Vxlan(5010, Rarp(MacAddress.Parse("00:50:56:aa:bb:02"))), RemoteVtep: Vtep2)); // not local
+
+        Assert.All(Signals(lab), s => Assert.Equal((MobilitySignalKind.Rarp, 0), (s.Kind, s.GarpFrames)));
+        Assert.DoesNotContain(lab.Sent(Acc10), f => L3Messages.EtherTypeOf(f) == EtherType.Arp);
+        lab.ClearSent();
+    }
 }

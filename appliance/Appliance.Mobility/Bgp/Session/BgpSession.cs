@@ -4,6 +4,8 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
+using Isthmus.Mobility.Diagnostics;
+using Isthmus.Mobility.Threading;
 
 namespace Isthmus.Mobility.Bgp.Session;
 
@@ -32,6 +34,26 @@ public sealed record BgpPeerOptions
     /// namespace); default: a plain socket in the process's namespace.
     /// </summary>
     public Func<AddressFamily, Socket>? SocketFactory { get; init; }
+
+    /// <summary>
+    /// Where the session records how long a change took (from the cause handed to
+    /// <see cref="BgpSession.SetAdvertisementsAsync(IEnumerable{Advertisement}, long)"/>) to reach its loop
+    /// and to leave through the socket; shared by the sessions of one speaker. Null: not recorded.
+    /// </summary>
+    public BgpLatency? Latency { get; init; }
+
+    /// <summary>The session loop's thread: <see cref="LoopPriority.RealTime"/> in the appliance (UPDATE latency), ordinary by default.</summary>
+    public LoopPriority LoopPriority { get; init; } = LoopPriority.Normal;
+}
+
+/// <summary>Latency of advertisement changes inside the sessions (Stopwatch ticks from the change's cause).</summary>
+public sealed class BgpLatency
+{
+    /// <summary>Cause → the session loop took the new desired set.</summary>
+    public LatencyRecorder ToLoop { get; } = new("bgp loop");
+
+    /// <summary>Cause → the first UPDATE it produced was written to the socket.</summary>
+    public LatencyRecorder ToSocket { get; } = new("bgp socket write");
 }
 
 /// <summary>
@@ -49,7 +71,7 @@ public sealed class BgpSession : IAsyncDisposable
     private readonly BgpPeerOptions _options;
     private readonly TimeProvider _time;
     private DateTimeOffset? _establishedAt;
-    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly BgpFsm _fsm;
     private readonly AdjRibOut _ribOut = new();
     private readonly Dictionary<IPNetwork, Advertisement> _desired = [];
@@ -57,6 +79,9 @@ public sealed class BgpSession : IAsyncDisposable
     private readonly Task _loop;
     private Connection? _connection;
     private long _connectionId;
+
+    /// <summary>The cause of the change being sent (0 when none or already recorded); loop only.</summary>
+    private long _cause;
     private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
 
     public BgpSession(BgpPeerOptions options, TimeProvider time)
@@ -64,7 +89,7 @@ public sealed class BgpSession : IAsyncDisposable
         _options = options;
         _time = time;
         _fsm = new BgpFsm(options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
-        _loop = Task.Run(RunAsync);
+        _loop = LoopThread.Start("isthmus-bgp", _inputs.Reader, Handle, options.LoopPriority);
     }
 
     public BgpState State => _snapshot.State;
@@ -96,14 +121,17 @@ public sealed class BgpSession : IAsyncDisposable
     /// Replaces the desired set (MetalLB's <c>Session.Set</c>). The loop announces what is new or changed
     /// and withdraws what is gone; the task completes when the loop has queued those UPDATEs.
     /// </summary>
-    public Task SetAdvertisementsAsync(IEnumerable<Advertisement> desired)
+    public Task SetAdvertisementsAsync(IEnumerable<Advertisement> desired) => SetAdvertisementsAsync(desired, 0);
+
+    /// <param name="cause">The Stopwatch timestamp of what caused the change (a RARP seen by a worker), for <see cref="BgpPeerOptions.Latency"/>; 0 = none.</param>
+    public Task SetAdvertisementsAsync(IEnumerable<Advertisement> desired, long cause)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _inputs.Writer.TryWrite(new Input.SetAdvertisements([.. desired], done));
+        _inputs.Writer.TryWrite(new Input.SetAdvertisements([.. desired], done, cause));
         return done.Task;
     }
 
-    public void SetAdvertisements(IEnumerable<Advertisement> desired) => _ = SetAdvertisementsAsync(desired);
+    public void SetAdvertisements(IEnumerable<Advertisement> desired, long cause = 0) => _ = SetAdvertisementsAsync(desired, cause);
 
     /// <summary>
     /// Sends every route of the Adj-RIB-Out again (what the appliance does after its own migration, so
@@ -134,65 +162,67 @@ public sealed class BgpSession : IAsyncDisposable
         _fsm.Dispose();
     }
 
-    private async Task RunAsync()
+    private void Handle(Input input)
     {
-        await foreach (var input in _inputs.Reader.ReadAllAsync().ConfigureAwait(false))
+        switch (input)
         {
-            switch (input)
-            {
-                case Input.Fsm fsm:
-                    _fsm.Handle(fsm.Event);
-                    break;
-                case Input.Connected connected:
-                    OnConnected(connected);
-                    break;
-                case Input.ConnectFailed failed when failed.ConnectionId == _connectionId:
-                    _fsm.Handle(new BgpEvent.TcpConnectionFails(failed.Reason));
-                    break;
-                case Input.Frame frame when frame.ConnectionId == _connectionId:
-                    OnFrame(frame.Bytes);
-                    break;
-                case Input.FrameError frameError when frameError.ConnectionId == _connectionId:
-                    _fsm.Handle(new BgpEvent.MessageError(frameError.Error));
-                    break;
-                case Input.Closed closed when closed.ConnectionId == _connectionId:
-                    _fsm.Handle(new BgpEvent.TcpConnectionFails(closed.Reason));
-                    break;
-                case Input.SetAdvertisements set:
-                    _desired.Clear();
-                    foreach (var advertisement in set.Desired)
-                    {
-                        _desired[advertisement.Prefix] = advertisement;
-                    }
+            case Input.Fsm fsm:
+                _fsm.Handle(fsm.Event);
+                break;
+            case Input.Connected connected:
+                OnConnected(connected);
+                break;
+            case Input.ConnectFailed failed when failed.ConnectionId == _connectionId:
+                _fsm.Handle(new BgpEvent.TcpConnectionFails(failed.Reason));
+                break;
+            case Input.Frame frame when frame.ConnectionId == _connectionId:
+                OnFrame(frame.Bytes);
+                break;
+            case Input.FrameError frameError when frameError.ConnectionId == _connectionId:
+                _fsm.Handle(new BgpEvent.MessageError(frameError.Error));
+                break;
+            case Input.Closed closed when closed.ConnectionId == _connectionId:
+                _fsm.Handle(new BgpEvent.TcpConnectionFails(closed.Reason));
+                break;
+            case Input.SetAdvertisements set:
+                _options.Latency?.ToLoop.RecordSince(set.Cause);
+                _cause = set.Cause;
+                _desired.Clear();
+                foreach (var advertisement in set.Desired)
+                {
+                    _desired[advertisement.Prefix] = advertisement;
+                }
 
-                    if (_fsm.State == BgpState.Established)
-                    {
-                        SendDiff();
-                    }
+                if (_fsm.State == BgpState.Established)
+                {
+                    SendDiff();
+                }
 
-                    set.Done.TrySetResult();
-                    break;
-                case Input.Refresh refresh:
-                    if (_fsm.State == BgpState.Established)
-                    {
-                        Announce(_ribOut.Routes.ToList());
-                    }
+                _cause = 0;
+                set.Done.TrySetResult();
+                break;
+            case Input.Refresh refresh:
+                if (_fsm.State == BgpState.Established)
+                {
+                    Announce(_ribOut.Routes.ToList());
+                }
 
-                    refresh.Done.TrySetResult();
-                    break;
-                case Input.Stop stop:
-                    _fsm.Handle(new BgpEvent.ManualStop(stop.Reason));
-                    _fsm.Dispose();
-                    var closing = _connection?.Closed ?? Task.CompletedTask;
-                    Publish();
-                    _inputs.Writer.TryComplete();
-                    await closing.ConfigureAwait(false);
-                    stop.Done.TrySetResult();
-                    break;
-            }
+                refresh.Done.TrySetResult();
+                break;
+            case Input.Stop stop:
+                _fsm.Handle(new BgpEvent.ManualStop(stop.Reason));
+                _fsm.Dispose();
+                var closing = _connection?.Closed ?? Task.CompletedTask;
+                Publish();
+                _inputs.Writer.TryComplete();
 
-            Publish();
+                // The loop's own thread waits for the final NOTIFICATION to be flushed (at most 5 s).
+                closing.Wait();
+                stop.Done.TrySetResult();
+                break;
         }
+
+        Publish();
     }
 
     private void OnConnected(Input.Connected connected)
@@ -203,7 +233,7 @@ public sealed class BgpSession : IAsyncDisposable
             return;
         }
 
-        _connection = new Connection(connected.Socket, connected.ConnectionId, _inputs.Writer);
+        _connection = new Connection(connected.Socket, connected.ConnectionId, _inputs.Writer, _options.Latency);
         _fsm.Handle(new BgpEvent.TcpConnectionConfirmed());
     }
 
@@ -306,7 +336,12 @@ public sealed class BgpSession : IAsyncDisposable
         };
     }
 
-    private void Send(BgpMessage message, BgpDecodeContext context) => _connection?.Send(message.Encode(context));
+    private void Send(BgpMessage message, BgpDecodeContext context)
+    {
+        // The first UPDATE of a timed change carries its cause to the socket write.
+        _connection?.Send(message.Encode(context), _cause);
+        _cause = 0;
+    }
 
     private void OnEstablished()
     {
@@ -425,6 +460,9 @@ public sealed class BgpSession : IAsyncDisposable
         _connection = null;
     }
 
+    /// <summary>A message for the writer: bytes to send, or a send the loop started that must finish first.</summary>
+    private sealed record Outgoing(byte[]? Bytes, long Cause, Task<int>? InFlight);
+
     private sealed record Snapshot(
         BgpState State,
         BgpNegotiated? Negotiated,
@@ -447,7 +485,7 @@ public sealed class BgpSession : IAsyncDisposable
 
         public sealed record Closed(long ConnectionId, string Reason) : Input;
 
-        public sealed record SetAdvertisements(Advertisement[] Desired, TaskCompletionSource Done) : Input;
+        public sealed record SetAdvertisements(Advertisement[] Desired, TaskCompletionSource Done, long Cause) : Input;
 
         public sealed record Stop(string? Reason, TaskCompletionSource Done) : Input;
 
@@ -479,18 +517,27 @@ public sealed class BgpSession : IAsyncDisposable
 
     /// <summary>
     /// One TCP connection: a reader task that frames messages and posts them to the loop, and a writer
-    /// task that drains a send queue (so the loop never blocks on the socket). Close flushes the queue
-    /// (a final NOTIFICATION goes out) before the socket closes.
+    /// task that drains a send queue, so the loop never blocks on the socket. When nothing is queued or
+    /// being written, the loop starts the send itself: on Linux an asynchronous send first tries to write
+    /// at once, so an UPDATE leaves without a thread hop; if the kernel did not take it all, the writer
+    /// waits for that send before the next message (order kept). Close flushes the queue (a final
+    /// NOTIFICATION goes out) before the socket closes.
     /// </summary>
     private sealed class Connection : IDisposable
     {
         private readonly Socket _socket;
-        private readonly Channel<byte[]> _sendQueue = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly Channel<Outgoing> _sendQueue = Channel.CreateUnbounded<Outgoing>(new UnboundedChannelOptions { SingleReader = true });
         private readonly CancellationTokenSource _cancel = new();
+        private readonly BgpLatency? _latency;
 
-        public Connection(Socket socket, long id, ChannelWriter<Input> inputs)
+        /// <summary>Messages queued or being written by the writer task: the loop (the only producer) sends directly only at 0.</summary>
+        private int _queued;
+        private bool _closing;
+
+        public Connection(Socket socket, long id, ChannelWriter<Input> inputs, BgpLatency? latency)
         {
             _socket = socket;
+            _latency = latency;
             LocalAddress = (socket.LocalEndPoint as IPEndPoint)?.Address;
             _ = Task.Run(() => ReadAsync(id, inputs));
             Closed = Task.Run(WriteAsync);
@@ -500,11 +547,50 @@ public sealed class BgpSession : IAsyncDisposable
 
         public Task Closed { get; }
 
-        public void Send(byte[] bytes) => _sendQueue.Writer.TryWrite(bytes);
+        /// <summary>Loop only.</summary>
+        public void Send(byte[] bytes, long cause)
+        {
+            if (_closing)
+            {
+                return;
+            }
 
-        /// <summary>Flush, then close; a peer that stops reading gets five seconds.</summary>
+            Interlocked.Increment(ref _queued);
+            if (Volatile.Read(ref _queued) == 1)
+            {
+                ValueTask<int> direct;
+                try
+                {
+                    direct = _socket.SendAsync(bytes, SocketFlags.None, _cancel.Token);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    // The reader reports the broken connection.
+                    Interlocked.Decrement(ref _queued);
+                    return;
+                }
+
+                if (direct.IsCompletedSuccessfully)
+                {
+                    Interlocked.Decrement(ref _queued);
+                    _latency?.ToSocket.RecordSince(cause);
+                    return;
+                }
+
+                // Still in flight (or failed): the writer waits for it before anything queued after it.
+                _sendQueue.Writer.TryWrite(new Outgoing(null, cause, direct.AsTask()));
+                return;
+            }
+
+            if (!_sendQueue.Writer.TryWrite(new Outgoing(bytes, cause, null)))
+            {
+                Interlocked.Decrement(ref _queued);
+            }
+        }
+
         public void Close()
         {
+            _closing = true;
             _sendQueue.Writer.TryComplete();
             try
             {
@@ -521,9 +607,19 @@ public sealed class BgpSession : IAsyncDisposable
         {
             try
             {
-                await foreach (var bytes in _sendQueue.Reader.ReadAllAsync(_cancel.Token).ConfigureAwait(false))
+                await foreach (var outgoing in _sendQueue.Reader.ReadAllAsync(_cancel.Token).ConfigureAwait(false))
                 {
-                    await _socket.SendAsync(bytes, SocketFlags.None, _cancel.Token).ConfigureAwait(false);
+                    if (outgoing.InFlight is { } inFlight)
+                    {
+                        await inFlight.ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await _socket.SendAsync(outgoing.Bytes!, SocketFlags.None, _cancel.Token).ConfigureAwait(false);
+                    }
+
+                    _latency?.ToSocket.RecordSince(outgoing.Cause);
+                    Interlocked.Decrement(ref _queued);
                 }
 
                 _socket.Shutdown(SocketShutdown.Send);

@@ -1,0 +1,50 @@
+using Isthmus.DataPlane.Gateway;
+using Isthmus.Mobility.Bgp.Session;
+using Isthmus.Mobility.Diagnostics;
+
+namespace Isthmus.ControlPlane.Mobility;
+
+/// <summary>
+/// Where the time goes from a worker seeing a move (a RARP: the signal's timestamp) to the reactions
+/// leaving, hop by hop, each measured from that same cause (so the hops read as a timeline):
+/// <list type="bullet">
+/// <item><c>feed</c>: the mobility loop took the signal from the <see cref="DataPlane.Bridge.MobilityFeed"/>;</item>
+/// <item><c>decision</c>: the registry observed it and the burst was decided;</item>
+/// <item><c>bgp loop</c> / <c>bgp socket write</c>: each BGP session's loop took the new desired set, its first UPDATE was written to the socket;</item>
+/// <item><c>garp query</c>: a GARP handed to the worker as a query → the worker served it (its wake-up; from the hand-over, not from the RARP).</item>
+/// </list>
+/// The first GARP after a RARP on a local segment is sent by the worker in the same batch as the RARP
+/// (<see cref="ArrivalGarp"/>): counted in <see cref="WorkerGarpFrames"/>, no hop to time.
+/// </summary>
+public sealed class MobilityLatency
+{
+    private long _workerGarps;
+
+    public LatencyRecorder Feed { get; } = new("feed");
+
+    public LatencyRecorder Decision { get; } = new("decision");
+
+    public LatencyRecorder GarpQuery { get; } = new("garp query");
+
+    public BgpLatency Bgp { get; } = new();
+
+    /// <summary>GARP frames the workers sent themselves on seeing a RARP.</summary>
+    public long WorkerGarpFrames => Volatile.Read(ref _workerGarps);
+
+    /// <summary>The mobility loop thread's scheduling ("SCHED_FIFO 1", "nice -10", "normal").</summary>
+    public string Scheduling { get; internal set; } = "normal";
+
+    public void CountWorkerGarp(int frames) => Interlocked.Add(ref _workerGarps, frames);
+
+    public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
+
+    public void Reset()
+    {
+        Feed.Reset();
+        Decision.Reset();
+        GarpQuery.Reset();
+        Bgp.ToLoop.Reset();
+        Bgp.ToSocket.Reset();
+        Interlocked.Exchange(ref _workerGarps, 0);
+    }
+}
