@@ -56,6 +56,9 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private readonly AnnouncementPacer _pacer = new(time);
     private readonly List<Peer> _peers = [];
     private readonly List<GarpBurst> _bursts = [];
+
+    /// <summary>The snooper handed to the worker (its counters are written there and read here for the status).</summary>
+    private DhcpSnooping? _dhcp;
     private Dictionary<IPNetwork, Advertisement> _announced = [];
     private HostRoutePlan _plan = new(new Dictionary<IPNetwork, Advertisement>(), 0, []);
     private HostRoutePolicy _policy = new();
@@ -281,6 +284,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             MobilitySignalKind.Rarp => MoveSource.Rarp,
             MobilitySignalKind.Garp => MoveSource.Garp,
             MobilitySignalKind.MacMove => MoveSource.MacMove,
+            MobilitySignalKind.DhcpBinding => MoveSource.Dhcp,
             _ => MoveSource.Binding,
         };
         IPAddress? address = null;
@@ -612,6 +616,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
         ApplyArpFilter();
         PushArrivalGarp();
+        PushDhcpSnooping();
         var bgpJson = bgp is null ? "" : JsonSerializer.Serialize(bgp, ConfigDocumentJson.Options);
         if (!string.Equals(bgpJson, _appliedBgp, StringComparison.Ordinal))
         {
@@ -673,6 +678,23 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         _ = worker.Queries.Ask(context =>
         {
             context.ArrivalGarp = arrival;
+            return 0;
+        });
+    }
+
+    /// <summary>DHCPACK snooping in the worker's bridge while mobility is on (bindings as from ARP; <see cref="DhcpSnooping"/>).</summary>
+    private void PushDhcpSnooping()
+    {
+        if (runtime.Worker is not { } worker || (_settings is not null) == (_dhcp is not null))
+        {
+            return;
+        }
+
+        var dhcp = _settings is null ? null : new DhcpSnooping();
+        _dhcp = dhcp;
+        _ = worker.Queries.Ask(context =>
+        {
+            context.DhcpSnooping = dhcp;
             return 0;
         });
     }
@@ -744,6 +766,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         var plan = _plan;
         var (enabled, site, waiting, signals, ignored, discarded) = (_settings is not null, _settings?.Site, _waiting, _signals, _ignored, runtime.Mobility.Discarded);
         var (garps, self, gaps, alerts) = (Interlocked.Read(ref _garpFrames), _selfMigrations, _stun?.GapsDetected ?? 0, _frozenAlerts);
+        var (dhcpAcks, dhcpMalformed, dhcpNoLocation) = (_dhcp?.Acks ?? 0, _dhcp?.Malformed ?? 0, _dhcp?.NoLocation ?? 0);
         _status = new Lazy<MobilityStatus>(() => new MobilityStatus(
             enabled,
             site,
@@ -759,7 +782,10 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             garps,
             self,
             gaps,
-            alerts));
+            alerts,
+            dhcpAcks,
+            dhcpMalformed,
+            dhcpNoLocation));
     }
 
     private static WorkloadView View(Workload w) => new(
@@ -865,6 +891,7 @@ public sealed record MoveReport(string Outcome, WorkloadView? Workload, long Seq
 
 /// <param name="Capped">Host routes left out by the cap.</param>
 /// <param name="Waiting">New prefixes held back by the rate limit.</param>
+/// <param name="DhcpAcks">DHCPACKs the data plane snooped into bindings; <paramref name="DhcpMalformed"/>: UDP 67→68 that did not parse (ignored); <paramref name="DhcpNoLocation"/>: ACKs for a client MAC not learned yet.</param>
 public sealed record MobilityStatus(
     bool Enabled,
     string? Site,
@@ -880,7 +907,10 @@ public sealed record MobilityStatus(
     long GarpFrames,
     long SelfMigrations,
     long StunGaps,
-    long DuplicateAlerts)
+    long DuplicateAlerts,
+    long DhcpAcks,
+    long DhcpMalformed,
+    long DhcpNoLocation)
 {
-    public static readonly MobilityStatus Empty = new(false, null, [], [], [], 0, 0, [], 0, 0, 0, 0, 0, 0, 0);
+    public static readonly MobilityStatus Empty = new(false, null, [], [], [], 0, 0, [], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 }

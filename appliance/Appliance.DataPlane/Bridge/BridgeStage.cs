@@ -97,6 +97,11 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
                 continue;
             }
 
+            if (context.DhcpSnooping is { } dhcp && L3Messages.EtherTypeOf(frame) == EtherType.Ipv4)
+            {
+                dhcp.Inspect(context, state, lastDomain, pool.Frame(p.Buffer, p.Offset, p.Length), now);
+            }
+
             if (destination.IsMulticast)
             {
                 if (rarp)

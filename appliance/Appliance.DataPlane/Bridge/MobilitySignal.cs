@@ -16,6 +16,9 @@ public enum MobilitySignalKind : byte
 
     /// <summary>An ARP / ND exchange bound an address to a MAC for the first time, or to another MAC.</summary>
     Binding,
+
+    /// <summary>A DHCPACK bound its address to the client's MAC (<see cref="DhcpSnooping"/>); located where that MAC was learned.</summary>
+    DhcpBinding,
 }
 
 /// <summary>

@@ -48,6 +48,9 @@ public sealed class WorkerContext
     /// <summary>The first GARP for a RARP on a local segment, sent by the worker itself; set by the mobility service (null = off).</summary>
     public Gateway.ArrivalGarp? ArrivalGarp { get; set; }
 
+    /// <summary>DHCPACK snooping in the bridge (bindings for mobility); set by the mobility service (null = off).</summary>
+    public DhcpSnooping? DhcpSnooping { get; set; }
+
     public BridgeState Bridge { get; } = new();
 
     /// <summary>Conntrack table, NAT ports, firewall rule counters and log (Firewall/, Nat/).</summary>

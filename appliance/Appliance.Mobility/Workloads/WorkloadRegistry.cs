@@ -37,6 +37,9 @@ public enum MoveSource
 
     /// <summary>An orchestrator said so through the API.</summary>
     Api,
+
+    /// <summary>A DHCPACK the data plane snooped bound one of its addresses to its MAC.</summary>
+    Dhcp,
 }
 
 /// <summary>How <see cref="WorkloadRegistry.Observe"/> classified a sighting.</summary>

@@ -172,6 +172,42 @@ public sealed class MobilityApiTests(MobileAppliance appliance) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_dhcpack_bridged_from_the_interconnect_binds_the_leased_address_to_the_local_client_and_announces_it()
+    {
+        var client = MacAddress.Parse("00:50:56:00:00:d1");
+        var server = MacAddress.Parse("00:50:56:00:00:d2");
+        static byte[] Dhcp(byte op, MacAddress chaddr, Ipv4Address yiaddr, byte type)
+        {
+            var message = new byte[244];
+            (message[0], message[1], message[2]) = (op, 1, 6);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(16), yiaddr.Value);
+            chaddr.WriteTo(message.AsSpan(28));
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(236), 0x6382_5363);
+            (message[240], message[241], message[242], message[243]) = (53, 1, type, 255);
+            return message;
+        }
+
+        static MemoryFrame Frame(MacAddress from, MacAddress to, ushort sport, ushort dport, byte[] dhcp, ushort? vlan)
+        {
+            var buffer = new byte[600];
+            var n = PacketBuilder.Udp(buffer, new Ipv4FrameSpec(from, to, Ipv4Address.Parse("0.0.0.0"), Ipv4Address.Parse("255.255.255.255")), sport, dport, dhcp);
+            return new MemoryFrame(buffer[..n], vlan);
+        }
+
+        // The client asks on the local segment; the DHCP server answers from the other site (across the interconnect).
+        _factory.Ports["acc10"].Enqueue(Frame(client, MacAddress.Broadcast, 68, 67, Dhcp(1, client, default, 3), null));
+        await MobileAppliance.Eventually(() => _factory.Ports["trunk0"].Transmitted.Any(f => MacAddress.Read(f.Bytes.AsSpan(6)) == client)); // flooded: learned
+        _factory.Ports["trunk0"].Enqueue(Frame(server, client, 67, 68, Dhcp(2, client, Ipv4Address.Parse("10.10.0.88"), 5), 10));
+
+        await MobileAppliance.Eventually(() => Announced(appliance.Mobility.Status, "10.10.0.88/32"));
+        var workload = appliance.Mobility.Status.Workloads.Single(w => w.Mac == "00:50:56:00:00:d1");
+        Assert.Equal(["10.10.0.88"], workload.Addresses);
+        Assert.Equal(("acc10", true), (workload.Segment, workload.Local));
+        Assert.True(appliance.Mobility.Status.DhcpAcks >= 1);
+        Assert.Contains(appliance.Mobility.Status.Moves, m => m.Mac == "00:50:56:00:00:d1" && m.Source == "Dhcp");
+    }
+
+    [Fact]
     public async Task A_bad_move_report_is_a_problem_keyed_by_field()
     {
         var response = await _factory.Admin().PostAsJsonAsync("/api/v1/mobility/moves", new { mac = "zz", segment = "", vtep = "x", addresses = new[] { "10.0.0.300" } });
