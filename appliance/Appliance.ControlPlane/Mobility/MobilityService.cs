@@ -56,6 +56,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private readonly AnnouncementPacer _pacer = new(time);
     private readonly List<Peer> _peers = [];
     private readonly List<GarpBurst> _bursts = [];
+    private readonly List<(Workload Workload, WorkloadLocation Location, MoveSource Source)> _moveLog = [];
 
     /// <summary>The snooper handed to the worker (its counters are written there and read here for the status).</summary>
     private DhcpSnooping? _dhcp;
@@ -182,6 +183,12 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         }
 
         Publish();
+        foreach (var (workload, location, source) in _moveLog)
+        {
+            LogMoved(logger, workload.MacText, workload.Sequence, location, source);
+        }
+
+        _moveLog.Clear();
     }
 
     private void Handle(Input input)
@@ -354,7 +361,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                     StartBurst(segment.Domain, segment.Index, vtep, [], garpSentAt);
                 }
 
-                LogMoved(logger, workload.MacText, workload.Sequence, location, source);
+                // Logged after the input's reactions (the GARP query and the UPDATE) have been handed on.
+                _moveLog.Add((workload, location, source));
 
                 break;
             case MoveKind.Learned when location.Local && source is MoveSource.Rarp or MoveSource.Api:
