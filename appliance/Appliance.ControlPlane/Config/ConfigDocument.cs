@@ -49,6 +49,12 @@ public sealed record DataPlaneSettings
     /// the UDP socket.
     /// </summary>
     public bool RawVxlanTransmit { get; init; } = true;
+
+    /// <summary>
+    /// A CPU for the data-plane worker alone: the worker is pinned to it and every other thread of the
+    /// process is kept off it. null = no pinning (the scheduler decides).
+    /// </summary>
+    public int? WorkerCpu { get; init; }
 }
 
 public enum Role

@@ -22,6 +22,11 @@ public static class ConfigValidator
             errors.Add(new("dataPlane.rxBatch", $"{document.DataPlane.RxBatch} frames per receive call is out of range (1 to 256)"));
         }
 
+        if (document.DataPlane.WorkerCpu is { } cpu && (cpu < 0 || cpu >= Environment.ProcessorCount))
+        {
+            errors.Add(new("dataPlane.workerCpu", $"CPU {cpu} does not exist on this machine (0 to {Environment.ProcessorCount - 1})"));
+        }
+
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < document.Users.Count; i++)
         {

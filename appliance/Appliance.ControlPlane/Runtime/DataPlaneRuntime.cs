@@ -68,7 +68,10 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
             health.BackendsChanged += OnBackendsChanged;
             _ports = portFactory.Open(document);
-            Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize, Mobility);
+            Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize, Mobility)
+            {
+                Cpu = document.DataPlane.WorkerCpu,
+            };
             Worker.Start();
             Started = document;
             Forwarding = true;

@@ -42,6 +42,11 @@ public sealed class DataPlaneWorker : IDisposable
     private Thread? _thread;
     private volatile bool _stopping;
 
+    // CPU isolation (Cpu set): the worker's kernel thread id, the CPUs the process had, the one-second sweep.
+    private int _tid = -1;
+    private IReadOnlyList<int> _processCpus = [];
+    private ITimer? _affinityGuard;
+
     public DataPlaneWorker(
         IReadOnlyList<IPacketPort> ports,
         SnapshotSlot slot,
@@ -90,6 +95,26 @@ public sealed class DataPlaneWorker : IDisposable
     public StageCounters Counters { get; }
 
     public IReadOnlyList<IPacketPort> Ports => _ports;
+
+    /// <summary>
+    /// A CPU for the worker alone (dataPlane.workerCpu): the thread pins itself to it when it starts and
+    /// keeps every other thread of the process off it (<see cref="CpuAffinity"/>); null = the scheduler decides.
+    /// </summary>
+    public int? Cpu { get; init; }
+
+    /// <summary>The CPU the worker runs pinned to, or -1.</summary>
+    public int PinnedCpu { get; private set; } = -1;
+
+    /// <summary>The worker thread's kernel thread id once it runs pinned, or -1.</summary>
+    public int ThreadId => _tid;
+
+    /// <summary>Why the worker could not be pinned to <see cref="Cpu"/>, or null.</summary>
+    public string? AffinityError { get; private set; }
+
+    /// <summary>Threads of the process moved off <see cref="PinnedCpu"/> (the first sweep and the later ones).</summary>
+    public int ThreadsMovedOff => _threadsMovedOff;
+
+    private int _threadsMovedOff;
 
     public PacketPipeline Pipeline => _pipeline;
 
@@ -185,6 +210,14 @@ public sealed class DataPlaneWorker : IDisposable
         _thread?.Join();
         _thread = null;
         Queries.Abandon();
+        if (PinnedCpu >= 0)
+        {
+            // The other threads get the process's CPUs back.
+            _affinityGuard?.Dispose();
+            _affinityGuard = null;
+            CpuAffinity.Restore(_processCpus, _tid);
+            PinnedCpu = -1;
+        }
     }
 
     public void Dispose()
@@ -199,6 +232,11 @@ public sealed class DataPlaneWorker : IDisposable
 
     private void Loop()
     {
+        if (Cpu is { } cpu)
+        {
+            Isolate(cpu);
+        }
+
         var idle = 0;
         while (!_stopping)
         {
@@ -225,6 +263,30 @@ public sealed class DataPlaneWorker : IDisposable
                 Thread.Sleep(1);
             }
         }
+    }
+
+    /// <summary>Pins this thread to <paramref name="cpu"/> and moves every other thread of the process off it, now and each second.</summary>
+    private void Isolate(int cpu)
+    {
+        _tid = CpuAffinity.CurrentThreadId;
+        _processCpus = CpuAffinity.Get();
+        if (!CpuAffinity.Pin(0, cpu, out var error))
+        {
+            AffinityError = error;
+            return;
+        }
+
+        PinnedCpu = cpu;
+        Interlocked.Add(ref _threadsMovedOff, CpuAffinity.KeepOthersOff(cpu, _tid, _processCpus));
+        _affinityGuard = _time.CreateTimer(
+            _ =>
+            {
+                if (!_stopping)
+                {
+                    Interlocked.Add(ref _threadsMovedOff, CpuAffinity.KeepOthersOff(cpu, _tid, _processCpus));
+                }
+            },
+            null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
     /// <summary>

@@ -28,11 +28,15 @@
 #   --port-ingress-drop         appliance modes: an nftables netdev ingress chain (policy drop) on the appliance's
 #                               access ports in ist-app, so the kernel stops each frame after the AF_PACKET taps
 #                               instead of also running it through IPv4 input (livelock experiment)
+#   --pin worker|process        appliance/snat modes. worker (default): dataPlane.workerCpu = 1, the appliance pins
+#                               its data-plane worker to CPU1 and keeps its other threads (JIT tiering, GC, timers,
+#                               API, BGP, health checks) on CPU0. process: every thread of the appliance on CPU1
+#                               (taskset -a, the session-1/2 method)
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
 # Cores: the generator runs pinned to CPU0 (taskset -c 0). The forwarding side gets CPU1: the
-# appliance process (all its threads, taskset -a -p 2), or in kernel mode the softirq of the lab's
+# appliance's data-plane worker (--pin worker; --pin process: all its threads), or in kernel mode the softirq of the lab's
 # kernel bridge, steered there with RPS (rps_cpus = 2) on the forwarding side's ingress device (acc10
 # for fwd, und0 for rev). Whatever runs downstream of the forwarder on the same softirq chain (the
 # underlay bridge, the far VTEP, the VM's stack) runs where the packet already is: CPU1 for fwd.
@@ -63,6 +67,7 @@ PERF_RATE=
 WORKER_NICE=
 RX_BACKLOG=
 RAW_TX=on
+PIN=worker
 PORT_INGRESS_DROP=0
 while (($#)); do
     case $1 in
@@ -78,8 +83,9 @@ while (($#)); do
         --worker-nice) WORKER_NICE=$2; shift ;;
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
+        --pin) PIN=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -137,6 +143,13 @@ cpu_sample() { awk -v c="cpu$1" '$1==c {b=$2+$3+$4+$7+$8; t=b+$5+$6; print b, t}
 softirq_ticks() { awk -v c="cpu$1" '$1==c {print $8}' /proc/stat; }
 # utime+stime of a process (all threads).
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Per thread of a process: "tid comm utime+stime" (comm without spaces).
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        awk -v t="${t##*/}" '{ sub(/^[^(]*\(/, ""); c=$0; sub(/\).*/, "", c); gsub(/ /, "_", c); sub(/^[^)]*\) /, ""); print t, c, $12+$13 }' "$t/stat" 2>/dev/null
+    done
+}
 # Sum of the "dropped" column (2nd) of /proc/net/softnet_stat over all CPUs.
 softnet_drops() { local s=0 a b rest; while read -r a b rest; do s=$((s + 16#$b)); done </proc/net/softnet_stat; echo "$s"; }
 
@@ -163,6 +176,7 @@ step() {
     local s0 s1
     s0=$(softirq_ticks 1)
     p0=$(proc_ticks "${APP_PID:-0}")
+    [[ -n ${APP_PID:-} ]] && thread_ticks "$APP_PID" >"$OUT/threads0"
     if [[ $rate == "$PERF_RATE" && $mode != *-warmup ]]; then
         local pdata="$OUT/perf-$mode-$dir-$rate"
         perf record -q -C 1 -g -o "$pdata.data" -- sleep 1 >/dev/null 2>&1 || log "perf record failed"
@@ -172,6 +186,11 @@ step() {
     read -r c1 tot1 < <(cpu_sample 1)
     s1=$(softirq_ticks 1)
     p1=$(proc_ticks "${APP_PID:-0}")
+    if [[ -n ${APP_PID:-} && $mode != *-warmup ]]; then
+        # The appliance's threads that used CPU in the measured second (ticks of 1/CLK_TCK s).
+        thread_ticks "$APP_PID" | awk 'NR==FNR { b[$1]=$3; next } { d=$3-b[$1]; if (d>0) print d, $1, $2 }' "$OUT/threads0" - \
+            | sort -rn | head -n 8 >"$OUT/threads-$mode-$dir-$rate.txt"
+    fi
     wait "$gpid" || { cat "$OUT/gen.out" >&2; die "generator failed"; }
     if [[ $rate == "$PERF_RATE" && $mode != *-warmup && -f $OUT/perf-$mode-$dir-$rate.data ]]; then
         perf report -i "$OUT/perf-$mode-$dir-$rate.data" --stdio --no-children --sort comm,sym --percent-limit 0.7 -g none \
@@ -252,17 +271,16 @@ else
 fi
 echo "$COMMIT" >"$OUT/commit.txt"
 
-# The lab config for a mode: as shipped, or (--raw-tx off) a copy with raw VXLAN transmit off.
+# The lab config for a mode: a copy of the shipped one with the worker's CPU (--pin worker) and raw VXLAN
+# transmit (--raw-tx) set.
 lab_config() {
     local src
     src="$(dirname "$LAB")/$1"
-    if [[ $RAW_TX == off ]]; then
-        python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d.setdefault("dataPlane", {})["rawVxlanTransmit"]=False; json.dump(d, open(sys.argv[2], "w"), indent=1)' \
-            "$src" "$OUT/noraw-$1"
-        echo "$OUT/noraw-$1"
-    else
-        echo "$src"
-    fi
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); dp=d.setdefault("dataPlane", {})
+if sys.argv[3] == "off": dp["rawVxlanTransmit"]=False
+if sys.argv[4] == "worker": dp["workerCpu"]=1
+json.dump(d, open(sys.argv[2], "w"), indent=1)' "$src" "$OUT/bench-$1" "$RAW_TX" "$PIN"
+    echo "$OUT/bench-$1"
 }
 
 take_lab
@@ -299,7 +317,22 @@ for mode in $MODES; do
     if [[ $mode == appliance || $mode == snat ]]; then
         APP_PID=$(cat "$RUN_DIR/appliance.pid")
         [[ $(cat "/proc/$APP_PID/comm") == dotnet ]] || die "pid $APP_PID is not the appliance"
-        taskset -a -p 2 "$APP_PID" >/dev/null
+        if [[ $PIN == process ]]; then
+            taskset -a -p 2 "$APP_PID" >/dev/null
+        else
+            # The appliance pins its worker itself (dataPlane.workerCpu = 1): check it did.
+            wtid=
+            for i in $(seq 50); do
+                for t in /proc/"$APP_PID"/task/*; do
+                    [[ $(cat "$t/comm" 2>/dev/null) == isthmus-worker ]] && wtid=${t##*/}
+                done
+                [[ -n $wtid && $(awk '/Cpus_allowed_list/ {print $2}' "/proc/$APP_PID/task/$wtid/status") == 1 ]] && break
+                sleep 0.1
+            done
+            [[ -n $wtid && $(awk '/Cpus_allowed_list/ {print $2}' "/proc/$APP_PID/task/$wtid/status") == 1 ]] || die "the worker is not pinned to CPU1"
+            on1=$(for t in /proc/"$APP_PID"/task/*; do [[ ${t##*/} != "$wtid" ]] && awk '/Cpus_allowed_list/ {print $2}' "$t/status"; done | grep -c 1 || true)
+            log "worker thread $wtid pinned to CPU1; other threads allowed on CPU1: $on1"
+        fi
         if ((PORT_INGRESS_DROP)); then
             for dev in acc10 up0; do
                 nsx ist-app test -e "/sys/class/net/$dev" || continue
@@ -417,5 +450,5 @@ zero_loss() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; pin $PIN$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"

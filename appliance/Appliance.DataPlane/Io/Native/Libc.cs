@@ -67,6 +67,15 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "setns", SetLastError = true)]
     public static partial int SetNs(int fd, int namespaceType);
 
+    [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
+    public static partial int SchedSetAffinity(int tid, nuint size, ulong* mask);
+
+    [LibraryImport(Lib, EntryPoint = "sched_getaffinity", SetLastError = true)]
+    public static partial int SchedGetAffinity(int tid, nuint size, ulong* mask);
+
+    [LibraryImport(Lib, EntryPoint = "gettid")]
+    public static partial int GetTid();
+
     [LibraryImport(Lib, EntryPoint = "geteuid")]
     public static partial uint GetEUid();
 

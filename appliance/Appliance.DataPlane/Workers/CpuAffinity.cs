@@ -1,0 +1,166 @@
+using System.Globalization;
+using Isthmus.DataPlane.Io.Native;
+
+namespace Isthmus.DataPlane.Workers;
+
+/// <summary>
+/// Gives the data-plane worker a CPU of its own: the worker thread is pinned to it, and every other
+/// thread of the process (the JIT's tiering thread, GC, timers, the thread pool, the API, the BGP speaker)
+/// is kept off it with sched_setaffinity(2). New threads inherit their creator's mask, so one sweep covers
+/// the threads the control plane starts later; <see cref="KeepOthersOff"/> is repeated each second for
+/// threads created by the worker thread itself (a thread pool thread injected while the worker queued a
+/// continuation inherits its one-CPU mask). Setup and the one-second sweep only: this allocates.
+/// </summary>
+public static unsafe class CpuAffinity
+{
+    /// <summary>cpu_set_t as glibc sizes it: 1024 CPUs.</summary>
+    public const int MaxCpus = 1024;
+
+    private const int Words = MaxCpus / 64;
+
+    /// <summary>The calling thread's kernel thread id.</summary>
+    public static int CurrentThreadId => Libc.GetTid();
+
+    /// <summary>The CPUs thread <paramref name="tid"/> (0 = the calling thread) may run on; empty when it is gone.</summary>
+    public static IReadOnlyList<int> Get(int tid = 0)
+    {
+        var mask = stackalloc ulong[Words];
+        return Libc.SchedGetAffinity(tid, Words * 8, mask) != 0 ? [] : ToList(mask);
+    }
+
+    /// <summary>Pins thread <paramref name="tid"/> (0 = the calling thread) to <paramref name="cpu"/>; false (errno in <paramref name="error"/>) when the kernel refuses.</summary>
+    public static bool Pin(int tid, int cpu, out string? error)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(cpu);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(cpu, MaxCpus);
+        var mask = stackalloc ulong[Words];
+        new Span<ulong>(mask, Words).Clear();
+        mask[cpu / 64] = 1UL << (cpu % 64);
+        if (Libc.SchedSetAffinity(tid, Words * 8, mask) != 0)
+        {
+            error = $"sched_setaffinity(CPU {cpu}) failed: {Libc.Describe(Libc.Errno)}";
+            return false;
+        }
+
+        error = null;
+        return true;
+    }
+
+    /// <summary>
+    /// Takes <paramref name="cpu"/> out of the mask of every thread of this process but
+    /// <paramref name="exceptTid"/>. A thread left with no CPU (it ran on that one alone) gets
+    /// <paramref name="processCpus"/> without it. Returns how many threads it moved.
+    /// </summary>
+    public static int KeepOthersOff(int cpu, int exceptTid, IReadOnlyList<int> processCpus)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(cpu);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(cpu, MaxCpus);
+        ArgumentNullException.ThrowIfNull(processCpus);
+        var moved = 0;
+        var mask = stackalloc ulong[Words];
+        var word = cpu / 64;
+        var bit = 1UL << (cpu % 64);
+        foreach (var tid in Threads())
+        {
+            if (tid == exceptTid || Libc.SchedGetAffinity(tid, Words * 8, mask) != 0 || (mask[word] & bit) == 0)
+            {
+                continue;
+            }
+
+            mask[word] &= ~bit;
+            if (IsEmpty(mask))
+            {
+                Fill(mask, processCpus);
+                mask[word] &= ~bit;
+            }
+
+            if (!IsEmpty(mask) && Libc.SchedSetAffinity(tid, Words * 8, mask) == 0)
+            {
+                moved++;
+            }
+        }
+
+        return moved;
+    }
+
+    /// <summary>Gives every thread of this process but <paramref name="exceptTid"/> the CPUs <paramref name="cpus"/> back.</summary>
+    public static void Restore(IReadOnlyList<int> cpus, int exceptTid)
+    {
+        ArgumentNullException.ThrowIfNull(cpus);
+        var mask = stackalloc ulong[Words];
+        Fill(mask, cpus);
+        if (IsEmpty(mask))
+        {
+            return;
+        }
+
+        foreach (var tid in Threads())
+        {
+            if (tid != exceptTid)
+            {
+                _ = Libc.SchedSetAffinity(tid, Words * 8, mask);
+            }
+        }
+    }
+
+    /// <summary>The kernel thread ids of this process (/proc/self/task).</summary>
+    public static IEnumerable<int> Threads()
+    {
+        string[] entries;
+        try
+        {
+            entries = Directory.GetDirectories("/proc/self/task");
+        }
+        catch (IOException)
+        {
+            yield break;
+        }
+
+        foreach (var entry in entries)
+        {
+            if (int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var tid))
+            {
+                yield return tid;
+            }
+        }
+    }
+
+    private static void Fill(ulong* mask, IReadOnlyList<int> cpus)
+    {
+        new Span<ulong>(mask, Words).Clear();
+        foreach (var cpu in cpus)
+        {
+            if ((uint)cpu < MaxCpus)
+            {
+                mask[cpu / 64] |= 1UL << (cpu % 64);
+            }
+        }
+    }
+
+    private static bool IsEmpty(ulong* mask)
+    {
+        for (var i = 0; i < Words; i++)
+        {
+            if (mask[i] != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static List<int> ToList(ulong* mask)
+    {
+        var cpus = new List<int>();
+        for (var cpu = 0; cpu < MaxCpus; cpu++)
+        {
+            if ((mask[cpu / 64] & (1UL << (cpu % 64))) != 0)
+            {
+                cpus.Add(cpu);
+            }
+        }
+
+        return cpus;
+    }
+}
