@@ -276,10 +276,14 @@ echo "$COMMIT" >"$OUT/commit.txt"
 lab_config() {
     local src
     src="$(dirname "$LAB")/$1"
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); dp=d.setdefault("dataPlane", {})
-if sys.argv[3] == "off": dp["rawVxlanTransmit"]=False
-if sys.argv[4] == "worker": dp["workerCpu"]=1
-json.dump(d, open(sys.argv[2], "w"), indent=1)' "$src" "$OUT/bench-$1" "$RAW_TX" "$PIN"
+    # The shipped configs carry // comments (JSONC): insert the keys as text.
+    python3 -c 'import re,sys
+s=open(sys.argv[1]).read(); keys=""
+if sys.argv[3] == "off": keys += "\"rawVxlanTransmit\": false, "
+if sys.argv[4] == "worker": keys += "\"workerCpu\": 1, "
+m=re.search(r"\"dataPlane\"\s*:\s*\{", s)
+s=s[:m.end()] + " " + keys + s[m.end():] if m else s.replace("{", "{ \"dataPlane\": { " + keys.rstrip(", ") + " },", 1)
+open(sys.argv[2], "w").write(s)' "$src" "$OUT/bench-$1" "$RAW_TX" "$PIN"
     echo "$OUT/bench-$1"
 }
 
