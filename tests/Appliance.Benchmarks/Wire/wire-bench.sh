@@ -32,6 +32,12 @@
 #                               its data-plane worker to CPU1 and keeps its other threads (JIT tiering, GC, timers,
 #                               API, BGP, health checks) on CPU0. process: every thread of the appliance on CPU1
 #                               (taskset -a, the session-1/2 method)
+#   --receiver-cpu same|0       where the receiving side's ingress runs (every mode alike). same (default): where
+#                               the packet already is, i.e. the forwarder's CPU1 pays for the underlay bridge, the
+#                               far VTEP and the VM (fwd), or the access host (rev), or ist-out (snat). 0: RPS
+#                               steers the receiving side to CPU0 (ul-app in ist-ul for fwd, ist-h10 eth0 for rev,
+#                               ist-out eth0 for snat), as if the far end were another machine: CPU1 then measures
+#                               the forwarder alone, and the generator shares CPU0 with the receivers
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
@@ -68,6 +74,7 @@ WORKER_NICE=
 RX_BACKLOG=
 RAW_TX=on
 PIN=worker
+RECEIVER_CPU=same
 PORT_INGRESS_DROP=0
 while (($#)); do
     case $1 in
@@ -84,8 +91,9 @@ while (($#)); do
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
         --pin) PIN=$2; shift ;;
+        --receiver-cpu) RECEIVER_CPU=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,53p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -354,6 +362,12 @@ for mode in $MODES; do
     # Forwarding side's ingress softirq on CPU1 (RPS).
     echo 2 | nsx ist-app tee /sys/class/net/acc10/queues/rx-0/rps_cpus >/dev/null
     echo 2 | nsx ist-app tee /sys/class/net/und0/queues/rx-0/rps_cpus >/dev/null
+    if [[ $RECEIVER_CPU == 0 ]]; then
+        # The receiving side's ingress on CPU0 (see --receiver-cpu), the same for every mode.
+        echo 1 | nsx ist-ul tee /sys/class/net/ul-app/queues/rx-0/rps_cpus >/dev/null
+        echo 1 | nsx ist-h10 tee /sys/class/net/eth0/queues/rx-0/rps_cpus >/dev/null
+        echo 1 | nsx ist-out tee /sys/class/net/eth0/queues/rx-0/rps_cpus >/dev/null
+    fi
 
     if [[ $mode == snat || $mode == kernel-snat ]]; then
         # The sink: ist-out counts the frames (rx_packets) and drops them without a port unreachable.
@@ -454,5 +468,5 @@ zero_loss() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; pin $PIN$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; pin $PIN; receiver CPU $RECEIVER_CPU$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
