@@ -177,6 +177,19 @@ public static class ConfigValidator
             }
 
             Address(peer.LocalAddress, $"{path}.localAddress", null, errors);
+            if (peer.Mode is not ("active" or "passive" or "both"))
+            {
+                errors.Add(new($"{path}.mode", $"'{peer.Mode}' is not a mode: active, passive or both"));
+            }
+            else if (peer.Mode != "active" && System.Net.IPAddress.TryParse(peer.Address, out var listened) && listened.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            {
+                errors.Add(new($"{path}.mode", "the passive side listens on IPv4 only"));
+            }
+        }
+
+        if (bgp.ListenPort is < 1 or > 65535)
+        {
+            errors.Add(new("bgp.listenPort", $"{bgp.ListenPort} is not a TCP port"));
         }
     }
 

@@ -25,6 +25,9 @@ public sealed record BgpSettings
 
     /// <summary>RFC 8092 large communities, "global:local1:local2" (32-bit each).</summary>
     public IReadOnlyList<string> LargeCommunities { get; init; } = [];
+
+    /// <summary>The TCP port the passive side listens on (in the data-plane namespace) when a peer's mode is "passive" or "both".</summary>
+    public int ListenPort { get; init; } = 179;
 }
 
 public sealed record BgpPeerSpec
@@ -45,6 +48,9 @@ public sealed record BgpPeerSpec
 
     /// <summary>The source address to bind (in the data-plane namespace), if any.</summary>
     public string? LocalAddress { get; init; }
+
+    /// <summary>"active" (we connect; the default), "passive" (the peer connects to <see cref="BgpSettings.ListenPort"/>), or "both" (RFC 4271 §6.8 collision detection).</summary>
+    public string Mode { get; init; } = "active";
 }
 
 /// <summary>

@@ -44,4 +44,5 @@ public static class LogEvents
     public const int MobilityApplied = 4004;
     public const int HostRoutesCapped = 4005;
     public const int BgpPeersStarted = 4006;
+    public const int BgpListenFailed = 4007;
 }

@@ -56,6 +56,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private readonly AnnouncementPacer _pacer = new(time);
     private readonly List<Peer> _peers = [];
     private readonly List<GarpBurst> _bursts = [];
+    private BgpListener? _listener;
     private readonly List<(Workload Workload, WorkloadLocation Location, MoveSource Source)> _moveLog = [];
 
     /// <summary>The snooper handed to the worker (its counters are written there and read here for the status).</summary>
@@ -133,6 +134,12 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         foreach (var burst in _bursts)
         {
             burst.Timer?.Dispose();
+        }
+
+        if (_listener is { } listener)
+        {
+            _listener = null;
+            await listener.DisposeAsync().ConfigureAwait(false);
         }
 
         foreach (var peer in _peers)
@@ -707,8 +714,34 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         });
     }
 
+    /// <summary>The passive side: one IPv4 listener (bgp.listenPort, data-plane namespace) for the peers whose mode is passive or both.</summary>
+    private void StartListener(BgpSettings bgp, string? netns)
+    {
+        var listening = _peers.Where(p => p.Spec.Mode is "passive" or "both").ToDictionary(p => IPAddress.Parse(p.Spec.Address), p => p.Session);
+        if (listening.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            var socket = netns is null ? new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) : SocketIn(netns, AddressFamily.InterNetwork);
+            _listener = new BgpListener(socket, new IPEndPoint(IPAddress.Any, bgp.ListenPort), address => listening.GetValueOrDefault(address));
+        }
+        catch (SocketException e)
+        {
+            LogListenFailed(logger, bgp.ListenPort, e.Message);
+        }
+    }
+
     private void RestartPeers(BgpSettings? bgp)
     {
+        if (_listener is { } listener)
+        {
+            _listener = null;
+            _ = listener.DisposeAsync().AsTask();
+        }
+
         foreach (var old in _peers)
         {
             _ = old.Session.DisposeAsync().AsTask();
@@ -732,6 +765,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                         SocketFactory = netns is null ? null : family => SocketIn(netns, family),
                         Latency = Latency.Bgp,
                         LoopPriority = LoopPriority.RealTime,
+                        Mode = spec.Mode switch { "passive" => BgpConnectMode.Passive, "both" => BgpConnectMode.Both, _ => BgpConnectMode.Active },
                         Fsm = new BgpFsmOptions
                         {
                             LocalAs = bgp.LocalAs,
@@ -747,6 +781,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             }
 
             LogPeers(logger, _peers.Count, bgp.LocalAs, netns ?? "(own)");
+            StartListener(bgp, netns);
         }
 
         Peers = [.. _peers.Select(p => (p.Name, p.Spec, p.Session))];
@@ -875,6 +910,9 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     [LoggerMessage(EventId = LogEvents.BgpPeersStarted, Level = LogLevel.Information, Message = "BGP: {Peers} sessions as AS {LocalAs}, sockets in namespace {Netns}")]
     private static partial void LogPeers(ILogger logger, int peers, uint localAs, string netns);
+
+    [LoggerMessage(EventId = LogEvents.BgpListenFailed, Level = LogLevel.Error, Message = "BGP: cannot listen on TCP port {Port} for passive peers: {Reason}")]
+    private static partial void LogListenFailed(ILogger logger, int port, string reason);
 
     [LoggerMessage(EventId = LogEvents.WorkloadMoved + 90, Level = LogLevel.Error, Message = "Mobility input {Input} failed")]
     private static partial void LogFailed(ILogger logger, string input, Exception exception);

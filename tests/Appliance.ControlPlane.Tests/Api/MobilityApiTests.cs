@@ -257,7 +257,12 @@ public sealed class MobilityConfigTests
         var doc = MobileAppliance.Document();
         doc["bgp"]!["routerId"] = "::1";
         doc["bgp"]!["communities"] = new JsonArray("65010:70000");
-        doc["bgp"]!["peers"] = new JsonArray(new JsonObject { ["name"] = "rr", ["address"] = "10.255.0.300", ["peerAs"] = 65000, ["holdTimeSeconds"] = 2 });
+        doc["bgp"]!["listenPort"] = 0;
+        doc["bgp"]!["peers"] = new JsonArray(
+            new JsonObject { ["name"] = "rr", ["address"] = "10.255.0.300", ["peerAs"] = 65000, ["holdTimeSeconds"] = 2 },
+            new JsonObject { ["name"] = "tor", ["address"] = "10.255.0.9", ["peerAs"] = 65001, ["mode"] = "sideways" },
+            new JsonObject { ["name"] = "v6", ["address"] = "2001:db8::9", ["peerAs"] = 65001, ["mode"] = "passive" },
+            new JsonObject { ["name"] = "ok", ["address"] = "10.255.0.10", ["peerAs"] = 65001, ["mode"] = "both" });
         doc["mobility"]!["localSegments"] = new JsonArray("acc99");
         doc["mobility"]!["interconnectSegments"] = new JsonArray("trunk0/vlan10", "acc10x");
         doc["mobility"]!["aggregates"] = new JsonArray("10.10.0.1/24");
@@ -266,7 +271,7 @@ public sealed class MobilityConfigTests
 
         var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
         Assert.Equal(
-            ["bgp.communities[0]", "bgp.peers[0].address", "bgp.peers[0].holdTimeSeconds", "bgp.routerId", "mobility.aggregates[0]", "mobility.interconnectSegments[1]", "mobility.localSegments[0]"],
+            ["bgp.communities[0]", "bgp.listenPort", "bgp.peers[0].address", "bgp.peers[0].holdTimeSeconds", "bgp.peers[1].mode", "bgp.peers[2].mode", "bgp.routerId", "mobility.aggregates[0]", "mobility.interconnectSegments[1]", "mobility.localSegments[0]"],
             problem!["errors"]!.AsObject().Select(e => e.Key).Order(StringComparer.Ordinal));
     }
 

@@ -17,21 +17,48 @@ internal sealed class FakePeer : IAsyncDisposable
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
     /// <summary>Accepts the speaker, answers its OPEN, and confirms with a KEEPALIVE.</summary>
-    public async Task<OpenMessage> AcceptAndOpenAsync(uint asn, ushort holdTime = 90)
+    public async Task<OpenMessage> AcceptAndOpenAsync(uint asn, ushort holdTime = 90, string identifier = "192.0.2.200")
+    {
+        await AcceptAsync();
+        return await OpenAsync(asn, holdTime, identifier);
+    }
+
+    /// <summary>Accepts the speaker's connection (nothing said yet).</summary>
+    public async Task AcceptAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         _socket = await _listener.AcceptSocketAsync(timeout.Token);
         _ = Task.Run(ReadAsync);
+    }
+
+    /// <summary>Connects to the speaker's listener, as a peer whose side is active.</summary>
+    public async Task ConnectAsync(int port)
+    {
+        _socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await _socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+        _ = Task.Run(ReadAsync);
+    }
+
+    /// <summary>Reads the speaker's OPEN and answers with ours (the speaker is then in OpenConfirm).</summary>
+    public async Task<OpenMessage> SendOpenAsync(uint asn, ushort holdTime = 90, string identifier = "192.0.2.200")
+    {
         var open = Assert.IsType<OpenMessage>(await NextAsync());
         await SendAsync(new OpenMessage
         {
             As = asn,
             HoldTime = holdTime,
-            BgpIdentifier = IPAddress.Parse("192.0.2.200"),
+            BgpIdentifier = IPAddress.Parse(identifier),
             Multiprotocol = [AfiSafi.Ipv4Unicast, AfiSafi.Ipv6Unicast],
             RouteRefresh = true,
             FourOctetAs = true,
         });
+        return open;
+    }
+
+    /// <summary>The OPEN exchange on a connection already made, confirmed with a KEEPALIVE each way.</summary>
+    public async Task<OpenMessage> OpenAsync(uint asn, ushort holdTime = 90, string identifier = "192.0.2.200")
+    {
+        var open = await SendOpenAsync(asn, holdTime, identifier);
         await SendAsync(KeepaliveMessage.Instance);
         Assert.IsType<KeepaliveMessage>(await NextAsync());
         return open;

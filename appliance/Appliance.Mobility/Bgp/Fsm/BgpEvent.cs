@@ -49,6 +49,9 @@ public abstract record BgpEvent
     /// <summary>Events 24/25, NotifMsg.</summary>
     public sealed record NotificationReceived(NotificationMessage Notification) : BgpEvent;
 
+    /// <summary>Event 23, OpenCollisionDump: this connection lost a collision (RFC 4271 §6.8); another one takes over.</summary>
+    public sealed record OpenCollisionDump : BgpEvent;
+
     /// <summary>Event 26, KeepAliveMsg.</summary>
     public sealed record KeepaliveReceived : BgpEvent;
 

@@ -27,14 +27,21 @@ public sealed record BgpFsmOptions
     public bool AutomaticRestart { get; init; } = true;
 
     public IReadOnlyList<AfiSafi> Families { get; init; } = [AfiSafi.Ipv4Unicast, AfiSafi.Ipv6Unicast];
+
+    /// <summary>
+    /// RFC 4271 §8.1.1 PassiveTcpEstablishment: never connect out; wait in Active for the peer's connection
+    /// (which the session hands over as <see cref="BgpEvent.TcpConnectionConfirmed"/>).
+    /// </summary>
+    public bool Passive { get; init; }
 }
 
 /// <summary>
 /// The RFC 4271 §8 finite state machine, one method per state. It is not thread-safe: one owner (the
 /// session loop) feeds it events, including the timer events its own timers post back through
 /// <c>post</c>. Timers come from the injected <see cref="TimeProvider"/>, so tests run in virtual time.
-/// Connection collision detection (§6.8) and the passive side are not implemented: the speaker
-/// only connects out.
+/// Connection collision detection (§6.8) is the session's: it owns the connections, compares the BGP
+/// Identifiers and, when the peer's connection wins, dumps the current one with
+/// <see cref="BgpEvent.OpenCollisionDump"/> and hands the other over as a new connection.
 /// </summary>
 public sealed class BgpFsm : IDisposable
 {
@@ -209,6 +216,9 @@ public sealed class BgpFsm : IDisposable
             case BgpEvent.OpenReceived open:
                 ReceiveOpen(open.Open);
                 break;
+            case BgpEvent.OpenCollisionDump:
+                DumpForCollision();
+                break;
             case BgpEvent.MessageError error:
                 GoIdle("bad message: " + error.Error, error.Error.ToNotification());
                 break;
@@ -243,6 +253,9 @@ public sealed class BgpFsm : IDisposable
                 break;
             case BgpEvent.TcpConnectionFails fails:
                 GoIdle("connection lost in OpenConfirm: " + fails.Reason, null);
+                break;
+            case BgpEvent.OpenCollisionDump:
+                DumpForCollision();
                 break;
             case BgpEvent.MessageError error:
                 GoIdle("bad message: " + error.Error, error.Error.ToNotification());
@@ -298,8 +311,31 @@ public sealed class BgpFsm : IDisposable
     private void StartConnecting()
     {
         StartTimer(BgpTimer.ConnectRetry, ConnectRetryInterval(_failures));
+        if (_options.Passive)
+        {
+            // Passive: Active is where the FSM listens (RFC 4271 §8.2.2, ManualStart_with_PassiveTcpEstablishment).
+            State = BgpState.Active;
+            return;
+        }
+
         State = BgpState.Connect;
         _host.Connect();
+    }
+
+    /// <summary>
+    /// RFC 4271 §6.8 / event 23: the connection in OpenSent or OpenConfirm lost a collision. Cease /
+    /// Connection Collision Resolution (RFC 4486) goes out on it, it is closed, and the FSM waits in Active
+    /// for the connection that won (handed over next). Not a failure: no backoff.
+    /// </summary>
+    private void DumpForCollision()
+    {
+        _host.Send(new NotificationMessage(BgpErrorCode.Cease, BgpSubcode.ConnectionCollisionResolution, []));
+        StopTimer(BgpTimer.Hold);
+        StopTimer(BgpTimer.Keepalive);
+        _host.Disconnect();
+        Negotiated = null;
+        StartTimer(BgpTimer.ConnectRetry, ConnectRetryInterval(_failures));
+        State = BgpState.Active;
     }
 
     private void SendOpen()

@@ -42,8 +42,22 @@ public sealed record BgpPeerOptions
     /// </summary>
     public BgpLatency? Latency { get; init; }
 
+    /// <summary>
+    /// Who opens the TCP connection: <see cref="BgpConnectMode.Active"/> (we connect), <see cref="BgpConnectMode.Passive"/>
+    /// (the peer connects: <see cref="BgpSession.AcceptIncoming"/>), or <see cref="BgpConnectMode.Both"/> (RFC 4271 §6.8
+    /// collision detection picks one).
+    /// </summary>
+    public BgpConnectMode Mode { get; init; } = BgpConnectMode.Active;
+
     /// <summary>The session loop's thread: <see cref="LoopPriority.RealTime"/> in the appliance (UPDATE latency), ordinary by default.</summary>
     public LoopPriority LoopPriority { get; init; } = LoopPriority.Normal;
+}
+
+public enum BgpConnectMode
+{
+    Active,
+    Passive,
+    Both,
 }
 
 /// <summary>Latency of advertisement changes inside the sessions (Stopwatch ticks from the change's cause).</summary>
@@ -82,13 +96,18 @@ public sealed class BgpSession : IAsyncDisposable
 
     /// <summary>The cause of the change being sent (0 when none or already recorded); loop only.</summary>
     private long _cause;
+
+    /// <summary>The peer's connection waiting for a collision decision (ours is in OpenSent); loop only.</summary>
+    private Socket? _pendingIncoming;
+    private int _collisionsIncomingRejected;
+    private int _collisionsExistingDumped;
     private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
 
     public BgpSession(BgpPeerOptions options, TimeProvider time)
     {
         _options = options;
         _time = time;
-        _fsm = new BgpFsm(options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
+        _fsm = new BgpFsm(options.Mode == BgpConnectMode.Passive ? options.Fsm with { Passive = true } : options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
         _loop = LoopThread.Start("isthmus-bgp", _inputs.Reader, Handle, options.LoopPriority);
     }
 
@@ -144,6 +163,23 @@ public sealed class BgpSession : IAsyncDisposable
         return done.Task;
     }
 
+    /// <summary>
+    /// A TCP connection the peer opened to us (the listener matched its address to this session). Refused
+    /// (closed) in <see cref="BgpConnectMode.Active"/> mode and while the session is Idle; taken when no
+    /// connection is up yet; otherwise RFC 4271 §6.8 decides which connection stays.
+    /// </summary>
+    public void AcceptIncoming(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        if (!_inputs.Writer.TryWrite(new Input.Incoming(socket)))
+        {
+            socket.Dispose();
+        }
+    }
+
+    /// <summary>How many incoming connections lost a collision, and how many existing ones were dumped for an incoming one.</summary>
+    public (int IncomingRejected, int ExistingDumped) Collisions => (_collisionsIncomingRejected, _collisionsExistingDumped);
+
     /// <summary>Graceful shutdown: Cease / Administrative Shutdown with an RFC 8203 message, then the loop ends.</summary>
     public async Task StopAsync(string? reason = null)
     {
@@ -171,6 +207,9 @@ public sealed class BgpSession : IAsyncDisposable
                 break;
             case Input.Connected connected:
                 OnConnected(connected);
+                break;
+            case Input.Incoming incoming:
+                OnIncoming(incoming.Socket);
                 break;
             case Input.ConnectFailed failed when failed.ConnectionId == _connectionId:
                 _fsm.Handle(new BgpEvent.TcpConnectionFails(failed.Reason));
@@ -210,6 +249,8 @@ public sealed class BgpSession : IAsyncDisposable
                 refresh.Done.TrySetResult();
                 break;
             case Input.Stop stop:
+                _pendingIncoming?.Dispose();
+                _pendingIncoming = null;
                 _fsm.Handle(new BgpEvent.ManualStop(stop.Reason));
                 _fsm.Dispose();
                 var closing = _connection?.Closed ?? Task.CompletedTask;
@@ -222,7 +263,111 @@ public sealed class BgpSession : IAsyncDisposable
                 break;
         }
 
+        SettlePendingIncoming();
         Publish();
+    }
+
+    /// <summary>
+    /// RFC 4271 §6.8: a connection from the peer while ours is in OpenSent waits until the peer's BGP
+    /// Identifier is known (its OPEN on our connection: OpenConfirm) or ours fails.
+    /// </summary>
+    private void OnIncoming(Socket socket)
+    {
+        if (_options.Mode == BgpConnectMode.Active || _fsm.State == BgpState.Idle)
+        {
+            socket.Dispose(); // not listening for this peer, or stopped / backing off (RFC 4271 §8.2.2: Idle refuses)
+            return;
+        }
+
+        switch (_fsm.State)
+        {
+            case BgpState.Connect or BgpState.Active:
+                Adopt(socket);
+                break;
+            case BgpState.OpenSent:
+                _pendingIncoming?.Dispose();
+                _pendingIncoming = socket;
+                break;
+            case BgpState.OpenConfirm:
+                ResolveCollision(socket);
+                break;
+            default:
+                // Established: the new connection loses (RFC 4271 §6.8).
+                Reject(socket);
+                break;
+        }
+    }
+
+    private void SettlePendingIncoming()
+    {
+        if (_pendingIncoming is not { } pending || _fsm.State == BgpState.OpenSent)
+        {
+            return;
+        }
+
+        _pendingIncoming = null;
+        switch (_fsm.State)
+        {
+            case BgpState.OpenConfirm:
+                ResolveCollision(pending);
+                break;
+            case BgpState.Connect or BgpState.Active:
+                Adopt(pending); // ours failed meanwhile
+                break;
+            default:
+                pending.Dispose();
+                break;
+        }
+    }
+
+    /// <summary>
+    /// RFC 4271 §6.8: the connection opened by the speaker with the higher BGP Identifier stays. Ours in
+    /// OpenConfirm knows the peer's Identifier: if ours is lower, ours is dumped (Cease / Connection Collision
+    /// Resolution) and the peer's connection taken; else the peer's connection gets that NOTIFICATION and closes.
+    /// </summary>
+    private void ResolveCollision(Socket incoming)
+    {
+        if (LocalWinsCollision(_options.Fsm.RouterId, _fsm.Negotiated!.PeerOpen.BgpIdentifier))
+        {
+            Reject(incoming);
+            return;
+        }
+
+        _collisionsExistingDumped++;
+        _fsm.Handle(new BgpEvent.OpenCollisionDump());
+        Adopt(incoming);
+    }
+
+    /// <summary>True when the local BGP Identifier is the higher one (compared as 32-bit unsigned integers, RFC 4271 §6.8).</summary>
+    public static bool LocalWinsCollision(IPAddress local, IPAddress remote) => Identifier(local) > Identifier(remote);
+
+    private static uint Identifier(IPAddress address) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(address.GetAddressBytes());
+
+    private void Adopt(Socket socket)
+    {
+        // A connect still in progress becomes stale (its Connected is disposed on arrival).
+        CloseConnection();
+        try
+        {
+            socket.NoDelay = true;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
+
+        var id = _connectionId;
+        _connection = new Connection(socket, id, _inputs.Writer, _options.Latency);
+        _fsm.Handle(new BgpEvent.TcpConnectionConfirmed());
+    }
+
+    /// <summary>The peer's connection loses: Cease / Connection Collision Resolution on it, then it closes (its events carry a stale id).</summary>
+    private void Reject(Socket socket)
+    {
+        _collisionsIncomingRejected++;
+        var loser = new Connection(socket, -1, _inputs.Writer, null);
+        var context = _fsm.Negotiated?.DecodeContext ?? BgpDecodeContext.Default;
+        loser.Send(new NotificationMessage(BgpErrorCode.Cease, BgpSubcode.ConnectionCollisionResolution, []).Encode(context), 0);
+        loser.Close();
     }
 
     private void OnConnected(Input.Connected connected)
@@ -476,6 +621,8 @@ public sealed class BgpSession : IAsyncDisposable
         public sealed record Fsm(BgpEvent Event) : Input;
 
         public sealed record Connected(Socket Socket, long ConnectionId) : Input;
+
+        public sealed record Incoming(Socket Socket) : Input;
 
         public sealed record ConnectFailed(long ConnectionId, string Reason) : Input;
 

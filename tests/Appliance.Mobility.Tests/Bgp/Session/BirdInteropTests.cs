@@ -59,6 +59,51 @@ public sealed class BirdInteropTests : IDisposable
             },
             TimeProvider.System);
         session.Start();
+        await ExchangeRoutesAsync(session);
+    }
+
+    [Fact]
+    public async Task Bird_connecting_to_our_listener_brings_a_passive_session_up()
+    {
+        if (!Prerequisites())
+        {
+            return;
+        }
+
+        BgpSession? session = null;
+        await using var listener = new BgpListener(
+            new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp),
+            new IPEndPoint(IPAddress.Any, 0),
+            address => address.Equals(BirdAddress) ? session : null);
+        StartBird(activeToPort: listener.Port);
+        session = new BgpSession(
+            new BgpPeerOptions
+            {
+                PeerAddress = BirdAddress,
+                LocalAddress = HostAddress,
+                Mode = BgpConnectMode.Passive,
+                Fsm = new BgpFsmOptions
+                {
+                    LocalAs = 65001,
+                    PeerAs = 65002,
+                    RouterId = HostAddress,
+                    HoldTime = TimeSpan.FromSeconds(9),
+                    ConnectRetryInitial = TimeSpan.FromSeconds(2),
+                    ConnectRetryMax = TimeSpan.FromSeconds(4),
+                },
+            },
+            TimeProvider.System);
+        await using (session)
+        {
+            session.Start();
+            await ExchangeRoutesAsync(session);
+            Assert.True(listener.Accepted >= 1);
+        }
+    }
+
+    /// <summary>Up, our /32 with its communities in BIRD's RIB, BIRD's route in ours, the withdrawal, the graceful shutdown.</summary>
+    private async Task ExchangeRoutesAsync(BgpSession session)
+    {
         await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Birdc("show protocols all isthmus")}", 120);
 
         await session.SetAdvertisementsAsync(
@@ -125,7 +170,8 @@ public sealed class BirdInteropTests : IDisposable
         return false;
     }
 
-    private void StartBird()
+    /// <param name="activeToPort">Non-zero: BIRD connects to us on this port (our passive side) instead of waiting.</param>
+    private void StartBird(int activeToPort = 0)
     {
         _namespaceCreated = true;
         Must("ip", "netns", "add", Namespace);
@@ -148,8 +194,8 @@ public sealed class BirdInteropTests : IDisposable
             }
             protocol bgp isthmus {
               local {{BirdAddress}} as 65002;
-              neighbor {{HostAddress}} as 65001;
-              passive on;
+              neighbor {{HostAddress}} {{(activeToPort == 0 ? "" : $"port {activeToPort} ")}}as 65001;
+              {{(activeToPort == 0 ? "passive on;" : "connect delay time 1; connect retry time 2;")}}
               hold time 9;
               ipv4 { import all; export all; };
             }
