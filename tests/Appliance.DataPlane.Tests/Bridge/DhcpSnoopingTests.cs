@@ -60,16 +60,7 @@ public class DhcpSnoopingTests
         return lab;
     }
 
-    private static List<MobilitySignal> Signals(L3Fixture lab)
-    {
-        var list = new List<MobilitySignal>();
-        while (lab.Worker.Context.Mobility.TryTake(out var signal))
-        {
-            list.Add(signal);
-        }
-
-        return list;
-    }
+    private static List<MobilitySignal> Signals(L3Fixture lab) => Gateway.MobilityDetectionTests.Signals(lab);
 
     [Fact]
     public void A_dhcpack_from_the_server_side_binds_the_leased_address_where_the_client_was_learned()

@@ -18,7 +18,8 @@ public class MobilityDetectionTests
 
     private static int Segment(L3Fixture lab, string name) => lab.Slot.Current.Segments.Single(s => s.Name == name).Index;
 
-    private static List<MobilitySignal> Signals(L3Fixture lab)
+    /// <summary>Takes every signal the worker posted so far.</summary>
+    internal static List<MobilitySignal> Signals(L3Fixture lab)
     {
         var list = new List<MobilitySignal>();
         while (lab.Worker.Context.Mobility.TryTake(out var signal))

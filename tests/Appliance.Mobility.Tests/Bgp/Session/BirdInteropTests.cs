@@ -42,22 +42,7 @@ public sealed class BirdInteropTests : IDisposable
         }
 
         StartBird();
-        await using var session = new BgpSession(
-            new BgpPeerOptions
-            {
-                PeerAddress = BirdAddress,
-                LocalAddress = HostAddress,
-                Fsm = new BgpFsmOptions
-                {
-                    LocalAs = 65001,
-                    PeerAs = 65002,
-                    RouterId = HostAddress,
-                    HoldTime = TimeSpan.FromSeconds(9),
-                    ConnectRetryInitial = TimeSpan.FromSeconds(2),
-                    ConnectRetryMax = TimeSpan.FromSeconds(4),
-                },
-            },
-            TimeProvider.System);
+        await using var session = NewSession(BgpConnectMode.Active);
         session.Start();
         await ExchangeRoutesAsync(session);
     }
@@ -76,23 +61,7 @@ public sealed class BirdInteropTests : IDisposable
             new IPEndPoint(IPAddress.Any, 0),
             address => address.Equals(BirdAddress) ? session : null);
         StartBird(activeToPort: listener.Port);
-        session = new BgpSession(
-            new BgpPeerOptions
-            {
-                PeerAddress = BirdAddress,
-                LocalAddress = HostAddress,
-                Mode = BgpConnectMode.Passive,
-                Fsm = new BgpFsmOptions
-                {
-                    LocalAs = 65001,
-                    PeerAs = 65002,
-                    RouterId = HostAddress,
-                    HoldTime = TimeSpan.FromSeconds(9),
-                    ConnectRetryInitial = TimeSpan.FromSeconds(2),
-                    ConnectRetryMax = TimeSpan.FromSeconds(4),
-                },
-            },
-            TimeProvider.System);
+        session = NewSession(BgpConnectMode.Passive);
         await using (session)
         {
             session.Start();
@@ -100,6 +69,24 @@ public sealed class BirdInteropTests : IDisposable
             Assert.True(listener.Accepted >= 1);
         }
     }
+
+    private BgpSession NewSession(BgpConnectMode mode) => new(
+        new BgpPeerOptions
+        {
+            PeerAddress = BirdAddress,
+            LocalAddress = HostAddress,
+            Mode = mode,
+            Fsm = new BgpFsmOptions
+            {
+                LocalAs = 65001,
+                PeerAs = 65002,
+                RouterId = HostAddress,
+                HoldTime = TimeSpan.FromSeconds(9),
+                ConnectRetryInitial = TimeSpan.FromSeconds(2),
+                ConnectRetryMax = TimeSpan.FromSeconds(4),
+            },
+        },
+        TimeProvider.System);
 
     /// <summary>Up, our /32 with its communities in BIRD's RIB, BIRD's route in ours, the withdrawal, the graceful shutdown.</summary>
     private async Task ExchangeRoutesAsync(BgpSession session)
