@@ -49,8 +49,10 @@ public readonly record struct MobilitySignal(
 /// <summary>
 /// Where workers post mobility signals for the control plane. Bounded like <see cref="MacMoveFeed"/>
 /// (the oldest are discarded and counted). Signals are rare (RARP, GARP, new bindings and moves, not
-/// every frame), so a post may wake the consumer: at most one wake-up is pending at a time, and the
-/// consumer clears it before draining, so a burst of signals costs one wake-up.
+/// every frame), so they wake the consumer: the worker calls <see cref="WakeIfPosted"/> after the batch's
+/// frames were sent (the consumer may run at a higher priority than the worker and must not delay them);
+/// at most one wake-up is pending at a time, and the consumer clears it before draining, so a burst of
+/// signals costs one wake-up.
 /// </summary>
 public sealed class MobilityFeed : IDisposable
 {
@@ -61,6 +63,7 @@ public sealed class MobilityFeed : IDisposable
     private long _discarded;
     private long _posted;
     private int _signalled;
+    private int _unannounced;
 
     public long Discarded => Volatile.Read(ref _discarded);
 
@@ -73,6 +76,20 @@ public sealed class MobilityFeed : IDisposable
         if (_queue.Count > Capacity && _queue.TryDequeue(out _))
         {
             Interlocked.Increment(ref _discarded);
+        }
+
+        Volatile.Write(ref _unannounced, 1);
+    }
+
+    /// <summary>
+    /// Worker, after each batch: wakes the consumer if something was posted since the last call (one
+    /// volatile read when nothing was). Also usable by any other poster right after posting.
+    /// </summary>
+    public void WakeIfPosted()
+    {
+        if (Volatile.Read(ref _unannounced) == 0 || Interlocked.Exchange(ref _unannounced, 0) == 0)
+        {
+            return;
         }
 
         if (Interlocked.Exchange(ref _signalled, 1) == 0)

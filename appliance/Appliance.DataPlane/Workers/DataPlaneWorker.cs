@@ -193,6 +193,10 @@ public sealed class DataPlaneWorker : IDisposable
             _pipeline.Run(_batch, Context);
             _batch.Clear();
             Flush();
+
+            // Mobility signals of this batch wake the mobility loop only now: its thread runs at real-time
+            // priority and would otherwise preempt this worker before the batch's frames (the first GARP) left.
+            Context.Mobility.WakeIfPosted();
         }
 
         return count;
