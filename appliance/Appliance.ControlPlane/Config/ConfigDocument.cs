@@ -55,6 +55,13 @@ public sealed record DataPlaneSettings
     /// process is kept off it. null = no pinning (the scheduler decides).
     /// </summary>
     public int? WorkerCpu { get; init; }
+
+    /// <summary>
+    /// Access ports receive through AF_XDP (an XDP program redirecting to an AF_XDP socket, copy mode)
+    /// instead of AF_PACKET: a frame the worker has no room for is dropped in the driver's XDP hook. Their
+    /// senders must fill their own checksums (no PACKET_VNET_HDR here). false = AF_PACKET recvmmsg.
+    /// </summary>
+    public bool XdpReceive { get; init; }
 }
 
 public enum Role

@@ -33,6 +33,13 @@ public sealed class AfPacketPortOptions
     /// checksums at the kernel's csum_start/csum_offset. Off only to measure what it costs.
     /// </summary>
     public bool VnetHeader { get; init; } = true;
+
+    /// <summary>
+    /// Receive through AF_XDP (<see cref="XdpReceiver"/>, copy mode) instead of the AF_PACKET socket, which
+    /// then only transmits. If the XDP set-up fails the port receives on the socket as usual and
+    /// <see cref="AfPacketPort.XdpError"/> says why.
+    /// </summary>
+    public bool XdpReceive { get; init; }
 }
 
 /// <summary>
@@ -84,6 +91,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
     private int _pendingSegment;
     private PacketPool? _pendingPool;
     private int _fd;
+    private XdpReceiver? _xdp;
 
     /// <summary>Bytes of overflow per message: a 64 KB GSO frame beyond the slot, plus slack.</summary>
     internal const int OverflowSize = (64 << 10) + 512;
@@ -112,13 +120,26 @@ public sealed unsafe class AfPacketPort : IPacketPort
         }
 
         InterfaceIndex = ifIndex;
+        if (options.XdpReceive)
+        {
+            try
+            {
+                _xdp = new XdpReceiver(ifIndex);
+            }
+            catch (IOException e)
+            {
+                XdpError = e.Message;
+            }
+        }
 
         // Protocol 0 receives nothing until bind() names the protocol and interface, so no frame from
         // another interface can slip into the queue in between.
         _fd = Libc.Socket(Libc.AfPacket, Libc.SockRaw | Libc.SockNonBlock | Libc.SockCloExec, 0);
         if (_fd < 0)
         {
-            throw new IOException($"socket(AF_PACKET) failed: {Libc.Describe(Libc.Errno)}");
+            var errno = Libc.Errno;
+            _xdp?.Dispose();
+            throw new IOException($"socket(AF_PACKET) failed: {Libc.Describe(errno)}");
         }
 
         try
@@ -134,7 +155,8 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
             var sll = default(SockAddrLl);
             sll.Family = Libc.AfPacket;
-            sll.Protocol = Libc.Htons(Libc.EthPAll);
+            // With AF_XDP receiving, protocol 0: the socket transmits and never queues a frame.
+            sll.Protocol = _xdp is null ? Libc.Htons(Libc.EthPAll) : (ushort)0;
             sll.IfIndex = ifIndex;
             if (Libc.Bind(_fd, &sll, (uint)sizeof(SockAddrLl)) != 0)
             {
@@ -166,6 +188,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         {
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
+            _xdp?.Dispose();
             _messages?.Dispose();
             FreeNative();
             throw;
@@ -180,7 +203,13 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
     public int InterfaceIndex { get; }
 
-    public int PollHandle => _fd;
+    public int PollHandle => _xdp?.Handle ?? _fd;
+
+    /// <summary>Frames arrive through AF_XDP (<see cref="AfPacketPortOptions.XdpReceive"/> and its set-up worked).</summary>
+    public bool ReceivesWithXdp => _xdp is not null;
+
+    /// <summary>Why AF_XDP receive was asked for but the port receives on its AF_PACKET socket, or null.</summary>
+    public string? XdpError { get; }
 
     public PortCounters Counters { get; } = new();
 
@@ -197,6 +226,11 @@ public sealed unsafe class AfPacketPort : IPacketPort
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(pool);
         ObjectDisposedException.ThrowIf(_fd < 0, this);
+        if (_xdp is not null)
+        {
+            return _xdp.Ring.Receive(batch, pool, portIndex, _batchSize, Counters);
+        }
+
         var before = batch.Count;
         if (_pendingStart < _pendingEnd)
         {
@@ -486,7 +520,14 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// <inheritdoc />
     public void RefreshKernelCounters()
     {
-        if (_fd >= 0 && SocketSetup.ReadDrops(_fd) is var drops and >= 0)
+        if (_xdp is not null)
+        {
+            if (_xdp.ReadDrops() is var xdpDrops and >= 0)
+            {
+                Counters.RxKernelDrops = xdpDrops;
+            }
+        }
+        else if (_fd >= 0 && SocketSetup.ReadDrops(_fd) is var drops and >= 0)
         {
             Counters.RxKernelDrops = drops;
         }
@@ -500,6 +541,8 @@ public sealed unsafe class AfPacketPort : IPacketPort
     {
         if (_fd >= 0)
         {
+            _xdp?.Dispose();
+            _xdp = null;
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
             if (_pendingPool is not null)

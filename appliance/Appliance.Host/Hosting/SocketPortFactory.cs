@@ -40,6 +40,7 @@ public sealed class SocketPortFactory : IPortFactory
                         InterfaceName = spec.Interface!,
                         Kind = spec.Kind == PortSpecKind.Trunk ? PortKind.Trunk : PortKind.Access,
                         BatchSize = settings.RxBatch,
+                        XdpReceive = settings.XdpReceive && spec.Kind == PortSpecKind.Access,
                     }),
                 });
             }

@@ -1,0 +1,215 @@
+using System.Runtime.InteropServices;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Io.Native;
+using Isthmus.DataPlane.Pipeline;
+using static Isthmus.DataPlane.Tests.Io.PortHarness;
+
+namespace Isthmus.DataPlane.Tests.Io;
+
+/// <summary>AF_XDP receive: the ring walk over plain memory standing in for the kernel, then a real veth.</summary>
+public sealed unsafe class XdpReceiveTests
+{
+    /// <summary>Rings and a UMEM in ordinary memory; <see cref="Post"/> plays the kernel's part.</summary>
+    private sealed class FakeRings : IDisposable
+    {
+        public const int Size = 8;
+        public const int Chunk = 2048;
+        private readonly uint* _indices = (uint*)NativeMemory.AllocZeroed(4 * sizeof(uint));
+        private readonly XdpDesc* _rx = (XdpDesc*)NativeMemory.AllocZeroed(Size * (nuint)sizeof(XdpDesc));
+        private readonly ulong* _fill = (ulong*)NativeMemory.AllocZeroed(Size * sizeof(ulong));
+
+        public FakeRings(uint start)
+        {
+            // Indices close to wrapping: they are free-running 32-bit counters.
+            _indices[0] = _indices[1] = start;
+            _indices[2] = _indices[3] = start;
+            Umem = (byte*)NativeMemory.AllocZeroed(Size * Chunk);
+            Ring = new XdpRxRing(_indices, _indices + 1, _rx, Size, _indices + 2, _indices + 3, _fill, Size, Umem, Chunk);
+            Ring.Prime(Size, Chunk);
+        }
+
+        public byte* Umem { get; }
+
+        public XdpRxRing Ring { get; }
+
+        public uint RxConsumer => _indices[1];
+
+        /// <summary>The kernel: takes a chunk from the fill ring, writes the frame 256 bytes into it, posts it on RX.</summary>
+        public ulong Post(ReadOnlySpan<byte> frame)
+        {
+            var chunk = _fill[_indices[3] & (Size - 1)];
+            _indices[3]++;
+            var address = chunk + 256;
+            frame.CopyTo(new Span<byte>(Umem + address, frame.Length));
+            _rx[_indices[0] & (Size - 1)] = new XdpDesc { Address = address, Length = (uint)frame.Length };
+            _indices[0]++;
+            return chunk;
+        }
+
+        /// <summary>The last <paramref name="n"/> chunks given back on the fill ring.</summary>
+        public List<ulong> Refilled(int n)
+        {
+            var chunks = new List<ulong>();
+            for (var i = n; i > 0; i--)
+            {
+                chunks.Add(_fill[(_indices[2] - (uint)i) & (Size - 1)]);
+            }
+
+            return chunks;
+        }
+
+        public void Dispose()
+        {
+            NativeMemory.Free(_indices);
+            NativeMemory.Free(_rx);
+            NativeMemory.Free(_fill);
+            NativeMemory.Free(Umem);
+        }
+    }
+
+    [Theory]
+    [InlineData(0u)]
+    [InlineData(uint.MaxValue - 2)]
+    public void Frames_on_the_rx_ring_enter_the_batch_in_order_and_their_chunks_go_back_to_the_fill_ring(uint start)
+    {
+        using var rings = new FakeRings(start);
+        var pool = new PacketPool(64);
+        var batch = new PacketBatch();
+        var counters = new PortCounters();
+        Assert.Equal(FakeRings.Size, rings.Ring.FillQueued);
+
+        var chunks = new List<ulong>();
+        for (var i = 0; i < 5; i++)
+        {
+            chunks.Add(rings.Post(TestFrame(i)));
+        }
+
+        Assert.Equal(5, rings.Ring.Available);
+        Assert.Equal(3, rings.Ring.Receive(batch, pool, 2, max: 3, counters)); // at most max per call
+        Assert.Equal(2, rings.Ring.Receive(batch, pool, 2, max: 64, counters));
+        Assert.Equal(0, rings.Ring.Receive(batch, pool, 2, max: 64, counters));
+        Assert.Equal(5, batch.Count);
+        for (var i = 0; i < 5; i++)
+        {
+            ref var m = ref batch.Packets[i];
+            Assert.Equal(2, m.IngressPort);
+            Assert.Equal(PacketPool.Headroom, m.Offset);
+            Assert.Equal(TestFrame(i), pool.Frame(m.Buffer, m.Offset, m.Length).ToArray());
+        }
+
+        Assert.Equal(5, counters.RxPackets);
+        Assert.Equal(start + 5, rings.RxConsumer);
+        Assert.Equal(chunks, rings.Refilled(5));
+        Assert.Equal(FakeRings.Size, rings.Ring.FillQueued); // every chunk is the kernel's again
+
+        // Around the ring more than once: slots and chunks are reused.
+        foreach (ref var m in batch.Packets)
+        {
+            pool.Return(m.Buffer);
+        }
+
+        batch.Clear();
+        for (var round = 0; round < 3; round++)
+        {
+            for (var i = 0; i < FakeRings.Size; i++)
+            {
+                rings.Post(TestFrame(100 + i));
+            }
+
+            Assert.Equal(FakeRings.Size, rings.Ring.Receive(batch, pool, 0, 64, counters));
+            Assert.Equal(TestFrame(107), pool.Frame(batch.Packets[7].Buffer, PacketPool.Headroom, batch.Packets[7].Length).ToArray());
+            foreach (ref var m in batch.Packets)
+            {
+                pool.Return(m.Buffer);
+            }
+
+            batch.Clear();
+        }
+
+        Assert.Equal(0, pool.Outstanding);
+    }
+
+    [Fact]
+    public void A_frame_longer_than_a_pool_slot_or_without_a_buffer_is_counted_and_its_chunk_still_returns()
+    {
+        using var rings = new FakeRings(0);
+        var pool = new PacketPool(1);
+        var batch = new PacketBatch();
+        var counters = new PortCounters();
+        rings.Post(new byte[PacketPool.MaxFrame + 1]);
+        rings.Post(TestFrame(1));
+        rings.Post(TestFrame(2)); // the pool has one buffer only
+
+        Assert.Equal(1, rings.Ring.Receive(batch, pool, 0, 64, counters));
+        Assert.Equal(1, counters.RxTruncated);
+        Assert.Equal(1, counters.RxNoBuffer);
+        Assert.Equal(TestFrame(1), pool.Frame(batch.Packets[0].Buffer, PacketPool.Headroom, batch.Packets[0].Length).ToArray());
+        Assert.Equal(FakeRings.Size, rings.Ring.FillQueued);
+        Assert.Equal(0, rings.Ring.Available);
+    }
+
+    [Fact]
+    public void The_program_is_six_instructions_redirecting_by_queue_index_with_pass_as_fallback()
+    {
+        var p = XdpReceiver.Program(7);
+        Assert.Equal(6, p.Length);
+        Assert.Equal(0x0000_0000_0010_1261UL, p[0]); // ldxw r2, [r1 + 16]
+        Assert.Equal(0x0000_0007_0000_1118UL, p[1]); // lddw r1, map fd 7 (pseudo map fd)
+        Assert.Equal(0UL, p[2]);
+        Assert.Equal(0x0000_0002_0000_03b7UL, p[3]); // mov r3, XDP_PASS
+        Assert.Equal(0x0000_0033_0000_0085UL, p[4]); // call 51 (bpf_redirect_map)
+        Assert.Equal(0x95UL, p[5]);                  // exit
+    }
+
+    [Fact]
+    public void On_a_veth_frames_arrive_through_af_xdp_and_a_full_ring_drops_in_the_kernel()
+    {
+        if (!Requires.RootAndNetns())
+        {
+            return;
+        }
+
+        using var net = new VethPair();
+        var pool = new PacketPool(8192);
+        using var a = OpenAfPacket(net.NamespaceA, net.LinkA, kind: PortKind.Access);
+        AfPacketPort b;
+        using (NetworkNamespace.Enter(net.NamespaceB))
+        {
+            b = new AfPacketPort(new AfPacketPortOptions { InterfaceName = net.LinkB, Kind = PortKind.Access, XdpReceive = true });
+        }
+
+        using (b)
+        {
+            Assert.Null(b.XdpError);
+            Assert.True(b.ReceivesWithXdp);
+            var queue = new TxQueue();
+            for (var i = 0; i < 50; i++)
+            {
+                Enqueue(queue, pool, TestFrame(i));
+            }
+
+            a.Transmit(queue, pool);
+            var got = Collect(b, pool, 50, (_, f) => IsTestFrame(f));
+            Assert.Equal(Enumerable.Range(0, 50).Select(i => TestFrame(i)), got.Select(r => r.Bytes));
+            b.RefreshKernelCounters();
+            Assert.Equal(0, b.Counters.RxKernelDrops);
+
+            // Nobody reads: past the ring's 4096 frames the kernel drops, and says so.
+            for (var round = 0; round < 100; round++)
+            {
+                for (var i = 0; i < 64; i++)
+                {
+                    Enqueue(queue, pool, TestFrame(1000 + i));
+                }
+
+                a.Transmit(queue, pool);
+            }
+
+            b.RefreshKernelCounters();
+            Assert.True(b.Counters.RxKernelDrops > 0, $"kernel drops {b.Counters.RxKernelDrops}");
+            var rest = Collect(b, pool, XdpReceiver.DefaultFrames, (_, f) => IsTestFrame(f), TimeSpan.FromSeconds(2));
+            Assert.InRange(rest.Count, 1, XdpReceiver.DefaultFrames);
+            Assert.Equal(0, pool.Outstanding);
+        }
+    }
+}
