@@ -38,6 +38,11 @@
 #                               steers the receiving side to CPU0 (ul-app in ist-ul for fwd, ist-h10 eth0 for rev,
 #                               ist-out eth0 for snat), as if the far end were another machine: CPU1 then measures
 #                               the forwarder alone, and the generator shares CPU0 with the receivers
+#   --rx xdp|packet             appliance/snat modes: how the access ports receive. packet (default): AF_PACKET
+#                               recvmmsg, the ingress softirq steered to CPU1 with RPS like the kernel's. xdp:
+#                               dataPlane.xdpReceive (AF_XDP, copy mode): the XDP hook and the copy into the UMEM
+#                               run in veth's NAPI on the sending CPU (CPU0, the generator's), before RPS, and a
+#                               full ring drops there; CPU1 runs the worker alone (a NIC's DMA + driver on a real host)
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
@@ -75,6 +80,7 @@ RX_BACKLOG=
 RAW_TX=on
 PIN=worker
 RECEIVER_CPU=same
+RX=packet
 PORT_INGRESS_DROP=0
 while (($#)); do
     case $1 in
@@ -91,9 +97,10 @@ while (($#)); do
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
         --pin) PIN=$2; shift ;;
+        --rx) RX=$2; shift ;;
         --receiver-cpu) RECEIVER_CPU=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,53p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,58p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -289,9 +296,10 @@ lab_config() {
 s=open(sys.argv[1]).read(); keys=""
 if sys.argv[3] == "off": keys += "\"rawVxlanTransmit\": false, "
 if sys.argv[4] == "worker": keys += "\"workerCpu\": 1, "
+if sys.argv[5] == "xdp": keys += "\"xdpReceive\": true, "
 m=re.search(r"\"dataPlane\"\s*:\s*\{", s)
 s=s[:m.end()] + " " + keys + s[m.end():] if m else s.replace("{", "{ \"dataPlane\": { " + keys.rstrip(", ") + " },", 1)
-open(sys.argv[2], "w").write(s)' "$src" "$OUT/bench-$1" "$RAW_TX" "$PIN"
+open(sys.argv[2], "w").write(s)' "$src" "$OUT/bench-$1" "$RAW_TX" "$PIN" "$RX"
     echo "$OUT/bench-$1"
 }
 
@@ -468,5 +476,5 @@ zero_loss() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; pin $PIN; receiver CPU $RECEIVER_CPU$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; pin $PIN; receiver CPU $RECEIVER_CPU$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
