@@ -208,6 +208,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         entry.Segment = p.IngressSegment;
         entry.Vtep = vtep;
         entry.LastSeen = now;
+        context.Epoch.Advance(); // routed flows toward this MAC must find its new segment
         context.Mobility.Post(new MobilitySignal(MobilitySignalKind.MacMove, domain.Index, p.IngressSegment, vtep, mac, false, 0, 0, now) { GarpFrames = garpFrames });
         if ((p.Flags & PacketFlags.Traced) != 0)
         {

@@ -63,6 +63,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         var table = flows.Table!;
         var pool = context.Pool;
         var packets = batch.Packets;
+        var fast = 0;
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -88,8 +89,16 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             pending.InvalidTransition = false;
             pending.SourceRewrite = false;
             pending.LaterFragment = false;
+            pending.FastCandidate = false;
+            pending.Adjacency = 0;
             Track(ref p, ref pending, context, tables, table, flows.Now);
+            if ((p.Flags & PacketFlags.FastPath) != 0)
+            {
+                fast++;
+            }
         }
+
+        flows.FastForwarded += fast;
     }
 
     private void Track(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now)
@@ -276,6 +285,17 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         pending.State = ConnectionStates.Established;
         pending.Original = tuple;
         pending.Current = tuple;
+        if (context.FastPathEnabled && FlowCache.Eligible(p, pending, frame, l3, protocol, tcpFlags))
+        {
+            if (FlowCache.TryForward(ref p, frame, l3, l4, e, direction, context))
+            {
+                return;
+            }
+
+            // The slow path forwards it and teaches the session (route binds the next hop, nat stores it).
+            pending.FastCandidate = true;
+        }
+
         if ((e.Flags & (FlowFlags.SourceNat | FlowFlags.DestinationNat)) != 0)
         {
             // Translating direction d: the other direction's tuple, reversed. The destination is

@@ -50,7 +50,32 @@ public enum FlowFlags : byte
 }
 
 /// <summary>
-/// One session, 32 bytes. The original tuple is the first packet as it arrived; the reply tuple is
+/// One direction's cached forwarding result (the established-flow fast path, see
+/// <see cref="FlowCache"/>): learned from a packet the slow path forwarded, trusted only in the
+/// forwarding epoch it was learned in. 12 bytes.
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct CachedForward
+{
+    /// <summary>The <see cref="Pipeline.ForwardingEpoch"/> it was learned in (0: never).</summary>
+    public uint Epoch;
+
+    /// <summary>Index in the worker's <see cref="Route.AdjacencyTable"/> (next hop rewrite, egress).</summary>
+    public ushort Adjacency;
+
+    /// <summary>RFC 1624 sum to add to the IPv4 header checksum: the address rewrite plus the TTL decrement.</summary>
+    public ushort IpDelta;
+
+    /// <summary>RFC 1624 sum to add to the TCP/UDP checksum: addresses (pseudo-header) and ports.</summary>
+    public ushort L4Delta;
+
+    /// <summary>Non-zero when the direction is translated (addresses or ports are rewritten).</summary>
+    public ushort Translated;
+}
+
+/// <summary>
+/// One session, 56 bytes: 32 for the tuples, state and expiry, 24 for the two directions' cached
+/// forwarding results. The original tuple is the first packet as it arrived; the reply tuple is
 /// how replies arrive (source = where the original went after DNAT, destination = where it came
 /// from after SNAT). Translating a packet of direction d is "take the other direction's tuple,
 /// reversed", for both directions and for ICMP errors alike.
@@ -77,8 +102,14 @@ public struct ConntrackEntry
 
     public FlowFlags Flags;
 
-    /// <summary>Padding to 32 bytes (free for a future flag).</summary>
+    /// <summary>Padding (free for a future flag).</summary>
     public byte Reserved;
+
+    /// <summary>The original direction's cached forwarding result.</summary>
+    public CachedForward Forward0;
+
+    /// <summary>The reply direction's cached forwarding result.</summary>
+    public CachedForward Forward1;
 }
 
 /// <summary>A flow tuple as the lookup sees it (for ICMP echo: requests carry the id as source port, replies as destination port).</summary>
@@ -97,10 +128,10 @@ public interface IConntrackObserver
 }
 
 /// <summary>
-/// One worker's session table: a packed array of 32-byte <see cref="ConntrackEntry"/> and one
+/// One worker's session table: a packed array of 56-byte <see cref="ConntrackEntry"/> and one
 /// open-addressing index (linear probing, backward-shift deletion, no tombstones) holding both
 /// directions' keys, each pointing at the one entry. An index slot is 8 bytes (entry·2+direction,
-/// full hash), sized to at most half full, so a session costs 32 + 2·2·8 + 4 (free list) = 68 bytes.
+/// full hash), sized to at most half full, so a session costs 56 + 2·2·8 + 4 (free list) = 92 bytes.
 /// Expiry is lazy on lookup (exact) plus an incremental sweep from the heartbeat (reclaims memory).
 /// </summary>
 /// <remarks>Owned by one worker thread; no locks. Readers on other threads see possibly stale entries.</remarks>
@@ -228,6 +259,8 @@ public sealed class ConntrackTable
         e.Flags = flags;
         e.Expires = expires;
         e.Reserved = 0;
+        e.Forward0 = default;
+        e.Forward1 = default;
         AddKey(Hash(original), (entry << 1) + 1);
         AddKey(Hash(reply), (entry << 1) + 2);
         return entry;

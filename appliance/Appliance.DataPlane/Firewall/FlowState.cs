@@ -64,6 +64,16 @@ public struct PendingFlow
     /// <see cref="FragmentCache"/>): it follows its datagram's session and never creates one.
     /// </summary>
     public bool LaterFragment;
+
+    /// <summary>
+    /// A known flow's packet that may teach its session the fast path (<see cref="FlowCache.Eligible"/>)
+    /// and did not use it: the route stage binds its next hop's adjacency and the NAT stage, once the
+    /// packet is rewritten, stores the result in the session.
+    /// </summary>
+    public bool FastCandidate;
+
+    /// <summary>The adjacency the route stage bound for a <see cref="FastCandidate"/> (0: none, e.g. next hop unresolved).</summary>
+    public ushort Adjacency;
 }
 
 /// <summary>
@@ -105,6 +115,12 @@ public sealed class FlowState : IConntrackObserver
 
     /// <summary>Resets and ICMP unreachables sent for reject rules.</summary>
     public long RejectsSent;
+
+    /// <summary>Packets forwarded from their session's cached result (the established-flow fast path).</summary>
+    public long FastForwarded;
+
+    /// <summary>Session directions that learned a cached forwarding result.</summary>
+    public long FastLearned;
 
     private FirewallTables _tables = FirewallTables.Empty;
 

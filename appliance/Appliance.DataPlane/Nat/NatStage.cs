@@ -56,6 +56,13 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
                     NatRewriter.Rewrite(context.Pool.Frame(p.Buffer, p.Offset, p.Length), p.L3Offset, p.L4Offset, current,
                         current with { Source = pending.SourceTo, SourcePort = pending.SourcePortTo });
                 }
+
+                if (pending.FastCandidate && pending.Adjacency != 0)
+                {
+                    // Route, firewall and nat are done with it: its session may skip them from now on.
+                    FlowCache.Learn(ref table[p.Flow], p.FlowDirection, pending.Adjacency, context.Epoch.Value);
+                    flows.FastLearned++;
+                }
             }
             else if (pending.Allowed && pending.LaterFragment)
             {

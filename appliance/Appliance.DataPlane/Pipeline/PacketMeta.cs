@@ -61,6 +61,12 @@ public enum PacketFlags : ushort
 
     /// <summary>The packet belongs to a known flow (in either direction).</summary>
     KnownFlow = 1 << 12,
+
+    /// <summary>
+    /// Forwarded by conntrack from its session's cached result (Firewall/FlowCache.cs): rewritten and
+    /// <see cref="Routed"/> already, so route, firewall, nat and neighbor leave it alone.
+    /// </summary>
+    FastPath = 1 << 13,
 }
 
 /// <summary>

@@ -18,6 +18,7 @@ public sealed class WorkerContext
         Tracer = tracer;
         Moves = moves;
         TicksPerSecond = ticksPerSecond;
+        L3 = new Route.L3State(Epoch);
         TxQueues = new TxQueue[portCount];
         for (var i = 0; i < portCount; i++)
         {
@@ -57,7 +58,16 @@ public sealed class WorkerContext
     public Firewall.FlowState Flows { get; } = new();
 
     /// <summary>Neighbor (ARP/ND) cache, ICMP-error limiter and gateway counters (Gateway/ and Route/ stages).</summary>
-    public Route.L3State L3 { get; } = new();
+    public Route.L3State L3 { get; }
+
+    /// <summary>Advanced whenever a cached forwarding result may have become wrong (new snapshot, neighbor or MAC change).</summary>
+    public ForwardingEpoch Epoch { get; } = new();
+
+    /// <summary>
+    /// The established-flow fast path (Firewall/FlowCache.cs); on by default. Off, every packet takes
+    /// the slow path: the tests compare the two, and the benchmarks measure both in one run.
+    /// </summary>
+    public bool FastPathEnabled { get; set; } = true;
 
     /// <summary>
     /// Packets the appliance itself originates while a batch runs (ARP and ND replies, ICMP errors,
@@ -113,5 +123,8 @@ public sealed class WorkerContext
         Flows.Apply(snapshot.Firewall);
         Flows.Balancer.Apply(snapshot.LoadBalancer);
         Snapshot = snapshot;
+
+        // Routes, gateways, NAT and policy may all have changed: no cached forwarding result survives.
+        Epoch.Advance();
     }
 }

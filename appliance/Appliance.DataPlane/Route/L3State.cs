@@ -8,11 +8,14 @@ namespace Isthmus.DataPlane.Route;
 /// A worker's L3 state: its neighbor cache, the ICMP-error rate limiter, and the gateway/route
 /// counters that are not drops. Owned by the worker thread; readers accept slightly stale values.
 /// </summary>
-public sealed class L3State
+public sealed class L3State(ForwardingEpoch epoch)
 {
     private string _layout = "";
 
-    public NeighborCache Neighbors { get; private set; } = new(L3Tables.Empty.NeighborCapacity);
+    public NeighborCache Neighbors { get; private set; } = new(L3Tables.Empty.NeighborCapacity, epoch: epoch);
+
+    /// <summary>Next-hop rewrites bound for the established-flow fast path (Firewall/FlowCache.cs).</summary>
+    public AdjacencyTable Adjacencies { get; } = new();
 
     /// <summary>Token bucket on originated ICMP errors (RFC 1812 section 4.3.2.8).</summary>
     public StormBucket IcmpErrors { get; } = new();
@@ -49,7 +52,7 @@ public sealed class L3State
             FlushedOnCommit += Neighbors.Clear(pool);
             if (l3.NeighborCapacity != Neighbors.Capacity)
             {
-                Neighbors = new NeighborCache(l3.NeighborCapacity);
+                Neighbors = new NeighborCache(l3.NeighborCapacity, epoch: epoch);
             }
 
             _layout = layout;

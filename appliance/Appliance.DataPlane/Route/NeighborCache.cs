@@ -74,8 +74,12 @@ public sealed class NeighborCache
     private readonly (int DomainKey, ulong Hi, ulong Lo)[] _ready;
     private int _readyCount;
 
-    public NeighborCache(int capacity, int resolvingLimit = 64)
+    /// <summary>Advanced when a reachable entry changes MAC or leaves: cached forwarding results may name it.</summary>
+    private readonly ForwardingEpoch _epoch;
+
+    public NeighborCache(int capacity, int resolvingLimit = 64, ForwardingEpoch? epoch = null)
     {
+        _epoch = epoch ?? new ForwardingEpoch();
         Capacity = capacity;
         ResolvingLimit = resolvingLimit;
         var size = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, capacity * 2));
@@ -184,6 +188,11 @@ public sealed class NeighborCache
         }
 
         Learned++;
+        if (e.State == NeighborState.Reachable && e.Mac != mac)
+        {
+            _epoch.Advance();
+        }
+
         var resolved = e.State == NeighborState.Incomplete;
         e.State = NeighborState.Reachable;
         e.Mac = mac;
@@ -264,6 +273,11 @@ public sealed class NeighborCache
     /// <summary>Removes the entry in slot <paramref name="index"/> (its held packets must be cleared first).</summary>
     internal void RemoveAt(int index)
     {
+        if (_slots[index].State == NeighborState.Reachable)
+        {
+            _epoch.Advance();
+        }
+
         Count--;
         var hole = index;
         var i = hole;
@@ -309,6 +323,7 @@ public sealed class NeighborCache
 
         Count = 0;
         _readyCount = 0;
+        _epoch.Advance();
         return freed;
     }
 

@@ -43,7 +43,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 
         var pool = context.Pool;
         var packets = batch.Packets;
-        var cache = new TrainCache(0, -1, -1, 0, 0, 0, 0);
+        var cache = new TrainCache(0, -1, -1, 0, 0, 0, 0, 0, 0);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -69,9 +69,10 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
     /// (<see cref="Index"/>, immutable per snapshot), and when its next hop was reachable the
     /// neighbor's MAC and where that MAC sits in the egress domain (<see cref="Segment"/>, -1 to
     /// flood). The neighbor cache and MAC tables do not change while this stage runs, and the first
-    /// packet of the train ran the stale-entry probe, so the rest find exactly what it found.
+    /// packet of the train ran the stale-entry probe, so the rest find exactly what it found. With it,
+    /// until when the neighbor needs no probe, and the adjacency bound for fast-path candidates (0: none yet).
     /// </summary>
-    private record struct TrainCache(uint Destination, int Index, int NeighborDomain, uint NextHop, ulong Mac, int Segment, uint Vtep);
+    private record struct TrainCache(uint Destination, int Index, int NeighborDomain, uint NextHop, ulong Mac, int Segment, uint Vtep, long FreshUntil, ushort Adjacency);
 
     private void Route4(ref PacketMeta p, int slot, WorkerContext context, L3Tables l3, Span<byte> frame, ref TrainCache cache)
     {
@@ -93,7 +94,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
             index = l3.Fib4.Lookup(destination.Value);
             if (index >= 0)
             {
-                cache = new TrainCache(destination.Value, index, -1, 0, 0, 0, 0);
+                cache = new TrainCache(destination.Value, index, -1, 0, 0, 0, 0, 0, 0);
             }
         }
 
@@ -157,13 +158,41 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
                 p.EgressVtep = cache.Vtep;
             }
 
+            BindFastPath(ref p, slot, context, egress, ref cache);
             return;
         }
 
-        if (Forward(ref p, context, frame, egress, false, 0, nextHop, route, out var mac))
+        if (Forward(ref p, context, frame, egress, false, 0, nextHop, route, out var mac, out var freshUntil))
         {
-            cache = cache with { NeighborDomain = egress.Domain, NextHop = (uint)nextHop, Mac = mac, Segment = p.EgressSegment, Vtep = p.EgressVtep };
+            cache = cache with { NeighborDomain = egress.Domain, NextHop = (uint)nextHop, Mac = mac, Segment = p.EgressSegment, Vtep = p.EgressVtep, FreshUntil = freshUntil, Adjacency = 0 };
+            BindFastPath(ref p, slot, context, egress, ref cache);
         }
+    }
+
+    /// <summary>
+    /// A known flow's packet that may teach its session the fast path (Firewall/FlowCache.cs) gets
+    /// the adjacency of its next hop: unicast to a known segment, and a neighbor that needs no probe.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BindFastPath(ref PacketMeta p, int slot, WorkerContext context, GatewayInterface egress, ref TrainCache cache)
+    {
+        if ((p.Flags & PacketFlags.KnownFlow) == 0)
+        {
+            return;
+        }
+
+        ref var pending = ref context.Flows.Pending[slot];
+        if (!pending.FastCandidate || cache.Segment < 0 || context.Now >= cache.FreshUntil)
+        {
+            return;
+        }
+
+        if (cache.Adjacency == 0)
+        {
+            cache.Adjacency = context.L3.Adjacencies.Bind(context.Epoch.Value, (ushort)egress.Domain, cache.NextHop, cache.Mac, egress.Mac.Value, cache.Segment, cache.Vtep, egress.Mtu, cache.FreshUntil);
+        }
+
+        pending.Adjacency = cache.Adjacency;
     }
 
     private void Route6(ref PacketMeta p, WorkerContext context, L3Tables l3, Span<byte> frame)
@@ -215,7 +244,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
         }
 
         var nextHop = route.Kind == RouteKind.Static ? new Ipv6Address(route.NextHopHi, route.NextHopLo) : destination;
-        Forward(ref p, context, frame, egress, true, nextHop.High, nextHop.Low, route, out _);
+        Forward(ref p, context, frame, egress, true, nextHop.High, nextHop.Low, route, out _, out _);
     }
 
     /// <summary>TCP MSS clamping on SYNs (both directions) to the smaller clamp of the two interfaces.</summary>
@@ -236,10 +265,14 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
     /// Hands the packet to the egress domain: source MAC = egress gateway, destination MAC = next hop
     /// (when resolved), then the egress domain's MAC table decides the segment, as the bridge would.
     /// </summary>
-    /// <returns>Whether the next hop was reachable (its MAC in <paramref name="mac"/>).</returns>
-    private bool Forward(ref PacketMeta p, WorkerContext context, Span<byte> frame, GatewayInterface egress, bool ipv6, ulong hi, ulong lo, FibEntry route, out ulong mac)
+    /// <returns>
+    /// Whether the next hop was reachable (its MAC in <paramref name="mac"/>, and until when it needs no
+    /// probe in <paramref name="freshUntil"/>).
+    /// </returns>
+    private bool Forward(ref PacketMeta p, WorkerContext context, Span<byte> frame, GatewayInterface egress, bool ipv6, ulong hi, ulong lo, FibEntry route, out ulong mac, out long freshUntil)
     {
         mac = 0;
+        freshUntil = 0;
         p.IngressDomain = p.Domain;
         p.Domain = (ushort)egress.Domain;
         p.Flags = (p.Flags & ~(PacketFlags.Flood | PacketFlags.Bum | PacketFlags.ToGateway)) | PacketFlags.Routed;
@@ -259,6 +292,7 @@ public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 
         var l3 = context.Snapshot.L3;
         var now = context.Now;
+        freshUntil = neighbor.Confirmed + (l3.ReachableSeconds * context.TicksPerSecond);
         if (now - neighbor.Confirmed > l3.ReachableSeconds * context.TicksPerSecond && now >= neighbor.NextProbe)
         {
             // RFC 4861 section 7.3.3: a stale entry is still used while a probe re-confirms it.

@@ -336,7 +336,11 @@ public sealed class DataPlaneWorker : IDisposable
         var domains = Context.Bridge.Domains;
         for (var d = 0; d < domains.Length; d++)
         {
-            domains[d].Table.Age(Context.Now - snapshot.Domains[d].MacAgingTicks);
+            if (domains[d].Table.Age(Context.Now - snapshot.Domains[d].MacAgingTicks) > 0)
+            {
+                // A next hop's MAC that aged out is flooded again by the slow path, not sent to its old segment.
+                Context.Epoch.Advance();
+            }
         }
 
         Context.Flows.Heartbeat(Context.Now, Context.TicksPerSecond);

@@ -1,0 +1,153 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Route;
+using Isthmus.Packets;
+
+namespace Isthmus.DataPlane.Firewall;
+
+/// <summary>
+/// The established-flow fast path (in the spirit of nftables' flowtable, VPP's flow cache and OVS's
+/// datapath cache): once the slow path (route → firewall → nat → neighbor) has forwarded a packet
+/// of an established TCP/UDP session, the session remembers, per direction, what it decided: the
+/// next hop's adjacency (egress domain, segment, VTEP, MACs, MTU) and the NAT rewrite's RFC 1624
+/// checksum sums with the TTL decrement folded in. A later conntrack hit with a result learned in
+/// the current <see cref="ForwardingEpoch"/> is rewritten here in one place and marked
+/// <see cref="PacketFlags.Routed"/> | <see cref="PacketFlags.FastPath"/>, so route, firewall, nat and
+/// neighbor pass it by with their usual per-packet checks. See README.md ("Established-flow fast path").
+/// </summary>
+public static class FlowCache
+{
+    /// <summary>TCP flags that change the session's course: such segments always take the slow path.</summary>
+    private const TcpFlags SlowFlags = TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst;
+
+    /// <summary>
+    /// Whether a known flow's packet may use (or teach) the fast path: TCP or UDP, a whole datagram
+    /// (no fragment), no SYN/FIN/RST, not traced, routed (not L2-filtered), a valid state transition.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Eligible(in PacketMeta p, in PendingFlow pending, ReadOnlySpan<byte> frame, int l3, byte protocol, TcpFlags tcpFlags) =>
+        (protocol == IpProtocol.Udp || (protocol == IpProtocol.Tcp && (tcpFlags & SlowFlags) == 0))
+        && (p.Flags & PacketFlags.Traced) == 0
+        && !pending.Bridged && !pending.LaterFragment && !pending.InvalidTransition
+        && (BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 6)..]) & 0x3FFF) == 0;
+
+    /// <summary>
+    /// Forwards an eligible packet from its session's cached result when that result is current:
+    /// the TTL allows forwarding, the packet fits the egress MTU and the neighbor needs no probe.
+    /// Returns false (nothing touched) when the slow path must run.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool TryForward(ref PacketMeta p, Span<byte> frame, int l3, int l4, in ConntrackEntry e, int direction, WorkerContext context)
+    {
+        ref readonly var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
+        if (cached.Epoch != context.Epoch.Value)
+        {
+            return false;
+        }
+
+        ref readonly var adjacency = ref context.L3.Adjacencies[cached.Adjacency];
+        if (frame[l3 + 8] <= 1 || BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 2)..]) > adjacency.Mtu || context.Now >= adjacency.FreshUntil)
+        {
+            return false;
+        }
+
+        if (cached.Translated != 0)
+        {
+            // Translating direction d is "the other direction's tuple, reversed" (ConntrackEntry).
+            uint source, destination;
+            ushort sourcePort, destinationPort;
+            if (direction == 0)
+            {
+                (source, destination, sourcePort, destinationPort) = (e.ReplyDestination, e.ReplySource, e.ReplyDestinationPort, e.ReplySourcePort);
+            }
+            else
+            {
+                (source, destination, sourcePort, destinationPort) = (e.OriginalDestination, e.OriginalSource, e.OriginalDestinationPort, e.OriginalSourcePort);
+            }
+
+            BinaryPrimitives.WriteUInt32BigEndian(frame[(l3 + 12)..], source);
+            BinaryPrimitives.WriteUInt32BigEndian(frame[(l3 + 16)..], destination);
+            BinaryPrimitives.WriteUInt16BigEndian(frame[l4..], sourcePort);
+            BinaryPrimitives.WriteUInt16BigEndian(frame[(l4 + 2)..], destinationPort);
+            var at = l4 + (e.Protocol == IpProtocol.Tcp ? 16 : 6);
+            var checksum = BinaryPrimitives.ReadUInt16BigEndian(frame[at..]);
+            if (checksum != 0 || e.Protocol == IpProtocol.Tcp)
+            {
+                // RFC 1624 eqn. 3; a UDP checksum that comes out 0 is sent as 0xFFFF (RFC 768), and
+                // a zero UDP checksum (none) stays zero, as in NatRewriter.
+                checksum = (ushort)~Checksum.Fold((ulong)(ushort)~checksum + cached.L4Delta);
+                if (checksum == 0 && e.Protocol == IpProtocol.Udp)
+                {
+                    checksum = 0xFFFF;
+                }
+
+                BinaryPrimitives.WriteUInt16BigEndian(frame[at..], checksum);
+            }
+        }
+
+        frame[l3 + 8]--;
+        var header = BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 10)..]);
+        BinaryPrimitives.WriteUInt16BigEndian(frame[(l3 + 10)..], (ushort)~Checksum.Fold((ulong)(ushort)~header + cached.IpDelta));
+
+        new MacAddress(adjacency.Mac).WriteTo(frame);
+        new MacAddress(adjacency.GatewayMac).WriteTo(frame[6..]);
+        p.IngressDomain = p.Domain;
+        p.Domain = adjacency.Domain;
+        p.EgressSegment = adjacency.Segment;
+        p.EgressVtep = adjacency.Vtep;
+        p.Flags = (p.Flags & ~(PacketFlags.Flood | PacketFlags.Bum | PacketFlags.ToGateway)) | PacketFlags.Routed | PacketFlags.FastPath;
+        return true;
+    }
+
+    /// <summary>
+    /// Remembers what the slow path did to a packet of direction <paramref name="direction"/>: its
+    /// next hop's <paramref name="adjacency"/> and the checksum sums of its rewrite (the other
+    /// direction's tuple reversed, plus the TTL decrement), learned in <paramref name="epoch"/>.
+    /// </summary>
+    public static void Learn(ref ConntrackEntry e, int direction, ushort adjacency, uint epoch)
+    {
+        var here = ConntrackTable.TupleOf(e, direction);
+        var other = ConntrackTable.TupleOf(e, 1 - direction);
+        ulong ip = 0xFEFF; // TTL - 1 in the (TTL, protocol) word: ~w + (w - 0x100) = 0xFEFF
+        ulong l4 = 0;
+        var translated = false;
+        if (here.Source != other.Destination)
+        {
+            var sum = AddressChange(here.Source, other.Destination);
+            ip += sum;
+            l4 += sum;
+            translated = true;
+        }
+
+        if (here.Destination != other.Source)
+        {
+            var sum = AddressChange(here.Destination, other.Source);
+            ip += sum;
+            l4 += sum;
+            translated = true;
+        }
+
+        if (here.SourcePort != other.DestinationPort)
+        {
+            l4 += (ulong)(ushort)~here.SourcePort + other.DestinationPort;
+            translated = true;
+        }
+
+        if (here.DestinationPort != other.SourcePort)
+        {
+            l4 += (ulong)(ushort)~here.DestinationPort + other.SourcePort;
+            translated = true;
+        }
+
+        ref var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
+        cached.Adjacency = adjacency;
+        cached.IpDelta = Checksum.Fold(ip);
+        cached.L4Delta = Checksum.Fold(l4);
+        cached.Translated = (ushort)(translated ? 1 : 0);
+        cached.Epoch = epoch;
+    }
+
+    private static ulong AddressChange(uint from, uint to) =>
+        (ulong)(ushort)~(from >> 16) + (ushort)~from + (to >> 16) + (to & 0xFFFF);
+}
