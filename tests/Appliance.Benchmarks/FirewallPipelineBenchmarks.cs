@@ -12,8 +12,10 @@ namespace Isthmus.Benchmarks;
 /// bridge → gateway → conntrack → route → firewall → nat → neighbor → encap → port TX. 256 UDP
 /// flows from a VLAN host (acc10) to the Internet via the upstream router on acc20: with the
 /// firewall and masquerade, every packet after the first of its flow is a conntrack hit plus the
-/// SNAT rewrite; the baseline routes the same frames with no firewall or NAT. Time is frozen (no
-/// heartbeat, no aging) so the neighbor entries and sessions stay put.
+/// SNAT rewrite; the baseline routes the same frames with no firewall or NAT. From the third batch on
+/// every packet takes the established-flow fast path (Firewall/FlowCache.cs); the same worker with
+/// the fast path off runs beside it as a reference. Time is frozen (no heartbeat, no aging) so the
+/// neighbor entries and sessions stay put.
 /// </summary>
 [MemoryDiagnoser]
 [MinColumn]
@@ -26,12 +28,15 @@ public class FirewallPipelineBenchmarks
 
     private DataPlaneWorker _routed = null!;
     private DataPlaneWorker _natted = null!;
+    private DataPlaneWorker _nattedSlow = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         _routed = Worker(withFirewall: false);
         _natted = Worker(withFirewall: true);
+        _nattedSlow = Worker(withFirewall: true);
+        _nattedSlow.Context.FastPathEnabled = false;
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Batch, Description = "routed VLAN → upstream, no firewall/NAT, per packet")]
@@ -40,11 +45,15 @@ public class FirewallPipelineBenchmarks
     [Benchmark(OperationsPerInvoke = Batch, Description = "routed + conntrack hit + masquerade, per packet")]
     public int RoutedConntrackNat() => _natted.RunOnce();
 
+    [Benchmark(OperationsPerInvoke = Batch, Description = "the same without the established-flow fast path (reference), per packet")]
+    public int RoutedConntrackNatSlowPath() => _nattedSlow.RunOnce();
+
     [GlobalCleanup]
     public void Cleanup()
     {
         _routed.Dispose();
         _natted.Dispose();
+        _nattedSlow.Dispose();
     }
 
     private static DataPlaneWorker Worker(bool withFirewall)
@@ -74,7 +83,8 @@ public class FirewallPipelineBenchmarks
 
         RoutedBench.ReplayFlows(ports, 0, new Ipv4FrameSpec(Host, RoutedBench.Gw10, Ipv4Address.Parse("10.10.0.10"), Ipv4Address.Parse("198.51.100.7")));
 
-        // First pass: sessions are created (and checked to leave); the rest are conntrack hits.
+        // First pass: sessions are created (and checked to leave); the rest are conntrack hits (the
+        // second pass teaches each session its forwarding result).
         worker.RunOnce();
         if (ports[1].Counters.TxPackets < Batch)
         {

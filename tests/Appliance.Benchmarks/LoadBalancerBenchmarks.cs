@@ -28,6 +28,7 @@ public class LoadBalancerBenchmarks
     private DataPlaneWorker _routed = null!;
     private DataPlaneWorker _dnat = null!;
     private DataPlaneWorker _fullNat = null!;
+    private DataPlaneWorker _fullNatSlow = null!;
     private DataPlaneWorker _dnatOnly = null!;
 
     [GlobalSetup]
@@ -36,6 +37,8 @@ public class LoadBalancerBenchmarks
         _routed = Worker(Mode.Routed);
         _dnat = Worker(Mode.PortForward);
         _fullNat = Worker(Mode.FullNat);
+        _fullNatSlow = Worker(Mode.FullNat);
+        _fullNatSlow.Context.FastPathEnabled = false;
         _dnatOnly = Worker(Mode.DnatOnly);
     }
 
@@ -48,6 +51,9 @@ public class LoadBalancerBenchmarks
     [Benchmark(OperationsPerInvoke = Batch, Description = "LB VIP full NAT (Maglev), established, per packet")]
     public int VipFullNat() => _fullNat.RunOnce();
 
+    [Benchmark(OperationsPerInvoke = Batch, Description = "LB VIP full NAT without the established-flow fast path (reference), per packet")]
+    public int VipFullNatSlowPath() => _fullNatSlow.RunOnce();
+
     [Benchmark(OperationsPerInvoke = Batch, Description = "LB VIP DNAT-only (Maglev), established, per packet")]
     public int VipDnatOnly() => _dnatOnly.RunOnce();
 
@@ -57,6 +63,7 @@ public class LoadBalancerBenchmarks
         _routed.Dispose();
         _dnat.Dispose();
         _fullNat.Dispose();
+        _fullNatSlow.Dispose();
         _dnatOnly.Dispose();
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
@@ -134,7 +135,6 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         var tcpFlags = TcpFlags.None;
         var trackable = true;
         pending.IcmpType = 0;
-        var invalid = false;
         FlowTuple tuple;
         switch (protocol)
         {
@@ -221,6 +221,19 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             return;
         }
 
+        NewFlow(ref p, ref pending, context, tables, frame, l3, l4, tuple, tcpFlags, trackable);
+    }
+
+    /// <summary>
+    /// A packet of no known session. Kept out of <see cref="Track"/> (never inlined) so the hit path's
+    /// frame stays small: the JIT zeroes every span local of an inlined callee on each call.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void NewFlow(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, Span<byte> frame, int l3, int l4, in FlowTuple tuple, TcpFlags tcpFlags, bool trackable)
+    {
+        var protocol = tuple.Protocol;
+        var invalid = false;
+
         // A new flow. Only a SYN opens TCP; a stray ACK, FIN or RST (or an echo reply) is INVALID:
         // it is classified as such and never creates a session.
         if (protocol == IpProtocol.Tcp && !TcpConntrack.Opens(tcpFlags))
@@ -298,39 +311,53 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
 
         if ((e.Flags & (FlowFlags.SourceNat | FlowFlags.DestinationNat)) != 0)
         {
-            // Translating direction d: the other direction's tuple, reversed. The destination is
-            // rewritten here, before the route lookup (netfilter's prerouting); the source in the
-            // NAT stage, after route and firewall (postrouting), so ICMP errors the route stage
-            // sends about this packet still quote what its sender sent.
-            var other = ConntrackTable.TupleOf(e, 1 - direction);
-            if (other.Source != tuple.Destination || other.SourcePort != tuple.DestinationPort)
-            {
-                var target = tuple with { Destination = other.Source, DestinationPort = other.SourcePort };
-                NatRewriter.Rewrite(frame, l3, l4, tuple, target);
-                pending.Current = target;
-            }
-
-            if (other.Destination != tuple.Source || other.DestinationPort != tuple.SourcePort)
-            {
-                pending.SourceRewrite = true;
-                pending.SourceTo = other.Destination;
-                pending.SourcePortTo = other.DestinationPort;
-            }
+            Translate(ref pending, e, direction, frame, l3, l4, tuple);
         }
 
         if ((p.Flags & PacketFlags.Traced) != 0)
         {
-            context.Tracer.Record(p.TraceId, Name, pending.InvalidTransition ? "invalid" : "established",
-                $"flow {entry} {(direction == 0 ? "original" : "reply")} {e.State}"
-                + (pending.Current != tuple ? $", destination {tuple} → {pending.Current}" : "")
-                + (pending.SourceRewrite ? $", source → {new Ipv4Address(pending.SourceTo)}:{pending.SourcePortTo} in nat" : ""));
+            TraceKnown(ref p, pending, context, entry, direction, e.State, tuple);
         }
     }
+
+    /// <summary>
+    /// The slow path's translation of a known flow's packet. Translating direction d: the other
+    /// direction's tuple, reversed. The destination is rewritten here, before the route lookup
+    /// (netfilter's prerouting); the source in the NAT stage, after route and firewall
+    /// (postrouting), so ICMP errors the route stage sends about this packet still quote what its
+    /// sender sent.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Translate(ref PendingFlow pending, in ConntrackEntry e, int direction, Span<byte> frame, int l3, int l4, in FlowTuple tuple)
+    {
+        var other = ConntrackTable.TupleOf(e, 1 - direction);
+        if (other.Source != tuple.Destination || other.SourcePort != tuple.DestinationPort)
+        {
+            var target = tuple with { Destination = other.Source, DestinationPort = other.SourcePort };
+            NatRewriter.Rewrite(frame, l3, l4, tuple, target);
+            pending.Current = target;
+        }
+
+        if (other.Destination != tuple.Source || other.DestinationPort != tuple.SourcePort)
+        {
+            pending.SourceRewrite = true;
+            pending.SourceTo = other.Destination;
+            pending.SourcePortTo = other.DestinationPort;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void TraceKnown(ref PacketMeta p, in PendingFlow pending, WorkerContext context, int entry, int direction, ConntrackState state, in FlowTuple tuple) =>
+        context.Tracer.Record(p.TraceId, Name, pending.InvalidTransition ? "invalid" : "established",
+            $"flow {entry} {(direction == 0 ? "original" : "reply")} {state}"
+            + (pending.Current != tuple ? $", destination {tuple} → {pending.Current}" : "")
+            + (pending.SourceRewrite ? $", source → {new Ipv4Address(pending.SourceTo)}:{pending.SourcePortTo} in nat" : ""));
 
     /// <summary>
     /// Marks a packet NewFlow and resets the per-packet scratch the firewall and NAT read for it,
     /// keeping what conntrack learnt before (bridged, ICMP type, later fragment).
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private static void StartNewFlow(ref PacketMeta p, ref PendingFlow pending, in FlowTuple tuple, Span<byte> frame, ConnectionStates state, bool trackable, TcpFlags tcpFlags)
     {
         p.Flags |= PacketFlags.NewFlow;
@@ -358,6 +385,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     /// is then classified like a new flow's packet, never creates a session, and the NAT stage
     /// joins it to the session its first fragment committed.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private void LaterFragment(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, Span<byte> frame, int l3, Ipv4Header ip, uint now)
     {
         var protocol = p.IpProtocol;
@@ -398,6 +426,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     }
 
     /// <summary>An ICMP error: find the session of the quoted packet (RFC 792; RFC 5508 section 4.2 for the NAT part).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private void Related(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, ConntrackTable table, Span<byte> frame, int l3, int l4, uint now)
     {
         var quote = frame[(l4 + Icmpv4Header.QuotedPacketOffset)..];
@@ -465,6 +494,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         }
     }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Dnat(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, Span<byte> frame, int l3, int l4, in FlowTuple tuple)
     {
         var index = tables.DnatIndex;
@@ -494,6 +524,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     }
 
     /// <summary>L2 filter: finds the IPv4 header of a bridged frame (decap removed any tags).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private static bool ParseBridged(ref PacketMeta p, PacketPool pool)
     {
         var frame = pool.Frame(p.Buffer, p.Offset, p.Length);
