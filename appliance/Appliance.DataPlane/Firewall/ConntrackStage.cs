@@ -295,11 +295,9 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         p.Flags |= PacketFlags.KnownFlow;
         p.Flow = entry;
         p.FlowDirection = (byte)direction;
-        pending.State = ConnectionStates.Established;
-        pending.Original = tuple;
-        pending.Current = tuple;
         if (context.FastPathEnabled && FlowCache.Eligible(p, pending, frame, l3, protocol, tcpFlags))
         {
+            // Forwarded from the cache: no later stage reads this packet's scratch.
             if (FlowCache.TryForward(ref p, frame, l3, l4, e, direction, context))
             {
                 return;
@@ -308,6 +306,10 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             // The slow path forwards it and teaches the session (route binds the next hop, nat stores it).
             pending.FastCandidate = true;
         }
+
+        pending.State = ConnectionStates.Established;
+        pending.Original = tuple;
+        pending.Current = tuple;
 
         if ((e.Flags & (FlowFlags.SourceNat | FlowFlags.DestinationNat)) != 0)
         {

@@ -61,16 +61,18 @@ public sealed class FirewallStage() : PipelineStage("firewall", typeof(FirewallD
                 continue;
             }
 
-            ref var pending = ref flows.Pending[i];
             if ((p.Flags & PacketFlags.KnownFlow) != 0)
             {
-                if (pending.InvalidTransition)
+                // A fast-path packet's transition was valid (conntrack checked); the rest may not be.
+                if ((p.Flags & PacketFlags.FastPath) == 0 && flows.Pending[i].InvalidTransition)
                 {
                     Drop(ref p, (ushort)FirewallDrop.InvalidState);
                 }
 
                 continue;
             }
+
+            ref var pending = ref flows.Pending[i];
 
             if (!tables.Filtering)
             {

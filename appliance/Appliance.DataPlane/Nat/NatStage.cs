@@ -41,8 +41,10 @@ public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
-            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.NewFlow | PacketFlags.KnownFlow)) == 0)
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.NewFlow | PacketFlags.KnownFlow)) == 0
+                || (p.Flags & PacketFlags.FastPath) != 0)
             {
+                // Nothing to do, or already fully rewritten from its session's cached result.
                 continue;
             }
 

@@ -46,8 +46,9 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
-            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Routed | PacketFlags.Local)) != PacketFlags.Routed)
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Routed | PacketFlags.Local | PacketFlags.FastPath)) != PacketFlags.Routed)
             {
+                // Not routed, originated, or forwarded from a cached result (its next hop was resolved).
                 continue;
             }
 
