@@ -209,6 +209,48 @@ public class FlowCacheTests
     }
 
     [Fact]
+    public void A_traced_packet_of_a_fast_flow_takes_the_slow_path_and_shows_every_stage()
+    {
+        using var twin = new Twin(Program());
+        var frame = Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(HostA, Gw10, HostAIp, Ipv4Address.Parse("198.51.100.7")), 40000, 53, new byte[18]));
+        twin.Send(Acc10, frame);
+        twin.Send(Acc10, frame);
+        twin.Send(Acc10, frame);
+        var flows = twin.Fast.Worker.Context.Flows;
+        var before = flows.FastForwarded;
+        Assert.True(before >= 1);
+
+        var tracer = twin.Fast.Worker.Context.Tracer;
+        tracer.Arm(new Diagnostics.TraceFilter { SourceMac = HostA, MaxPackets = 1 });
+        twin.Slow.Worker.Context.Tracer.Arm(new Diagnostics.TraceFilter { SourceMac = HostA, MaxPackets = 1 });
+        twin.Send(Acc10, frame);
+        Assert.Equal(before, flows.FastForwarded);
+        var stages = tracer.Entries().Select(e => e.Stage).ToList();
+        Assert.Contains("conntrack", stages);
+        Assert.Contains("route", stages);
+        Assert.Contains("encap", stages);
+        Assert.Equal(Gw20Ip, Ip4(Assert.Single(twin.LastSent[Acc20])).Source);
+    }
+
+    [Fact]
+    public void Ttl_one_in_a_fast_flow_still_gets_time_exceeded()
+    {
+        using var twin = new Twin(Program());
+        var internet = Ipv4Address.Parse("198.51.100.7");
+        byte[] Udp(byte ttl) => Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(HostA, Gw10, HostAIp, internet) { Ttl = ttl }, 40000, 53, new byte[18]));
+        twin.Send(Acc10, Udp(64));
+        twin.Send(Acc10, Udp(64));
+        twin.Send(Acc10, Udp(64));
+        Assert.True(twin.Fast.Worker.Context.Flows.FastForwarded >= 1);
+
+        twin.Send(Acc10, Udp(1));
+        Assert.Empty(twin.LastSent[Acc20]);
+        var error = Assert.Single(twin.LastSent[Acc10]);
+        Assert.Equal(Icmpv4Type.TimeExceeded, Ip4(error).Payload[0]);
+        Assert.Equal(1, twin.Fast.Drops("route", "TtlExpired"));
+    }
+
+    [Fact]
     public void A_session_entry_with_both_cached_directions_is_56_bytes()
     {
         Assert.Equal(12, Unsafe.SizeOf<CachedForward>());
