@@ -218,7 +218,8 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// last batch or pool: the next <see cref="Receive"/> delivers them before reading the socket, so call
     /// it even when the socket is not readable.
     /// </summary>
-    public bool HasPendingFrames => _pendingStart < _pendingEnd;
+    /// <remarks>With AF_XDP: frames are waiting on the RX ring (no poll() needed to know).</remarks>
+    public bool HasPendingFrames => _xdp is not null ? _xdp.Ring.Available > 0 : _pendingStart < _pendingEnd;
 
     /// <inheritdoc />
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)

@@ -190,6 +190,7 @@ public sealed unsafe class XdpReceiveTests
 
             a.Transmit(queue, pool);
             var got = Collect(b, pool, 50, (_, f) => IsTestFrame(f));
+            Assert.False(b.HasPendingFrames);
             Assert.Equal(Enumerable.Range(0, 50).Select(i => TestFrame(i)), got.Select(r => r.Bytes));
             b.RefreshKernelCounters();
             Assert.Equal(0, b.Counters.RxKernelDrops);
@@ -207,6 +208,7 @@ public sealed unsafe class XdpReceiveTests
 
             b.RefreshKernelCounters();
             Assert.True(b.Counters.RxKernelDrops > 0, $"kernel drops {b.Counters.RxKernelDrops}");
+            Assert.True(b.HasPendingFrames, "a full ring is pending without a poll");
             var rest = Collect(b, pool, XdpReceiver.DefaultFrames, (_, f) => IsTestFrame(f), TimeSpan.FromSeconds(2));
             Assert.InRange(rest.Count, 1, XdpReceiver.DefaultFrames);
             Assert.Equal(0, pool.Outstanding);
