@@ -289,17 +289,11 @@ echo "$COMMIT" >"$OUT/commit.txt"
 # The lab config for a mode: a copy of the shipped one with the worker's CPU (--pin worker) and raw VXLAN
 # transmit (--raw-tx) set.
 lab_config() {
-    local src
-    src="$(dirname "$LAB")/$1"
-    # The shipped configs carry // comments (JSONC): insert the keys as text.
-    python3 -c 'import re,sys
-s=open(sys.argv[1]).read(); keys=""
-if sys.argv[3] == "off": keys += "\"rawVxlanTransmit\": false, "
-if sys.argv[4] == "worker": keys += "\"workerCpu\": 1, "
-if sys.argv[5] == "xdp": keys += "\"xdpReceive\": true, "
-m=re.search(r"\"dataPlane\"\s*:\s*\{", s)
-s=s[:m.end()] + " " + keys + s[m.end():] if m else s.replace("{", "{ \"dataPlane\": { " + keys.rstrip(", ") + " },", 1)
-open(sys.argv[2], "w").write(s)' "$src" "$OUT/bench-$1" "$RAW_TX" "$PIN" "$RX"
+    local keys=()
+    [[ $RAW_TX == off ]] && keys+=(rawVxlanTransmit=false)
+    [[ $PIN == worker ]] && keys+=(workerCpu=1)
+    [[ $RX == xdp ]] && keys+=(xdpReceive=true)
+    "$HERE/../lab_config.py" "$(dirname "$LAB")/$1" "$OUT/bench-$1" "${keys[@]}"
     echo "$OUT/bench-$1"
 }
 
