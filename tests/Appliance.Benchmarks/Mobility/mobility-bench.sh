@@ -4,9 +4,10 @@
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--failover COUNT] [--pin worker|none] [--external] [--no-build]
 #
-# --pin worker (default on a machine with 2 or more CPUs): the appliance runs with dataPlane.workerCpu set to the
-# last CPU, so its data-plane worker has that CPU alone and every other thread (the mobility and BGP loops, the API,
-# timers) runs on the others: the deployment a latency-sensitive appliance uses. --pin none: the shipped lab config.
+# --pin none (default): the shipped lab config. --pin worker (on a machine with 2 or more CPUs): the appliance runs
+# with dataPlane.workerCpu set to the last CPU, so its data-plane worker has that CPU alone and every other thread
+# (the mobility and BGP loops, the API, timers) shares the others with the lab's peers, tshark and the senders; on
+# this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
 #
 # Brings the lab up (appliance/lab/lab.sh up --detach, lab-config-l3.json: BIRD in ist-bird, FRR in
 # ist-frr) and down again, unless --external (a lab already up: it is left up). What is measured and how
@@ -20,7 +21,7 @@ LAB="$REPO/appliance/lab/lab.sh"
 MOVES=100
 FAILOVER=10000
 EXTERNAL=0
-PIN=worker
+PIN=none
 BUILD=()
 while (($#)); do
     case $1 in
