@@ -3,6 +3,7 @@ using System.Net;
 using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
 using Isthmus.Mobility.Bgp.Session;
+using Isthmus.Mobility.Tests.Support;
 using static Isthmus.Mobility.Tests.Support.Shell;
 
 namespace Isthmus.Mobility.Tests.Bgp.Session;
@@ -70,23 +71,7 @@ public sealed class BirdInteropTests : IDisposable
         }
     }
 
-    private BgpSession NewSession(BgpConnectMode mode) => new(
-        new BgpPeerOptions
-        {
-            PeerAddress = BirdAddress,
-            LocalAddress = HostAddress,
-            Mode = mode,
-            Fsm = new BgpFsmOptions
-            {
-                LocalAs = 65001,
-                PeerAs = 65002,
-                RouterId = HostAddress,
-                HoldTime = TimeSpan.FromSeconds(9),
-                ConnectRetryInitial = TimeSpan.FromSeconds(2),
-                ConnectRetryMax = TimeSpan.FromSeconds(4),
-            },
-        },
-        TimeProvider.System);
+    private BgpSession NewSession(BgpConnectMode mode) => InteropSessions.Create(BirdAddress, HostAddress, mode);
 
     /// <summary>Up, our /32 with its communities in BIRD's RIB, BIRD's route in ours, the withdrawal, the graceful shutdown.</summary>
     private async Task ExchangeRoutesAsync(BgpSession session)

@@ -3,6 +3,7 @@ using System.Net;
 using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
 using Isthmus.Mobility.Bgp.Session;
+using Isthmus.Mobility.Tests.Support;
 using static Isthmus.Mobility.Tests.Support.Shell;
 
 namespace Isthmus.Mobility.Tests.Bgp.Session;
@@ -46,22 +47,7 @@ public sealed class FrrInteropTests : IDisposable
         }
 
         StartFrr();
-        await using var session = new BgpSession(
-            new BgpPeerOptions
-            {
-                PeerAddress = FrrAddress,
-                LocalAddress = HostAddress,
-                Fsm = new BgpFsmOptions
-                {
-                    LocalAs = 65001,
-                    PeerAs = 65002,
-                    RouterId = HostAddress,
-                    HoldTime = TimeSpan.FromSeconds(9),
-                    ConnectRetryInitial = TimeSpan.FromSeconds(2),
-                    ConnectRetryMax = TimeSpan.FromSeconds(4),
-                },
-            },
-            TimeProvider.System);
+        await using var session = InteropSessions.Create(FrrAddress, HostAddress);
         session.Start();
         await Eventually(() => session.State == BgpState.Established, () => $"session {session.State}: {session.LastError}\n{Vty($"show bgp neighbors {HostAddress}")}", 80);
 
