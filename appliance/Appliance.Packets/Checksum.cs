@@ -130,15 +130,24 @@ public static class Checksum
     /// avoids producing -0 (0xFFFF is never the result for a valid header, RFC 1624 section 4).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Update(ushort checksum, ushort oldValue, ushort newValue) =>
-        (ushort)~Fold((ulong)(ushort)~checksum + (ushort)~oldValue + newValue);
+    public static ushort Update(ushort checksum, ushort oldValue, ushort newValue) => Apply(checksum, Delta(oldValue, newValue));
 
     /// <summary>RFC 1624 eqn. 3 applied to a 32-bit field (an IPv4 address, a TCP sequence number).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort Update(ushort checksum, uint oldValue, uint newValue) =>
-        (ushort)~Fold((ulong)(ushort)~checksum
-            + (ushort)~(oldValue >> 16) + (ushort)~oldValue
-            + (newValue >> 16) + (newValue & 0xFFFF));
+    public static ushort Update(ushort checksum, uint oldValue, uint newValue) => Apply(checksum, Delta(oldValue, newValue));
+
+    /// <summary>The ~m + m' part of RFC 1624 eqn. 3 for a 16-bit field: sum several, keep it, <see cref="Apply"/> it later.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Delta(ushort oldValue, ushort newValue) => (ulong)(ushort)~oldValue + newValue;
+
+    /// <summary>The ~m + m' part of RFC 1624 eqn. 3 for a 32-bit field.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Delta(uint oldValue, uint newValue) =>
+        (ulong)(ushort)~(oldValue >> 16) + (ushort)~oldValue + (newValue >> 16) + (newValue & 0xFFFF);
+
+    /// <summary>RFC 1624 eqn. 3 with a summed (or folded) <see cref="Delta(ushort, ushort)"/>: ~(~HC + delta).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort Apply(ushort checksum, ulong delta) => (ushort)~Fold((ulong)(ushort)~checksum + delta);
 
     /// <summary>RFC 1624 eqn. 3 applied to a 128-bit field (an IPv6 address).</summary>
     public static ushort Update(ushort checksum, in Ipv6Address oldValue, in Ipv6Address newValue)

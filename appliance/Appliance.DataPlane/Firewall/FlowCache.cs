@@ -76,7 +76,7 @@ public static class FlowCache
             {
                 // RFC 1624 eqn. 3; a UDP checksum that comes out 0 is sent as 0xFFFF (RFC 768), and
                 // a zero UDP checksum (none) stays zero, as in NatRewriter.
-                checksum = (ushort)~Checksum.Fold((ulong)(ushort)~checksum + cached.L4Delta);
+                checksum = Checksum.Apply(checksum, cached.L4Delta);
                 if (checksum == 0 && e.Protocol == IpProtocol.Udp)
                 {
                     checksum = 0xFFFF;
@@ -88,7 +88,7 @@ public static class FlowCache
 
         frame[l3 + 8]--;
         var header = BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 10)..]);
-        BinaryPrimitives.WriteUInt16BigEndian(frame[(l3 + 10)..], (ushort)~Checksum.Fold((ulong)(ushort)~header + cached.IpDelta));
+        BinaryPrimitives.WriteUInt16BigEndian(frame[(l3 + 10)..], Checksum.Apply(header, cached.IpDelta));
 
         new MacAddress(adjacency.Mac).WriteTo(frame);
         new MacAddress(adjacency.GatewayMac).WriteTo(frame[6..]);
@@ -114,7 +114,7 @@ public static class FlowCache
         var translated = false;
         if (here.Source != other.Destination)
         {
-            var sum = AddressChange(here.Source, other.Destination);
+            var sum = Checksum.Delta(here.Source, other.Destination);
             ip += sum;
             l4 += sum;
             translated = true;
@@ -122,7 +122,7 @@ public static class FlowCache
 
         if (here.Destination != other.Source)
         {
-            var sum = AddressChange(here.Destination, other.Source);
+            var sum = Checksum.Delta(here.Destination, other.Source);
             ip += sum;
             l4 += sum;
             translated = true;
@@ -130,13 +130,13 @@ public static class FlowCache
 
         if (here.SourcePort != other.DestinationPort)
         {
-            l4 += (ulong)(ushort)~here.SourcePort + other.DestinationPort;
+            l4 += Checksum.Delta(here.SourcePort, other.DestinationPort);
             translated = true;
         }
 
         if (here.DestinationPort != other.SourcePort)
         {
-            l4 += (ulong)(ushort)~here.DestinationPort + other.SourcePort;
+            l4 += Checksum.Delta(here.DestinationPort, other.SourcePort);
             translated = true;
         }
 
@@ -147,7 +147,4 @@ public static class FlowCache
         cached.Translated = (ushort)(translated ? 1 : 0);
         cached.Epoch = epoch;
     }
-
-    private static ulong AddressChange(uint from, uint to) =>
-        (ulong)(ushort)~(from >> 16) + (ushort)~from + (to >> 16) + (to & 0xFFFF);
 }
