@@ -53,6 +53,7 @@ public static class MetricsApi
         Counter(sb, "isthmus_port_rx_no_buffer_total", "Frames left in the socket because the packet pool was empty.", ports.Select(p => (Label("port", p.Name, "kind", Kind(p)), p.Counters.RxNoBuffer)));
         Counter(sb, "isthmus_port_tx_raw_total", "VXLAN datagrams sent as raw frames on the underlay (pre-built outer headers).", ports.Select(p => (Label("port", p.Name, "kind", Kind(p)), p.Counters.TxRaw)));
         Counter(sb, "isthmus_port_tx_raw_fallback_total", "VXLAN datagrams sent through the UDP socket while raw transmit is on (next hop unresolved, neighbor to confirm, local route, MTU).", ports.Select(p => (Label("port", p.Name, "kind", Kind(p)), p.Counters.TxRawFallback)));
+        Counter(sb, "isthmus_port_tx_ring_full_total", "Frames dropped at an AF_XDP port's full TX ring (every TX chunk in flight).", ports.Select(p => (Label("port", p.Name, "kind", Kind(p)), p.Counters.TxRingFull)));
         Counter(sb, "isthmus_port_rx_kernel_drops_total", "Frames the kernel dropped at the port's socket because the worker fell behind.", ports.Select(p => (Label("port", p.Name, "kind", Kind(p)), p.Counters.RxKernelDrops)));
         Counter(sb, "isthmus_drops_total", "Packets dropped, per pipeline stage and reason.", StateApi.Drops(dp).Select(d => (Label("stage", d.Stage, "reason", d.Reason), d.Count)));
         Counter(sb, "isthmus_worker_packets_total", "Packets the workers ran through the pipeline.", [("", dp.Worker.Counters.Packets)]);

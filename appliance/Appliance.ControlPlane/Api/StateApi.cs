@@ -24,7 +24,7 @@ public static class StateApi
         string Name, string Kind, long RxPackets, long RxBytes, long TxPackets, long TxBytes,
         long TxErrors, long RxNoBuffer, long RxTruncated, long RxSyscalls, long TxSyscalls,
         long RxKernelDrops, long RxGsoSegmented, long RxGsoSegments, long RxGsoDropped, long RxChecksumsFinished,
-        long TxRaw, long TxRawFallback);
+        long TxRaw, long TxRawFallback, long TxRingFull);
 
     public sealed record CountersView(IReadOnlyList<PortCountersView> Ports, IReadOnlyDictionary<string, long> Drops, long Batches, long Packets);
 
@@ -66,7 +66,7 @@ public static class StateApi
         return new PortCountersView(p.Name, p.Kind.ToString().ToLowerInvariant(), c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes,
             c.TxErrors, c.RxNoBuffer, c.RxTruncated, c.RxSyscalls, c.TxSyscalls,
                 c.RxKernelDrops, c.RxGsoSegmented, c.RxGsoSegments, c.RxGsoDropped, c.RxChecksumsFinished,
-                c.TxRaw, c.TxRawFallback);
+                c.TxRaw, c.TxRawFallback, c.TxRingFull);
     }
 
     public static List<DropView> Drops(DataPlaneRuntime dp)

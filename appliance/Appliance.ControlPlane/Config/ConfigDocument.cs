@@ -62,6 +62,12 @@ public sealed record DataPlaneSettings
     /// senders must fill their own checksums (no PACKET_VNET_HDR here). false = AF_PACKET recvmmsg.
     /// </summary>
     public bool XdpReceive { get; init; }
+
+    /// <summary>
+    /// Access ports transmit through AF_XDP (a TX ring on the same socket as <see cref="XdpReceive"/>, copy
+    /// mode) instead of sendmmsg on AF_PACKET. false = AF_PACKET.
+    /// </summary>
+    public bool XdpTransmit { get; init; }
 }
 
 public enum Role

@@ -35,11 +35,18 @@ public sealed class AfPacketPortOptions
     public bool VnetHeader { get; init; } = true;
 
     /// <summary>
-    /// Receive through AF_XDP (<see cref="XdpReceiver"/>, copy mode) instead of the AF_PACKET socket, which
+    /// Receive through AF_XDP (<see cref="XdpSocket"/>, copy mode) instead of the AF_PACKET socket, which
     /// then only transmits. If the XDP set-up fails the port receives on the socket as usual and
     /// <see cref="AfPacketPort.XdpError"/> says why.
     /// </summary>
     public bool XdpReceive { get; init; }
+
+    /// <summary>
+    /// Transmit through AF_XDP (the TX ring of the same socket as <see cref="XdpReceive"/>, or a transmit-only
+    /// one) instead of sendmmsg on the AF_PACKET socket. If the set-up fails the port transmits on the socket
+    /// as usual and <see cref="AfPacketPort.XdpError"/> says why.
+    /// </summary>
+    public bool XdpTransmit { get; init; }
 }
 
 /// <summary>
@@ -91,7 +98,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
     private int _pendingSegment;
     private PacketPool? _pendingPool;
     private int _fd;
-    private XdpReceiver? _xdp;
+    private XdpSocket? _xdp;
 
     /// <summary>Bytes of overflow per message: a 64 KB GSO frame beyond the slot, plus slack.</summary>
     internal const int OverflowSize = (64 << 10) + 512;
@@ -120,11 +127,11 @@ public sealed unsafe class AfPacketPort : IPacketPort
         }
 
         InterfaceIndex = ifIndex;
-        if (options.XdpReceive)
+        if (options.XdpReceive || options.XdpTransmit)
         {
             try
             {
-                _xdp = new XdpReceiver(ifIndex);
+                _xdp = new XdpSocket(ifIndex, options.XdpReceive, options.XdpTransmit ? XdpSocket.DefaultTxFrames : 0);
             }
             catch (IOException e)
             {
@@ -156,7 +163,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
             var sll = default(SockAddrLl);
             sll.Family = Libc.AfPacket;
             // With AF_XDP receiving, protocol 0: the socket transmits and never queues a frame.
-            sll.Protocol = _xdp is null ? Libc.Htons(Libc.EthPAll) : (ushort)0;
+            sll.Protocol = _xdp?.Ring is null ? Libc.Htons(Libc.EthPAll) : (ushort)0;
             sll.IfIndex = ifIndex;
             if (Libc.Bind(_fd, &sll, (uint)sizeof(SockAddrLl)) != 0)
             {
@@ -203,12 +210,18 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
     public int InterfaceIndex { get; }
 
-    public int PollHandle => _xdp?.Handle ?? _fd;
+    public int PollHandle => _xdp?.Ring is not null ? _xdp.Handle : _fd;
 
     /// <summary>Frames arrive through AF_XDP (<see cref="AfPacketPortOptions.XdpReceive"/> and its set-up worked).</summary>
-    public bool ReceivesWithXdp => _xdp is not null;
+    public bool ReceivesWithXdp => _xdp?.Ring is not null;
 
-    /// <summary>Why AF_XDP receive was asked for but the port receives on its AF_PACKET socket, or null.</summary>
+    /// <summary>Frames leave through AF_XDP (<see cref="AfPacketPortOptions.XdpTransmit"/> and its set-up worked).</summary>
+    public bool TransmitsWithXdp => _xdp?.TxRing is not null;
+
+    /// <summary>The AF_XDP transmit ring, or null (diagnostics and tests).</summary>
+    public XdpTxRing? XdpTxRing => _xdp?.TxRing;
+
+    /// <summary>Why AF_XDP receive or transmit was asked for but the port uses its AF_PACKET socket, or null.</summary>
     public string? XdpError { get; }
 
     public PortCounters Counters { get; } = new();
@@ -219,7 +232,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// it even when the socket is not readable.
     /// </summary>
     /// <remarks>With AF_XDP: frames are waiting on the RX ring (no poll() needed to know).</remarks>
-    public bool HasPendingFrames => _xdp is not null ? _xdp.Ring.Available > 0 : _pendingStart < _pendingEnd;
+    public bool HasPendingFrames => _xdp?.Ring is { } ring ? ring.Available > 0 : _pendingStart < _pendingEnd;
 
     /// <inheritdoc />
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
@@ -227,9 +240,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(pool);
         ObjectDisposedException.ThrowIf(_fd < 0, this);
-        if (_xdp is not null)
+        if (_xdp?.Ring is { } ring)
         {
-            return _xdp.Ring.Receive(batch, pool, portIndex, _batchSize, Counters);
+            return ring.Receive(batch, pool, portIndex, _batchSize, Counters);
         }
 
         var before = batch.Count;
@@ -501,7 +514,11 @@ public sealed unsafe class AfPacketPort : IPacketPort
         ArgumentNullException.ThrowIfNull(pool);
         ObjectDisposedException.ThrowIf(_fd < 0, this);
         var frames = queue.Frames;
-        if (_batchSyscalls)
+        if (_xdp?.TxRing is not null)
+        {
+            _xdp.Transmit(frames, pool, Counters);
+        }
+        else if (_batchSyscalls)
         {
             TransmitBatched(frames, pool);
         }
@@ -521,7 +538,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// <inheritdoc />
     public void RefreshKernelCounters()
     {
-        if (_xdp is not null)
+        if (_xdp?.Ring is not null)
         {
             if (_xdp.ReadDrops() is var xdpDrops and >= 0)
             {

@@ -47,6 +47,9 @@ public sealed class PortCounters
     /// </summary>
     public long TxRawFallback;
 
+    /// <summary>AF_XDP transmit: frames dropped because the TX ring was full or every TX chunk was in flight.</summary>
+    public long TxRingFull;
+
     /// <summary>Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on).</summary>
     public long TxErrors;
 

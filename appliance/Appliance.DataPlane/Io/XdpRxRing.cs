@@ -11,7 +11,7 @@ namespace Isthmus.DataPlane.Io;
 /// of power-of-two size with free-running 32-bit indices (the producer's index is read with acquire
 /// semantics, ours written with release). No system call and no allocation.
 /// </summary>
-/// <remarks>Pointers may name kernel-mapped rings (<see cref="XdpReceiver"/>) or plain memory (tests).</remarks>
+/// <remarks>Pointers may name kernel-mapped rings (<see cref="XdpSocket"/>) or plain memory (tests).</remarks>
 public sealed unsafe class XdpRxRing
 {
     private readonly uint* _rxProducer;
@@ -46,6 +46,12 @@ public sealed unsafe class XdpRxRing
         _umem = umem;
         _chunkMask = ~(ulong)(chunkSize - 1);
     }
+
+    /// <summary>
+    /// Finish a partial TCP/UDP checksum (a veth peer's TX checksum offload) on each received frame
+    /// (<see cref="XdpChecksum"/>), counted in <see cref="PortCounters.RxChecksumsFinished"/>. On by default.
+    /// </summary>
+    public bool FinishChecksums { get; set; } = true;
 
     /// <summary>Frames the kernel has put on the RX ring and we have not taken yet.</summary>
     public int Available => (int)(Volatile.Read(ref *_rxProducer) - *_rxConsumer);
@@ -87,7 +93,13 @@ public sealed unsafe class XdpRxRing
             var buffer = length <= PacketPool.MaxFrame ? pool.Rent() : -2;
             if (buffer >= 0)
             {
-                Unsafe.CopyBlockUnaligned(pool.Pointer(buffer) + PacketPool.Headroom, _umem + desc.Address, (uint)length);
+                var frame = pool.Pointer(buffer) + PacketPool.Headroom;
+                Unsafe.CopyBlockUnaligned(frame, _umem + desc.Address, (uint)length);
+                if (FinishChecksums && XdpChecksum.FinishIfPartial(frame, length))
+                {
+                    counters.RxChecksumsFinished++;
+                }
+
                 batch.Add(buffer, PacketPool.Headroom, length, portIndex);
                 counters.RxPackets++;
                 counters.RxBytes += length;

@@ -41,6 +41,7 @@ public sealed class SocketPortFactory : IPortFactory
                         Kind = spec.Kind == PortSpecKind.Trunk ? PortKind.Trunk : PortKind.Access,
                         BatchSize = settings.RxBatch,
                         XdpReceive = settings.XdpReceive && spec.Kind == PortSpecKind.Access,
+                        XdpTransmit = settings.XdpTransmit && spec.Kind == PortSpecKind.Access,
                     }),
                 });
             }

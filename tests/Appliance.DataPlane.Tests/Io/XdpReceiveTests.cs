@@ -151,7 +151,7 @@ public sealed unsafe class XdpReceiveTests
     [Fact]
     public void The_program_is_six_instructions_redirecting_by_queue_index_with_pass_as_fallback()
     {
-        var p = XdpReceiver.Program(7);
+        var p = XdpSocket.Program(7);
         Assert.Equal(6, p.Length);
         Assert.Equal(0x0000_0000_0010_1261UL, p[0]); // ldxw r2, [r1 + 16]
         Assert.Equal(0x0000_0007_0000_1118UL, p[1]); // lddw r1, map fd 7 (pseudo map fd)
@@ -209,8 +209,8 @@ public sealed unsafe class XdpReceiveTests
             b.RefreshKernelCounters();
             Assert.True(b.Counters.RxKernelDrops > 0, $"kernel drops {b.Counters.RxKernelDrops}");
             Assert.True(b.HasPendingFrames, "a full ring is pending without a poll");
-            var rest = Collect(b, pool, XdpReceiver.DefaultFrames, (_, f) => IsTestFrame(f), TimeSpan.FromSeconds(2));
-            Assert.InRange(rest.Count, 1, XdpReceiver.DefaultFrames);
+            var rest = Collect(b, pool, XdpSocket.DefaultFrames, (_, f) => IsTestFrame(f), TimeSpan.FromSeconds(2));
+            Assert.InRange(rest.Count, 1, XdpSocket.DefaultFrames);
             Assert.Equal(0, pool.Outstanding);
         }
     }

@@ -141,6 +141,7 @@ internal static unsafe partial class Libc
     public const int EIntr = 4;
     public const int EAcces = 13;
     public const int EAgain = 11;
+    public const int EBusy = 16;
     public const int EInval = 22;
     public const int ENoBufs = 105;
     public const int EMsgSize = 90;

@@ -4,7 +4,7 @@ namespace Isthmus.DataPlane.Io.Native;
 
 /// <summary>
 /// bpf(2), mmap(2) and the AF_XDP constants and layouts (linux/bpf.h, linux/if_xdp.h) that
-/// <see cref="XdpReceiver"/> needs. LP64 Linux (x86_64, arm64).
+/// <see cref="XdpSocket"/> needs. LP64 Linux (x86_64, arm64).
 /// </summary>
 internal static unsafe partial class Xdp
 {
@@ -23,9 +23,11 @@ internal static unsafe partial class Xdp
 
     // sockaddr_xdp.sxdp_flags
     public const ushort XdpCopy = 1 << 1;
+    public const ushort XdpUseNeedWakeup = 1 << 3;
 
     // mmap offsets of the rings
     public const long PgOffRxRing = 0;
+    public const long PgOffTxRing = 0x80000000;
     public const long PgOffFillRing = 0x100000000;
     public const long PgOffCompletionRing = 0x180000000;
 

@@ -6,33 +6,42 @@ using Isthmus.DataPlane.Pipeline;
 namespace Isthmus.DataPlane.Io;
 
 /// <summary>
-/// Receive on an interface through AF_XDP (copy mode): a six-instruction XDP program, attached in native
-/// (driver) mode with BPF_LINK_CREATE, redirects every frame of queue 0 into an XSKMAP holding our socket;
-/// the kernel copies each frame into a chunk of our UMEM and posts it on the RX ring (<see cref="XdpRxRing"/>).
+/// An AF_XDP socket in copy mode on queue 0 of an interface, receiving, transmitting or both over one UMEM.
+/// Receive: a six-instruction XDP program, attached in native (driver) mode with BPF_LINK_CREATE, redirects
+/// every frame of queue 0 into an XSKMAP holding the socket; the kernel copies each frame into a chunk of the
+/// UMEM and posts it on the RX ring (<see cref="XdpRxRing"/>). Transmit: frames are copied into the UMEM's TX
+/// chunks and produced on the TX ring (<see cref="XdpTxRing"/>); <see cref="Flush"/> kicks the kernel with
+/// sendto() when the ring's need-wakeup flag asks for it, and completed chunks come back on the completion ring.
 /// </summary>
 /// <remarks>
-/// <para>Why: with an AF_PACKET tap every frame costs the forwarding CPU an skb's trip through
+/// <para>Why receive: with an AF_PACKET tap every frame costs the forwarding CPU an skb's trip through
 /// netif_receive_skb (and, past the socket's queue limit, the drop) before the worker ever sees it: under
 /// overload that softirq work starves the worker (receive livelock). Here a frame is taken in the driver's
 /// XDP hook, before any skb or stack work, and when the RX ring is full the kernel drops it right there
 /// (counted in XDP_STATISTICS, <see cref="PortCounters.RxKernelDrops"/>).</para>
+/// <para>Why transmit: the frames go to the driver's transmit (dev_direct_xmit) with no socket lookup,
+/// no per-frame message header and no qdisc, and a batch costs one sendto() per 32 frames (the kernel's
+/// copy-mode budget per call) instead of a sendmmsg walking a message vector.</para>
 /// <para>The program: <c>r2 = ctx->rx_queue_index; r1 = xskmap; r3 = XDP_PASS; return bpf_redirect_map(r1, r2, r3)</c>.
-/// Without a socket in the map (before bind, or another queue) frames pass to the stack. The link, the
-/// program and the map go away with their file descriptors when the receiver is disposed (or the process dies).</para>
+/// Without a socket in the map (before bind, or another queue) frames pass to the stack. A transmit-only
+/// socket loads no program. The link, the program and the map go away with their file descriptors when the
+/// socket is disposed (or the process dies).</para>
+/// <para>UMEM layout: receive chunks [0, rxFrames), then transmit chunks [rxFrames, rxFrames + txFrames).</para>
 /// <para>Limits: the frame is what the driver holds, so on veth a peer's partial checksums (TX checksum
-/// offload) and GSO are not finished for us as PACKET_VNET_HDR does; 802.1Q tags stay inline. Used for
-/// access ports whose senders fill their checksums (the wire benchmark; real NICs).</para>
+/// offload) arrive unfinished (<see cref="XdpChecksum"/> finishes them); 802.1Q tags stay inline.</para>
 /// </remarks>
-public sealed unsafe class XdpReceiver : IDisposable
+public sealed unsafe class XdpSocket : IDisposable
 {
     public const int DefaultFrames = 4096;
+    public const int DefaultTxFrames = 2048;
     public const int ChunkSize = 2048;
 
-    private readonly int _frames;
     private readonly nuint _umemLength;
     private byte* _umem;
     private void* _rxMap;
     private readonly nuint _rxMapLength;
+    private void* _txMap;
+    private readonly nuint _txMapLength;
     private void* _fillMap;
     private readonly nuint _fillMapLength;
     private void* _completionMap;
@@ -42,17 +51,28 @@ public sealed unsafe class XdpReceiver : IDisposable
     private int _program = -1;
     private int _link = -1;
 
-    /// <summary>Opens the socket and UMEM, loads and attaches the program to <paramref name="ifIndex"/>; throws <see cref="IOException"/> saying which step failed.</summary>
-    public XdpReceiver(int ifIndex, int frames = DefaultFrames)
+    /// <summary>
+    /// Opens the socket and UMEM; with <paramref name="receive"/>, loads and attaches the program to
+    /// <paramref name="ifIndex"/>; with <paramref name="txFrames"/> &gt; 0, a TX ring of that many chunks.
+    /// Throws <see cref="IOException"/> saying which step failed.
+    /// </summary>
+    public XdpSocket(int ifIndex, bool receive = true, int txFrames = 0, int frames = DefaultFrames)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(frames, 64);
-        if ((frames & (frames - 1)) != 0)
+        if ((frames & (frames - 1)) != 0 || (txFrames & (txFrames - 1)) != 0)
         {
-            throw new ArgumentException("The frame count is a power of two.", nameof(frames));
+            throw new ArgumentException("The frame counts are powers of two.", nameof(frames));
         }
 
-        _frames = frames;
-        _umemLength = (nuint)frames * ChunkSize;
+        if (!receive && txFrames == 0)
+        {
+            throw new ArgumentException("An AF_XDP socket receives, transmits or both.", nameof(txFrames));
+        }
+
+        var rxFrames = receive ? frames : 0;
+        var fillSize = receive ? frames : 64;
+        var completionSize = txFrames > 0 ? txFrames : 64;
+        _umemLength = (nuint)(rxFrames + txFrames) * ChunkSize;
         try
         {
             _umem = (byte*)Xdp.Mmap(null, _umemLength, Xdp.ProtRead | Xdp.ProtWrite, Xdp.MapPrivate | Xdp.MapAnonymous | Xdp.MapPopulate, -1, 0);
@@ -62,37 +82,63 @@ public sealed unsafe class XdpReceiver : IDisposable
 
             var reg = new XdpUmemReg { Address = (ulong)_umem, Length = _umemLength, ChunkSize = ChunkSize };
             Check(Libc.SetSockOpt(_xsk, Xdp.SolXdp, Xdp.XdpUmemReg, &reg, (uint)sizeof(XdpUmemReg)) == 0, "XDP_UMEM_REG");
-            SetRingSize(Xdp.XdpUmemFillRing, frames, "XDP_UMEM_FILL_RING");
-            SetRingSize(Xdp.XdpUmemCompletionRing, 64, "XDP_UMEM_COMPLETION_RING");
-            SetRingSize(Xdp.XdpRxRing, frames, "XDP_RX_RING");
+            // The kernel wants both UMEM rings even on a socket that only receives or only transmits.
+            SetRingSize(Xdp.XdpUmemFillRing, fillSize, "XDP_UMEM_FILL_RING");
+            SetRingSize(Xdp.XdpUmemCompletionRing, completionSize, "XDP_UMEM_COMPLETION_RING");
+            if (receive)
+            {
+                SetRingSize(Xdp.XdpRxRing, frames, "XDP_RX_RING");
+            }
+
+            if (txFrames > 0)
+            {
+                SetRingSize(Xdp.XdpTxRing, txFrames, "XDP_TX_RING");
+            }
 
             XdpMmapOffsets off;
             var offLength = (uint)sizeof(XdpMmapOffsets);
             Check(Libc.GetSockOpt(_xsk, Xdp.SolXdp, Xdp.XdpMmapOffsets, &off, &offLength) == 0, "XDP_MMAP_OFFSETS");
-            _rxMapLength = (nuint)(off.Rx.Desc + ((ulong)frames * (ulong)sizeof(XdpDesc)));
-            _rxMap = MapRing(_rxMapLength, Xdp.PgOffRxRing, "RX ring");
-            _fillMapLength = (nuint)(off.Fill.Desc + ((ulong)frames * sizeof(ulong)));
+            _fillMapLength = (nuint)(off.Fill.Desc + ((ulong)fillSize * sizeof(ulong)));
             _fillMap = MapRing(_fillMapLength, Xdp.PgOffFillRing, "fill ring");
-            _completionMapLength = (nuint)(off.Completion.Desc + (64UL * sizeof(ulong)));
+            _completionMapLength = (nuint)(off.Completion.Desc + ((ulong)completionSize * sizeof(ulong)));
             _completionMap = MapRing(_completionMapLength, Xdp.PgOffCompletionRing, "completion ring");
+            if (receive)
+            {
+                _rxMapLength = (nuint)(off.Rx.Desc + ((ulong)frames * (ulong)sizeof(XdpDesc)));
+                _rxMap = MapRing(_rxMapLength, Xdp.PgOffRxRing, "RX ring");
+                var rx = (byte*)_rxMap;
+                var fill = (byte*)_fillMap;
+                Ring = new XdpRxRing(
+                    (uint*)(rx + off.Rx.Producer), (uint*)(rx + off.Rx.Consumer), (XdpDesc*)(rx + off.Rx.Desc), frames,
+                    (uint*)(fill + off.Fill.Producer), (uint*)(fill + off.Fill.Consumer), (ulong*)(fill + off.Fill.Desc), frames,
+                    _umem, ChunkSize);
+                Ring.Prime(frames, ChunkSize);
+            }
 
-            var rx = (byte*)_rxMap;
-            var fill = (byte*)_fillMap;
-            Ring = new XdpRxRing(
-                (uint*)(rx + off.Rx.Producer), (uint*)(rx + off.Rx.Consumer), (XdpDesc*)(rx + off.Rx.Desc), frames,
-                (uint*)(fill + off.Fill.Producer), (uint*)(fill + off.Fill.Consumer), (ulong*)(fill + off.Fill.Desc), frames,
-                _umem, ChunkSize);
-            Ring.Prime(frames, ChunkSize);
+            if (txFrames > 0)
+            {
+                _txMapLength = (nuint)(off.Tx.Desc + ((ulong)txFrames * (ulong)sizeof(XdpDesc)));
+                _txMap = MapRing(_txMapLength, Xdp.PgOffTxRing, "TX ring");
+                var tx = (byte*)_txMap;
+                var completion = (byte*)_completionMap;
+                TxRing = new XdpTxRing(
+                    (uint*)(tx + off.Tx.Producer), (uint*)(tx + off.Tx.Consumer), (uint*)(tx + off.Tx.Flags), (XdpDesc*)(tx + off.Tx.Desc), txFrames,
+                    (uint*)(completion + off.Completion.Producer), (uint*)(completion + off.Completion.Consumer), (ulong*)(completion + off.Completion.Desc), completionSize,
+                    _umem, (ulong)rxFrames * ChunkSize, txFrames, ChunkSize);
+            }
 
-            var sxdp = new SockAddrXdp { Family = Xdp.AfXdp, Flags = Xdp.XdpCopy, IfIndex = (uint)ifIndex, QueueId = 0 };
+            var sxdp = new SockAddrXdp { Family = Xdp.AfXdp, Flags = Xdp.XdpCopy | Xdp.XdpUseNeedWakeup, IfIndex = (uint)ifIndex, QueueId = 0 };
             Check(Libc.Bind(_xsk, &sxdp, (uint)sizeof(SockAddrXdp)) == 0, "bind(AF_XDP)");
 
-            _map = CreateXskMap();
-            var key = 0;
-            var value = _xsk;
-            UpdateElement(_map, &key, &value);
-            _program = LoadProgram(_map);
-            _link = AttachNative(_program, ifIndex);
+            if (receive)
+            {
+                _map = CreateXskMap();
+                var key = 0;
+                var value = _xsk;
+                UpdateElement(_map, &key, &value);
+                _program = LoadProgram(_map);
+                _link = AttachNative(_program, ifIndex);
+            }
         }
         catch
         {
@@ -104,7 +150,52 @@ public sealed unsafe class XdpReceiver : IDisposable
     /// <summary>The AF_XDP socket: readable when the RX ring holds frames.</summary>
     public int Handle => _xsk;
 
-    public XdpRxRing Ring { get; } = null!;
+    /// <summary>The RX and fill rings, or null on a transmit-only socket.</summary>
+    public XdpRxRing? Ring { get; }
+
+    /// <summary>The TX and completion rings, or null on a receive-only socket.</summary>
+    public XdpTxRing? TxRing { get; }
+
+    /// <summary>
+    /// Copies <paramref name="frames"/> onto the TX ring (<see cref="XdpTxRing.Enqueue"/>), then kicks the
+    /// kernel while it asks for it and makes progress: in copy mode each sendto() sends at most 32 frames.
+    /// The frames' buffers stay the caller's.
+    /// </summary>
+    public void Transmit(ReadOnlySpan<TxFrame> frames, PacketPool pool, PortCounters counters)
+    {
+        var tx = TxRing!;
+        _ = tx.Enqueue(frames, pool, counters);
+        Flush(counters);
+    }
+
+    /// <summary>Kicks the kernel until the TX ring is empty, it stops asking, or a kick makes no progress.</summary>
+    public void Flush(PortCounters counters)
+    {
+        var tx = TxRing!;
+        var pending = tx.Pending;
+        while (pending > 0 && tx.NeedsWakeup)
+        {
+            counters.TxSyscalls++;
+            if (Libc.SendTo(_xsk, null, 0, Libc.MsgDontWait, null, 0) < 0)
+            {
+                var errno = Libc.Errno;
+                if (errno is not (Libc.EAgain or Libc.EBusy or Libc.ENoBufs))
+                {
+                    counters.TxErrors += pending;
+                    return;
+                }
+            }
+
+            var left = tx.Pending;
+            if (left >= pending)
+            {
+                // Nothing taken (the device queue is full): the rest goes with the next batch's kick.
+                return;
+            }
+
+            pending = left;
+        }
+    }
 
     /// <summary>Frames the kernel dropped for us: RX ring full, no fill chunk, or invalid (XDP_STATISTICS); -1 if unreadable.</summary>
     public long ReadDrops()
@@ -133,6 +224,7 @@ public sealed unsafe class XdpReceiver : IDisposable
 
         _link = _program = _map = _xsk = -1;
         Unmap(ref _rxMap, _rxMapLength);
+        Unmap(ref _txMap, _txMapLength);
         Unmap(ref _fillMap, _fillMapLength);
         Unmap(ref _completionMap, _completionMapLength);
         var umem = (void*)_umem;
