@@ -65,7 +65,8 @@ public sealed record DataPlaneSettings
 
     /// <summary>
     /// Access ports transmit through AF_XDP (a TX ring on the same socket as <see cref="XdpReceive"/>, copy
-    /// mode) instead of sendmmsg on AF_PACKET. false = AF_PACKET.
+    /// mode) instead of sendmmsg on AF_PACKET, and so do raw VXLAN frames on the underlay interface (a
+    /// transmit-only AF_XDP socket). false = AF_PACKET.
     /// </summary>
     public bool XdpTransmit { get; init; }
 }

@@ -31,6 +31,12 @@ internal sealed unsafe class VxlanRawSender : IDisposable
     private readonly ushort _defaultPort;
     private readonly MessageVector _messages;
     private readonly TxFrame[] _frames;
+    private readonly TxFrame[] _xdpFrames;
+    private readonly XdpSocket? _xsk;
+    private readonly int _xskInterface;
+    private int _messageCount;
+    private int _xdpCount;
+    private PacketPool? _pool;
     private readonly Entry[] _entries = new Entry[MaxPaths];
     private int _count;
     private int _last;
@@ -49,8 +55,12 @@ internal sealed unsafe class VxlanRawSender : IDisposable
     /// <param name="sourceIp">Outer source address (host order); 0 = each route's preferred source.</param>
     /// <param name="defaultPort">Destination (and default source) UDP port, host order.</param>
     /// <param name="batchSize">Most frames per sendmmsg.</param>
+    /// <param name="xdpTransmit">
+    /// Frames whose path leaves through the interface holding <paramref name="sourceIp"/> go to the TX ring of a
+    /// transmit-only AF_XDP socket on it instead of sendmmsg (<see cref="XdpError"/> says why not, if it fails).
+    /// </param>
     /// <exception cref="UnauthorizedAccessException">The process may not open AF_PACKET sockets (no CAP_NET_RAW).</exception>
-    public VxlanRawSender(IUnderlayResolver resolver, uint sourceIp, ushort defaultPort, int batchSize, int socketBufferBytes)
+    public VxlanRawSender(IUnderlayResolver resolver, uint sourceIp, ushort defaultPort, int batchSize, int socketBufferBytes, bool xdpTransmit = false)
     {
         _resolver = resolver;
         _sourceIp = sourceIp;
@@ -72,6 +82,27 @@ internal sealed unsafe class VxlanRawSender : IDisposable
             SocketSetup.SetBuffers(_fd, socketBufferBytes);
             _messages = new MessageVector(batchSize, 0, sizeof(SockAddrLl));
             _frames = new TxFrame[batchSize];
+            _xdpFrames = new TxFrame[batchSize];
+            if (xdpTransmit)
+            {
+                var ifIndex = InterfaceOf(sourceIp);
+                if (ifIndex <= 0)
+                {
+                    XdpError = "AF_XDP transmit: no interface holds the underlay address";
+                }
+                else
+                {
+                    try
+                    {
+                        _xsk = new XdpSocket(ifIndex, receive: false, txFrames: XdpSocket.DefaultTxFrames);
+                        _xskInterface = ifIndex;
+                    }
+                    catch (IOException e)
+                    {
+                        XdpError = e.Message;
+                    }
+                }
+            }
         }
         catch
         {
@@ -83,7 +114,16 @@ internal sealed unsafe class VxlanRawSender : IDisposable
     }
 
     /// <summary>Frames prepared by <see cref="TryPrepare"/> since the last <see cref="Send"/>.</summary>
-    public int Prepared { get; private set; }
+    public int Prepared => _messageCount + _xdpCount;
+
+    /// <summary>Raw frames on the underlay interface leave through an AF_XDP TX ring.</summary>
+    public bool TransmitsWithXdp => _xsk is not null;
+
+    /// <summary>Why AF_XDP transmit was asked for but raw frames go through sendmmsg, or null.</summary>
+    public string? XdpError { get; }
+
+    /// <summary>The AF_XDP transmit ring, or null (diagnostics and tests).</summary>
+    public XdpTxRing? XdpTxRing => _xsk?.TxRing;
 
     /// <summary>A copy of the cached paths, for diagnostics and tests (allocates).</summary>
     public UnderlayPath[] CopyPaths() => [.. _entries.AsSpan(0, _count).ToArray().Select(e => e.Path)];
@@ -94,7 +134,7 @@ internal sealed unsafe class VxlanRawSender : IDisposable
     /// </summary>
     public bool TryPrepare(in TxFrame f, PacketPool pool)
     {
-        if (Prepared == _frames.Length)
+        if (_messageCount == _frames.Length || _xdpCount == _xdpFrames.Length)
         {
             return false;
         }
@@ -125,7 +165,17 @@ internal sealed unsafe class VxlanRawSender : IDisposable
             f.DestinationPort == 0 ? _defaultPort : f.DestinationPort,
             e.HeaderSum);
 
-        var i = Prepared;
+        if (e.Path.InterfaceIndex == _xskInterface && _xsk is not null)
+        {
+            ref var x = ref _xdpFrames[_xdpCount++];
+            x = f;
+            x.Offset = f.Offset - UnderlayPath.OuterLength;
+            x.Length = f.Length + UnderlayPath.OuterLength;
+            _pool = pool;
+            return true;
+        }
+
+        var i = _messageCount;
         var sll = (SockAddrLl*)_messages.Name(i);
         *sll = default;
         sll->Family = Libc.AfPacket;
@@ -135,7 +185,7 @@ internal sealed unsafe class VxlanRawSender : IDisposable
         new Packets.MacAddress(e.Path.NextHopMac).WriteTo(new Span<byte>(sll->Addr, 6));
         _messages.PrepareSend(i, start, f.Length + UnderlayPath.OuterLength, (uint)sizeof(SockAddrLl));
         _frames[i] = f;
-        Prepared = i + 1;
+        _messageCount = i + 1;
         return true;
     }
 
@@ -147,9 +197,21 @@ internal sealed unsafe class VxlanRawSender : IDisposable
             return;
         }
 
-        _ = _messages.SendPrepared(_fd, Prepared, _frames.AsSpan(0, Prepared), 0, counters);
+        if (_messageCount > 0)
+        {
+            _ = _messages.SendPrepared(_fd, _messageCount, _frames.AsSpan(0, _messageCount), 0, counters);
+        }
+
+        if (_xdpCount > 0)
+        {
+            // Counted by payload like the socket's sends: the ring counts whole frames.
+            var before = counters.TxPackets;
+            _xsk!.Transmit(_xdpFrames.AsSpan(0, _xdpCount), _pool!, counters);
+            counters.TxBytes -= (counters.TxPackets - before) * UnderlayPath.OuterLength;
+        }
+
         counters.TxRaw += Prepared;
-        Prepared = 0;
+        _messageCount = _xdpCount = 0;
     }
 
     /// <summary>Re-resolves every cached path (the worker's heartbeat).</summary>
@@ -167,9 +229,31 @@ internal sealed unsafe class VxlanRawSender : IDisposable
         {
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
+            _xsk?.Dispose();
             _messages.Dispose();
             _resolver.Dispose();
         }
+    }
+
+    /// <summary>The index of the interface holding IPv4 <paramref name="address"/> (host order) in this thread's namespace, or 0.</summary>
+    private static int InterfaceOf(uint address)
+    {
+        if (address == 0)
+        {
+            return 0;
+        }
+
+        var ip = new System.Net.IPAddress(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(address));
+        foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+        {
+            var properties = nic.GetIPProperties();
+            if (properties.UnicastAddresses.Any(u => u.Address.Equals(ip)))
+            {
+                return properties.GetIPv4Properties()?.Index ?? 0;
+            }
+        }
+
+        return 0;
     }
 
     private static void Set(ref Entry e, UnderlayPath path)

@@ -32,6 +32,12 @@ public sealed class VxlanUdpPortOptions
     /// </summary>
     public bool RawTransmit { get; init; } = true;
 
+    /// <summary>
+    /// With <see cref="RawTransmit"/>: raw frames whose path leaves through the interface holding
+    /// <see cref="LocalAddress"/> go out through the TX ring of a transmit-only AF_XDP socket on it.
+    /// </summary>
+    public bool XdpTransmit { get; init; }
+
     /// <summary>Resolves raw transmit paths; null = rtnetlink in the namespace the port is created in. Owned by the port.</summary>
     public IUnderlayResolver? Resolver { get; init; }
 }
@@ -115,7 +121,8 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
                         BinaryPrimitives.ReadUInt32BigEndian(options.LocalAddress.GetAddressBytes()),
                         options.Port,
                         _batchSize,
-                        options.SocketBufferBytes);
+                        options.SocketBufferBytes,
+                        options.XdpTransmit);
                 }
                 catch (UnauthorizedAccessException e)
                 {
@@ -245,6 +252,15 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
 
     /// <summary>Why raw transmit was requested but is off (no CAP_NET_RAW), or null.</summary>
     public string? RawTransmitError { get; }
+
+    /// <summary>Raw frames leave through AF_XDP (<see cref="VxlanUdpPortOptions.XdpTransmit"/> and its set-up worked).</summary>
+    public bool TransmitsWithXdp => _raw?.TransmitsWithXdp ?? false;
+
+    /// <summary>Why AF_XDP transmit was asked for but raw frames go through sendmmsg, or null.</summary>
+    public string? XdpError => _raw?.XdpError;
+
+    /// <summary>The raw sender's AF_XDP transmit ring, or null (diagnostics and tests).</summary>
+    public XdpTxRing? XdpTxRing => _raw?.XdpTxRing;
 
     /// <summary>Raw transmit paths resolved so far (empty when raw transmit is off); allocates.</summary>
     public UnderlayPath[] RawPaths() => _raw?.CopyPaths() ?? [];

@@ -33,6 +33,7 @@ public sealed class SocketPortFactory : IPortFactory
                         Port = (ushort)spec.UdpPort,
                         BatchSize = settings.RxBatch,
                         RawTransmit = settings.RawVxlanTransmit,
+                        XdpTransmit = settings.XdpTransmit,
                     }),
                     _ => new AfPacketPort(new AfPacketPortOptions
                     {
