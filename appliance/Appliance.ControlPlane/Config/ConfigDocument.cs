@@ -69,6 +69,13 @@ public sealed record DataPlaneSettings
     /// transmit-only AF_XDP socket). false = AF_PACKET.
     /// </summary>
     public bool XdpTransmit { get; init; }
+
+    /// <summary>
+    /// VXLAN ports receive their datagrams through AF_XDP on the interface holding the underlay address (an
+    /// XDP program matching IPv4 UDP to that address and port; the rest passes to the kernel). false = the
+    /// UDP socket alone.
+    /// </summary>
+    public bool XdpVxlanReceive { get; init; }
 }
 
 public enum Role

@@ -17,6 +17,9 @@ public sealed class PortCounters
     /// <summary>Frames larger than a buffer slot (truncated by the kernel).</summary>
     public long RxTruncated;
 
+    /// <summary>VXLAN over AF_XDP: underlay frames with a bad IPv4/UDP length or checksum, dropped.</summary>
+    public long RxMalformed;
+
     /// <summary>GSO super-frames (PACKET_VNET_HDR) cut into wire-sized segments.</summary>
     public long RxGsoSegmented;
 

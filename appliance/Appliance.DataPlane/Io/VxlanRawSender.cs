@@ -55,12 +55,12 @@ internal sealed unsafe class VxlanRawSender : IDisposable
     /// <param name="sourceIp">Outer source address (host order); 0 = each route's preferred source.</param>
     /// <param name="defaultPort">Destination (and default source) UDP port, host order.</param>
     /// <param name="batchSize">Most frames per sendmmsg.</param>
-    /// <param name="xdpTransmit">
-    /// Frames whose path leaves through the interface holding <paramref name="sourceIp"/> go to the TX ring of a
-    /// transmit-only AF_XDP socket on it instead of sendmmsg (<see cref="XdpError"/> says why not, if it fails).
+    /// <param name="xdp">
+    /// An AF_XDP socket with a TX ring on interface <paramref name="xdpInterface"/> (owned by the caller): frames
+    /// whose path leaves through that interface go to its TX ring instead of sendmmsg.
     /// </param>
     /// <exception cref="UnauthorizedAccessException">The process may not open AF_PACKET sockets (no CAP_NET_RAW).</exception>
-    public VxlanRawSender(IUnderlayResolver resolver, uint sourceIp, ushort defaultPort, int batchSize, int socketBufferBytes, bool xdpTransmit = false)
+    public VxlanRawSender(IUnderlayResolver resolver, uint sourceIp, ushort defaultPort, int batchSize, int socketBufferBytes, XdpSocket? xdp = null, int xdpInterface = 0)
     {
         _resolver = resolver;
         _sourceIp = sourceIp;
@@ -83,25 +83,10 @@ internal sealed unsafe class VxlanRawSender : IDisposable
             _messages = new MessageVector(batchSize, 0, sizeof(SockAddrLl));
             _frames = new TxFrame[batchSize];
             _xdpFrames = new TxFrame[batchSize];
-            if (xdpTransmit)
+            if (xdp?.TxRing is not null)
             {
-                var ifIndex = InterfaceOf(sourceIp);
-                if (ifIndex <= 0)
-                {
-                    XdpError = "AF_XDP transmit: no interface holds the underlay address";
-                }
-                else
-                {
-                    try
-                    {
-                        _xsk = new XdpSocket(ifIndex, receive: false, txFrames: XdpSocket.DefaultTxFrames);
-                        _xskInterface = ifIndex;
-                    }
-                    catch (IOException e)
-                    {
-                        XdpError = e.Message;
-                    }
-                }
+                _xsk = xdp;
+                _xskInterface = xdpInterface;
             }
         }
         catch
@@ -118,9 +103,6 @@ internal sealed unsafe class VxlanRawSender : IDisposable
 
     /// <summary>Raw frames on the underlay interface leave through an AF_XDP TX ring.</summary>
     public bool TransmitsWithXdp => _xsk is not null;
-
-    /// <summary>Why AF_XDP transmit was asked for but raw frames go through sendmmsg, or null.</summary>
-    public string? XdpError { get; }
 
     /// <summary>The AF_XDP transmit ring, or null (diagnostics and tests).</summary>
     public XdpTxRing? XdpTxRing => _xsk?.TxRing;
@@ -229,31 +211,9 @@ internal sealed unsafe class VxlanRawSender : IDisposable
         {
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
-            _xsk?.Dispose();
             _messages.Dispose();
             _resolver.Dispose();
         }
-    }
-
-    /// <summary>The index of the interface holding IPv4 <paramref name="address"/> (host order) in this thread's namespace, or 0.</summary>
-    private static int InterfaceOf(uint address)
-    {
-        if (address == 0)
-        {
-            return 0;
-        }
-
-        var ip = new System.Net.IPAddress(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(address));
-        foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
-        {
-            var properties = nic.GetIPProperties();
-            if (properties.UnicastAddresses.Any(u => u.Address.Equals(ip)))
-            {
-                return properties.GetIPv4Properties()?.Index ?? 0;
-            }
-        }
-
-        return 0;
     }
 
     private static void Set(ref Entry e, UnderlayPath path)

@@ -38,6 +38,15 @@ public sealed class VxlanUdpPortOptions
     /// </summary>
     public bool XdpTransmit { get; init; }
 
+    /// <summary>
+    /// Receive the VXLAN datagrams to <see cref="LocalAddress"/>:<see cref="Port"/> through AF_XDP on the
+    /// interface holding the address: an XDP program redirects IPv4 UDP frames to that address and port
+    /// (no IP options, not fragmented) to the socket, and passes everything else to the kernel (ARP, ICMP,
+    /// fragments and options still reach the UDP socket, which stays bound). If the set-up fails the port
+    /// receives on the UDP socket alone and <see cref="VxlanUdpPort.XdpError"/> says why.
+    /// </summary>
+    public bool XdpReceive { get; init; }
+
     /// <summary>Resolves raw transmit paths; null = rtnetlink in the namespace the port is created in. Owned by the port.</summary>
     public IUnderlayResolver? Resolver { get; init; }
 }
@@ -66,6 +75,9 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     private readonly int[] _rented;
     private readonly TxFrame[] _udpFrames;
     private readonly VxlanRawSender? _raw;
+    private readonly XdpSocket? _xdp;
+    private readonly int _epoll = -1;
+    private readonly int _xdpInterface;
     private readonly byte[] _scratch = GC.AllocateUninitializedArray<byte>(PacketPool.MaxFrame, pinned: true);
     private int _fd;
 
@@ -112,6 +124,45 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
             _messages = new MessageVector(_batchSize, 0, sizeof(SockAddrIn));
             _rented = new int[_batchSize];
             _udpFrames = new TxFrame[_batchSize];
+            var local = BinaryPrimitives.ReadUInt32BigEndian(options.LocalAddress.GetAddressBytes());
+            var xdpTransmit = options.XdpTransmit && options.RawTransmit;
+            if (options.XdpReceive || xdpTransmit)
+            {
+                var ifIndex = XdpSocket.InterfaceOf(local);
+                try
+                {
+                    if (ifIndex <= 0)
+                    {
+                        throw new IOException("AF_XDP: no interface holds the underlay address");
+                    }
+
+                    _xdp = new XdpSocket(
+                        ifIndex, options.XdpReceive, xdpTransmit ? XdpSocket.DefaultTxFrames : 0,
+                        udpMatch: options.XdpReceive ? (local, options.Port) : null);
+                    _xdpInterface = ifIndex;
+                    if (_xdp.Ring is not null)
+                    {
+                        // One handle for the worker to poll: the AF_XDP socket and the UDP socket (what the program passes).
+                        _epoll = Libc.EpollCreate1(Libc.EpollCloExec);
+                        if (_epoll < 0 || !EpollAdd(_epoll, _xdp.Handle) || !EpollAdd(_epoll, _fd))
+                        {
+                            throw new IOException($"epoll for AF_XDP + UDP failed: {Libc.Describe(Libc.Errno)}");
+                        }
+                    }
+                }
+                catch (IOException e)
+                {
+                    XdpError = e.Message;
+                    _xdp?.Dispose();
+                    _xdp = null;
+                    if (_epoll >= 0)
+                    {
+                        SocketSetup.CloseQuietly(_epoll);
+                        _epoll = -1;
+                    }
+                }
+            }
+
             if (options.RawTransmit)
             {
                 try
@@ -122,7 +173,8 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
                         options.Port,
                         _batchSize,
                         options.SocketBufferBytes,
-                        options.XdpTransmit);
+                        _xdp,
+                        _xdpInterface);
                 }
                 catch (UnauthorizedAccessException e)
                 {
@@ -134,6 +186,12 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
         catch
         {
             options.Resolver?.Dispose();
+            _xdp?.Dispose();
+            if (_epoll >= 0)
+            {
+                SocketSetup.CloseQuietly(_epoll);
+            }
+
             _messages?.Dispose();
             SocketSetup.CloseQuietly(_fd);
             _fd = -1;
@@ -148,12 +206,16 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     /// <summary>The address and port actually bound.</summary>
     public IPEndPoint LocalEndPoint { get; }
 
-    public int PollHandle => _fd;
+    public int PollHandle => _epoll >= 0 ? _epoll : _fd;
+
+    /// <summary>VXLAN datagrams arrive through AF_XDP (<see cref="VxlanUdpPortOptions.XdpReceive"/> and its set-up worked).</summary>
+    public bool ReceivesWithXdp => _xdp?.Ring is not null;
 
     public PortCounters Counters { get; } = new();
 
     /// <inheritdoc />
-    public bool HasPendingFrames => false;
+    /// <remarks>With AF_XDP: datagrams are waiting on the RX ring.</remarks>
+    public bool HasPendingFrames => _xdp?.Ring is { } ring && ring.Available > 0;
 
     /// <inheritdoc />
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
@@ -161,6 +223,12 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(pool);
         ObjectDisposedException.ThrowIf(_fd < 0, this);
+        if (_xdp?.Ring is { } ring && ring.Receive(batch, pool, portIndex, _batchSize, Counters) is var fromRing and > 0)
+        {
+            // The UDP socket (fragments, IP options: what the program passes) is read when the ring is empty.
+            return fromRing;
+        }
+
         var want = Math.Min(batch.Free, _batchSize);
         if (want <= 0)
         {
@@ -244,7 +312,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     {
         if (_fd >= 0 && SocketSetup.ReadDrops(_fd) is var drops and >= 0)
         {
-            Counters.RxKernelDrops = drops;
+            Counters.RxKernelDrops = drops + (_xdp?.Ring is not null && _xdp.ReadDrops() is var xdpDrops and >= 0 ? xdpDrops : 0);
         }
 
         _raw?.Refresh();
@@ -256,8 +324,8 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     /// <summary>Raw frames leave through AF_XDP (<see cref="VxlanUdpPortOptions.XdpTransmit"/> and its set-up worked).</summary>
     public bool TransmitsWithXdp => _raw?.TransmitsWithXdp ?? false;
 
-    /// <summary>Why AF_XDP transmit was asked for but raw frames go through sendmmsg, or null.</summary>
-    public string? XdpError => _raw?.XdpError;
+    /// <summary>Why AF_XDP receive or transmit was asked for but the port uses its sockets, or null.</summary>
+    public string? XdpError { get; }
 
     /// <summary>The raw sender's AF_XDP transmit ring, or null (diagnostics and tests).</summary>
     public XdpTxRing? XdpTxRing => _raw?.XdpTxRing;
@@ -273,7 +341,20 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
             _fd = -1;
             _messages.Dispose();
             _raw?.Dispose();
+            _xdp?.Dispose();
+            if (_epoll >= 0)
+            {
+                SocketSetup.CloseQuietly(_epoll);
+            }
         }
+    }
+
+    private static bool EpollAdd(int epoll, int fd)
+    {
+        var ev = stackalloc ulong[2];
+        ev[0] = Libc.EpollIn;
+        ev[1] = 0;
+        return Libc.EpollCtl(epoll, Libc.EpollCtlAdd, fd, ev) == 0;
     }
 
     private void WriteDestination(SockAddrIn* sin, in TxFrame frame)

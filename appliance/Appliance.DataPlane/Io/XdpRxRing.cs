@@ -1,6 +1,8 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Isthmus.DataPlane.Io.Native;
 using Isthmus.DataPlane.Pipeline;
+using Isthmus.Packets;
 
 namespace Isthmus.DataPlane.Io;
 
@@ -53,6 +55,16 @@ public sealed unsafe class XdpRxRing
     /// </summary>
     public bool FinishChecksums { get; set; } = true;
 
+    /// <summary>
+    /// The ring carries VXLAN underlay frames (<see cref="XdpSocket.UdpProgram"/>): each frame's outer
+    /// Ethernet/IPv4/UDP headers are checked and stripped, and the datagram's payload enters the batch as the
+    /// UDP socket would deliver it, with the sender in <see cref="PacketMeta.RemoteVtep"/>/<see cref="PacketMeta.RemotePort"/>.
+    /// </summary>
+    public bool UnderlayUdp { get; init; }
+
+    /// <summary>Outer headers the program matched: Ethernet (14), IPv4 without options (20), UDP (8).</summary>
+    public const int OuterLength = 42;
+
     /// <summary>Frames the kernel has put on the RX ring and we have not taken yet.</summary>
     public int Available => (int)(Volatile.Read(ref *_rxProducer) - *_rxConsumer);
 
@@ -90,6 +102,13 @@ public sealed unsafe class XdpRxRing
         {
             ref readonly var desc = ref _rx[(consumer + (uint)i) & _rxMask];
             var length = (int)desc.Length;
+            if (UnderlayUdp)
+            {
+                added += TakeDatagram(_umem + desc.Address, length, batch, pool, portIndex, counters);
+                _fill[(fillProducer + (uint)i) & _fillMask] = desc.Address & _chunkMask;
+                continue;
+            }
+
             var buffer = length <= PacketPool.MaxFrame ? pool.Rent() : -2;
             if (buffer >= 0)
             {
@@ -121,6 +140,68 @@ public sealed unsafe class XdpRxRing
         Volatile.Write(ref *_rxConsumer, consumer + (uint)n);
         Volatile.Write(ref *_fillProducer, fillProducer + (uint)n);
         return added;
+    }
+
+    /// <summary>
+    /// An underlay frame: checks what the program could not (IPv4 total length within the frame, UDP length,
+    /// the IPv4 header checksum, a non-zero UDP checksum), then copies the UDP payload into a pool buffer.
+    /// A frame failing a check is counted in <see cref="PortCounters.RxMalformed"/>; 1 when it entered the batch.
+    /// </summary>
+    private int TakeDatagram(byte* frame, int length, PacketBatch batch, PacketPool pool, ushort portIndex, PortCounters counters)
+    {
+        var ip = frame + 14;
+        if (length < OuterLength)
+        {
+            counters.RxMalformed++;
+            return 0;
+        }
+
+        // A kernel sender's UDP checksum may be partial (veth TX offload), like an access port's frames.
+        if (FinishChecksums && XdpChecksum.FinishIfPartial(frame, length))
+        {
+            counters.RxChecksumsFinished++;
+        }
+
+        var total = (ip[2] << 8) | ip[3];
+        var udpLength = (ip[24] << 8) | ip[25];
+        if (total < 28 || 14 + total > length || udpLength != total - 20
+            || Checksum.Fold(Checksum.Add(new ReadOnlySpan<byte>(ip, 20))) != 0xFFFF)
+        {
+            counters.RxMalformed++;
+            return 0;
+        }
+
+        if ((ip[26] | ip[27]) != 0)
+        {
+            var pseudo = Checksum.Add(new ReadOnlySpan<byte>(ip + 12, 8)) + IpProtocol.Udp + (ulong)udpLength;
+            if (!Checksum.IsValid(new ReadOnlySpan<byte>(ip + 20, udpLength), pseudo))
+            {
+                counters.RxMalformed++;
+                return 0;
+            }
+        }
+
+        var payload = udpLength - 8;
+        if (payload > PacketPool.MaxFrame)
+        {
+            counters.RxTruncated++;
+            return 0;
+        }
+
+        var buffer = pool.Rent();
+        if (buffer < 0)
+        {
+            counters.RxNoBuffer++;
+            return 0;
+        }
+
+        Unsafe.CopyBlockUnaligned(pool.Pointer(buffer) + PacketPool.Headroom, frame + OuterLength, (uint)payload);
+        ref var meta = ref batch.Add(buffer, PacketPool.Headroom, payload, portIndex);
+        meta.RemoteVtep = BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 12, 4));
+        meta.RemotePort = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(ip + 20, 2));
+        counters.RxPackets++;
+        counters.RxBytes += payload;
+        return 1;
     }
 
     /// <summary>Chunks on the fill ring the kernel has not taken yet.</summary>

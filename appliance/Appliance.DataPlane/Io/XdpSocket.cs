@@ -56,7 +56,12 @@ public sealed unsafe class XdpSocket : IDisposable
     /// <paramref name="ifIndex"/>; with <paramref name="txFrames"/> &gt; 0, a TX ring of that many chunks.
     /// Throws <see cref="IOException"/> saying which step failed.
     /// </summary>
-    public XdpSocket(int ifIndex, bool receive = true, int txFrames = 0, int frames = DefaultFrames)
+    /// <param name="udpMatch">
+    /// Receive only IPv4 (no options, not fragmented) UDP frames to this destination address (host order;
+    /// 0 = any) and port (<see cref="UdpProgram"/>), stripped to their payload (<see cref="XdpRxRing.UnderlayUdp"/>);
+    /// everything else passes to the kernel. null = every frame of the queue.
+    /// </param>
+    public XdpSocket(int ifIndex, bool receive = true, int txFrames = 0, int frames = DefaultFrames, (uint Address, ushort Port)? udpMatch = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(frames, 64);
         if ((frames & (frames - 1)) != 0 || (txFrames & (txFrames - 1)) != 0)
@@ -111,7 +116,8 @@ public sealed unsafe class XdpSocket : IDisposable
                 Ring = new XdpRxRing(
                     (uint*)(rx + off.Rx.Producer), (uint*)(rx + off.Rx.Consumer), (XdpDesc*)(rx + off.Rx.Desc), frames,
                     (uint*)(fill + off.Fill.Producer), (uint*)(fill + off.Fill.Consumer), (ulong*)(fill + off.Fill.Desc), frames,
-                    _umem, ChunkSize);
+                    _umem, ChunkSize)
+                { UnderlayUdp = udpMatch is not null };
                 Ring.Prime(frames, ChunkSize);
             }
 
@@ -136,7 +142,7 @@ public sealed unsafe class XdpSocket : IDisposable
                 var key = 0;
                 var value = _xsk;
                 UpdateElement(_map, &key, &value);
-                _program = LoadProgram(_map);
+                _program = LoadProgram(udpMatch is { } m ? UdpProgram(_map, m.Address, m.Port) : Program(_map));
                 _link = AttachNative(_program, ifIndex);
             }
         }
@@ -145,6 +151,27 @@ public sealed unsafe class XdpSocket : IDisposable
             Dispose();
             throw;
         }
+    }
+
+    /// <summary>The index of the interface holding IPv4 <paramref name="address"/> (host order) in this thread's namespace, or 0.</summary>
+    public static int InterfaceOf(uint address)
+    {
+        if (address == 0)
+        {
+            return 0;
+        }
+
+        var ip = new System.Net.IPAddress(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(address));
+        foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+        {
+            var properties = nic.GetIPProperties();
+            if (properties.UnicastAddresses.Any(u => u.Address.Equals(ip)))
+            {
+                return properties.GetIPv4Properties()?.Index ?? 0;
+            }
+        }
+
+        return 0;
     }
 
     /// <summary>The AF_XDP socket: readable when the RX ring holds frames.</summary>
@@ -243,6 +270,50 @@ public sealed unsafe class XdpSocket : IDisposable
         Insn(0x95, dst: 0, src: 0, off: 0, imm: 0),     // exit
     ];
 
+    /// <summary>
+    /// The underlay program: frames that are Ethernet + IPv4 with a 20-byte header, not a fragment, UDP, to
+    /// <paramref name="port"/> and (unless 0) <paramref name="address"/> (both host order) go to the socket;
+    /// all else (ARP, ICMP, IP options, fragments, other ports) passes to the kernel. Loads are
+    /// little-endian, so the network-order fields are compared with byte-swapped constants.
+    /// </summary>
+    public static ulong[] UdpProgram(int mapFd, uint address, ushort port)
+    {
+        var portLe = (int)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(port);
+        var addressLe = (int)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(address);
+        const int Pass = 25;
+        ulong Jne(int at, int dst, int imm, bool jmp32 = false) => Insn(jmp32 ? (byte)0x56 : (byte)0x55, dst, 0, (short)(Pass - (at + 1)), imm);
+        return
+        [
+            Insn(0xbf, dst: 6, src: 1, off: 0, imm: 0),    //  0: r6 = ctx
+            Insn(0x61, dst: 2, src: 1, off: 0, imm: 0),    //  1: r2 = ctx->data
+            Insn(0x61, dst: 3, src: 1, off: 4, imm: 0),    //  2: r3 = ctx->data_end
+            Insn(0xbf, dst: 4, src: 2, off: 0, imm: 0),    //  3: r4 = r2
+            Insn(0x07, dst: 4, src: 0, off: 0, imm: 42),   //  4: r4 += 42 (Ethernet + IPv4 + UDP)
+            Insn(0x2d, dst: 4, src: 3, off: Pass - 6, imm: 0), // 5: if r4 > r3 goto pass
+            Insn(0x69, dst: 5, src: 2, off: 12, imm: 0),   //  6: r5 = EtherType
+            Jne(7, 5, 0x0008),                             //  7: != 0x0800
+            Insn(0x71, dst: 5, src: 2, off: 14, imm: 0),   //  8: r5 = version/IHL
+            Jne(9, 5, 0x45),                               //  9: != IPv4, 20 bytes
+            Insn(0x71, dst: 5, src: 2, off: 23, imm: 0),   // 10: r5 = protocol
+            Jne(11, 5, 17),                                // 11: != UDP
+            Insn(0x69, dst: 5, src: 2, off: 20, imm: 0),   // 12: r5 = flags/fragment offset
+            Insn(0x57, dst: 5, src: 0, off: 0, imm: 0xff3f), // 13: r5 &= MF | offset
+            Jne(14, 5, 0),                                 // 14: a fragment
+            Insn(0x69, dst: 5, src: 2, off: 36, imm: 0),   // 15: r5 = UDP destination port
+            Jne(16, 5, portLe),                            // 16: != port
+            address == 0 ? Insn(0x05, 0, 0, 0, 0) : Insn(0x61, dst: 5, src: 2, off: 30, imm: 0), // 17: r5 = IPv4 destination
+            address == 0 ? Insn(0x05, 0, 0, 0, 0) : Jne(18, 5, addressLe, jmp32: true),          // 18: != address
+            Insn(0x61, dst: 2, src: 6, off: 16, imm: 0),   // 19: r2 = ctx->rx_queue_index
+            Insn(0x18, dst: 1, src: 1, off: 0, imm: mapFd), // 20: r1 = map
+            Insn(0x00, dst: 0, src: 0, off: 0, imm: 0),    // 21
+            Insn(0xb7, dst: 3, src: 0, off: 0, imm: 2),    // 22: r3 = XDP_PASS
+            Insn(0x85, dst: 0, src: 0, off: 0, imm: 51),   // 23: call bpf_redirect_map
+            Insn(0x95, dst: 0, src: 0, off: 0, imm: 0),    // 24: exit
+            Insn(0xb7, dst: 0, src: 0, off: 0, imm: 2),    // 25: pass: r0 = XDP_PASS
+            Insn(0x95, dst: 0, src: 0, off: 0, imm: 0),    // 26: exit
+        ];
+    }
+
     public static ulong Insn(byte code, int dst, int src, short off, int imm) =>
         code | ((ulong)(byte)((src << 4) | dst) << 8) | ((ulong)(ushort)off << 16) | ((ulong)(uint)imm << 32);
 
@@ -289,9 +360,8 @@ public sealed unsafe class XdpSocket : IDisposable
         Check(Xdp.Bpf(Xdp.BpfMapUpdateElem, attr, 128) == 0, "bpf(BPF_MAP_UPDATE_ELEM)");
     }
 
-    private static int LoadProgram(int map)
+    private static int LoadProgram(ulong[] insns)
     {
-        var insns = Program(map);
         var license = "GPL\0"u8;
         const int LogSize = 16 << 10;
         var log = (byte*)NativeMemory.AllocZeroed(LogSize);

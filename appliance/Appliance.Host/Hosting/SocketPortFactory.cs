@@ -34,6 +34,7 @@ public sealed class SocketPortFactory : IPortFactory
                         BatchSize = settings.RxBatch,
                         RawTransmit = settings.RawVxlanTransmit,
                         XdpTransmit = settings.XdpTransmit,
+                        XdpReceive = settings.XdpVxlanReceive,
                     }),
                     _ => new AfPacketPort(new AfPacketPortOptions
                     {

@@ -137,6 +137,100 @@ public sealed class VxlanRawTransmitTests
         Assert.Equal(0, pool.Outstanding);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Underlay_receive_through_af_xdp_takes_vxlan_datagrams_and_leaves_fragments_and_arp_to_the_kernel(bool xdpTransmit)
+    {
+        if (!Requires.RootAndNetns())
+        {
+            return;
+        }
+
+        using var net = new VethPair();
+        Ip.Run("-n", net.NamespaceA, "addr", "add", "10.79.2.1/24", "dev", net.LinkA);
+        Ip.Run("-n", net.NamespaceB, "addr", "add", "10.79.2.2/24", "dev", net.LinkB);
+        var pool = new PacketPool(512);
+        VxlanUdpPort x, y;
+        using (NetworkNamespace.Enter(net.NamespaceA))
+        {
+            x = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.79.2.1"), Name = "x" });
+        }
+
+        using (NetworkNamespace.Enter(net.NamespaceB))
+        {
+            // Receive and (on the same AF_XDP socket) transmit, or receive only.
+            y = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.79.2.2"), Name = "y", XdpReceive = true, XdpTransmit = xdpTransmit });
+        }
+
+        long UdpInDatagrams()
+        {
+            var lines = Ip.TryRun("netns", "exec", net.NamespaceB, "cat", "/proc/net/snmp").Output.Split('\n').Where(l => l.StartsWith("Udp: ", StringComparison.Ordinal)).ToArray();
+            return long.Parse(lines[1].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        using (x)
+        using (y)
+        {
+            Assert.Null(y.XdpError);
+            Assert.True(y.ReceivesWithXdp);
+            Assert.Equal(xdpTransmit, y.TransmitsWithXdp);
+            var before = UdpInDatagrams();
+            var queue = new TxQueue();
+
+            // x's first datagram leaves through its UDP socket: A's kernel ARPs, and B's kernel answers (ARP passes).
+            EnqueueWithSourcePort(queue, pool, -1, 0x0A4F0202, 50000);
+            x.Transmit(queue, pool);
+            Assert.Single(Collect(y, pool, 1, (_, _) => true));
+            WaitForNeighbor(net.NamespaceA, "10.79.2.2");
+            x.RefreshKernelCounters();
+            const int count = 120;
+            for (var i = 0; i < count; i++)
+            {
+                EnqueueWithSourcePort(queue, pool, i, 0x0A4F0202, (ushort)(49152 + i));
+            }
+
+            x.Transmit(queue, pool);
+            var got = Collect(y, pool, count, (_, _) => true);
+            Assert.Equal(Enumerable.Range(0, count).Select(Payload), got.Select(r => r.Bytes));
+            Assert.All(got, r => Assert.Equal(0x0A4F0201u, r.Meta.RemoteVtep));
+            Assert.Equal(Enumerable.Range(49152, count), got.Select(r => (int)r.Meta.RemotePort));
+            Assert.Equal(before, UdpInDatagrams()); // none went through B's UDP stack
+
+            // A datagram too long for the MTU arrives fragmented: the program passes the fragments, the kernel
+            // reassembles them and the port reads the datagram from its UDP socket.
+            using (NetworkNamespace.Enter(net.NamespaceA))
+            {
+                using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+                udp.SendTo(Enumerable.Range(0, 1600).Select(i => (byte)i).ToArray(), new IPEndPoint(IPAddress.Parse("10.79.2.2"), 4789));
+            }
+
+            var big = Assert.Single(Collect(y, pool, 1, (_, _) => true));
+            Assert.Equal(1600, big.Bytes.Length);
+            Assert.Equal(before + 1, UdpInDatagrams());
+            Assert.Equal(0, y.Counters.RxMalformed);
+
+            if (xdpTransmit)
+            {
+                // The same socket transmits: y's raw frames back to x leave through its TX ring.
+                Ip.Run("-n", net.NamespaceB, "neigh", "replace", "10.79.2.1", "lladdr", LinkMac(net.NamespaceA, net.LinkA).ToString(), "dev", net.LinkB, "nud", "permanent");
+                EnqueueWithSourcePort(queue, pool, 1000, 0x0A4F0201, 50001);
+                y.Transmit(queue, pool); // resolves the path
+                var first = Assert.Single(Collect(x, pool, 1, (_, _) => true));
+                for (var i = 0; i < 10; i++)
+                {
+                    EnqueueWithSourcePort(queue, pool, 2000 + i, 0x0A4F0201, 50002);
+                }
+
+                y.Transmit(queue, pool);
+                Assert.Equal(Enumerable.Range(2000, 10).Select(Payload), Collect(x, pool, 10, (_, _) => true).Select(r => r.Bytes));
+                Assert.True(y.XdpTxRing!.InFlight <= 11);
+            }
+        }
+
+        Assert.Equal(0, pool.Outstanding);
+    }
+
     [Fact]
     public void A_stale_neighbor_gets_one_datagram_through_the_socket_per_refresh_so_the_kernel_confirms_it()
     {

@@ -46,6 +46,17 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
+    [LibraryImport(Lib, EntryPoint = "epoll_create1", SetLastError = true)]
+    public static partial int EpollCreate1(int flags);
+
+    /// <summary>epoll_ctl with a struct epoll_event whose events word is at offset 0 (x86_64 packs it, arm64 does not: 16 bytes covers both).</summary>
+    [LibraryImport(Lib, EntryPoint = "epoll_ctl", SetLastError = true)]
+    public static partial int EpollCtl(int epfd, int op, int fd, void* ev);
+
+    public const int EpollCtlAdd = 1;
+    public const uint EpollIn = 1;
+    public const int EpollCloExec = 0x80000;
+
     [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
     public static partial int EventFd(uint initialValue, int flags);
 
