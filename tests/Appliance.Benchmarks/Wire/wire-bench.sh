@@ -45,6 +45,8 @@
 #                               full ring drops there; CPU1 runs the worker alone (a NIC's DMA + driver on a real host)
 #   --tx xdp|packet             appliance/snat modes: how the access ports transmit. packet (default): sendmmsg on
 #                               AF_PACKET. xdp: dataPlane.xdpTransmit (AF_XDP TX ring, copy mode, sendto() kicks)
+#   --vxlan-rx xdp|socket       appliance/snat modes: how the VXLAN port receives. socket (default): the UDP socket.
+#                               xdp: dataPlane.xdpVxlanReceive (AF_XDP on the underlay interface, UDP 4789 only)
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
@@ -84,6 +86,7 @@ PIN=worker
 RECEIVER_CPU=same
 RX=packet
 TX=packet
+VXLAN_RX=socket
 PORT_INGRESS_DROP=0
 while (($#)); do
     case $1 in
@@ -102,9 +105,10 @@ while (($#)); do
         --pin) PIN=$2; shift ;;
         --rx) RX=$2; shift ;;
         --tx) TX=$2; shift ;;
+        --vxlan-rx) VXLAN_RX=$2; shift ;;
         --receiver-cpu) RECEIVER_CPU=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,62p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -298,6 +302,7 @@ lab_config() {
     [[ $PIN == worker ]] && keys+=(workerCpu=1)
     [[ $RX == xdp ]] && keys+=(xdpReceive=true)
     [[ $TX == xdp ]] && keys+=(xdpTransmit=true)
+    [[ $VXLAN_RX == xdp ]] && keys+=(xdpVxlanReceive=true)
     "$HERE/../lab_config.py" "$(dirname "$LAB")/$1" "$OUT/bench-$1" "${keys[@]}"
     echo "$OUT/bench-$1"
 }
@@ -483,5 +488,5 @@ zero_loss_any() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; pin $PIN; receiver CPU $RECEIVER_CPU$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
