@@ -57,6 +57,14 @@ public sealed record DataPlaneSettings
     public int? WorkerCpu { get; init; }
 
     /// <summary>
+    /// How the worker waits for frames. "interrupt" (the default): it spins briefly, then sleeps in poll() until a
+    /// port is readable. "busy": it never sleeps, it keeps polling its ports (poll(0)) like VPP's or DPDK's polling
+    /// mode, so a frame is seen without a wake-up and its CPU never idles; this costs one CPU all the time. With
+    /// <see cref="WorkerCpu"/> set, the mobility loop and the BGP session loops share the worker's CPU.
+    /// </summary>
+    public string PollMode { get; init; } = "interrupt";
+
+    /// <summary>
     /// Access ports receive through AF_XDP (an XDP program redirecting to an AF_XDP socket, copy mode)
     /// instead of AF_PACKET: a frame the worker has no room for is dropped in the driver's XDP hook. Their
     /// senders must fill their own checksums (no PACKET_VNET_HDR here). false = AF_PACKET recvmmsg.

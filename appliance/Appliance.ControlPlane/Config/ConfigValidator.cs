@@ -27,6 +27,11 @@ public static class ConfigValidator
             errors.Add(new("dataPlane.workerCpu", $"CPU {cpu} does not exist on this machine (0 to {Environment.ProcessorCount - 1})"));
         }
 
+        if (document.DataPlane.PollMode is not ("interrupt" or "busy"))
+        {
+            errors.Add(new("dataPlane.pollMode", $"'{document.DataPlane.PollMode}' is not a poll mode: interrupt (sleep in poll() when idle) or busy (poll without sleeping, costs one CPU)"));
+        }
+
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < document.Users.Count; i++)
         {

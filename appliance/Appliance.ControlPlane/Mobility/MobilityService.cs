@@ -100,7 +100,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         // The loop does not run yet: applying the running document here is still single-threaded.
         CheckConfig();
         Publish();
-        _loop = LoopThread.Start("isthmus-mobility", _inputs.Reader, OnInput, LoopPriority.RealTime, scheduling => Latency.Scheduling = scheduling);
+        _loop = LoopThread.Start("isthmus-mobility", _inputs.Reader, OnInput, LoopPriority.RealTime, scheduling => Latency.Scheduling = scheduling + Placement());
 
         // The worker wakes the loop itself (one thread hop from the RARP to the registry).
         runtime.Mobility.Wake = () => _inputs.Writer.TryWrite(Input.Signals.Instance);
@@ -765,6 +765,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                         SocketFactory = netns is null ? null : family => SocketIn(netns, family),
                         Latency = Latency.Bgp,
                         LoopPriority = LoopPriority.RealTime,
+                        LoopStarted = _ => Placement(),
                         Mode = spec.Mode switch { "passive" => BgpConnectMode.Passive, "both" => BgpConnectMode.Both, _ => BgpConnectMode.Active },
                         Fsm = new BgpFsmOptions
                         {
@@ -786,6 +787,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
         Peers = [.. _peers.Select(p => (p.Name, p.Spec, p.Session))];
     }
+
+    /// <summary>
+    /// On a loop thread as it starts: with the worker busy-polling on its own CPU, the loop joins it there
+    /// (<see cref="DataPlaneWorker.ShareCpu"/>), so the worker → mobility loop → session loop hops are preemptions on
+    /// a CPU that never idles. Returns where the thread runs, for the latency view.
+    /// </summary>
+    private string Placement() => runtime.Worker?.ShareCpu() is >= 0 and var cpu ? $", on the worker's CPU {cpu}" : "";
 
     /// <summary>A TCP socket in the data-plane namespace (setns on this thread only, restored before returning).</summary>
     private static Socket SocketIn(string netns, AddressFamily family)

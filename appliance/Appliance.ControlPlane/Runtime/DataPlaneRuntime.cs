@@ -71,6 +71,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
             Worker = new DataPlaneWorker(_ports, Slot, PacketPipeline.CreateDefault(), time, Tracer, Moves, document.DataPlane.PoolSize, Mobility)
             {
                 Cpu = document.DataPlane.WorkerCpu,
+                PollMode = document.DataPlane.PollMode == "busy" ? WorkerPollMode.Busy : WorkerPollMode.Interrupt,
             };
             Worker.Start();
             Started = document;

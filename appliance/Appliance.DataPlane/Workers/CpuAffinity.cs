@@ -49,9 +49,10 @@ public static unsafe class CpuAffinity
     /// <summary>
     /// Takes <paramref name="cpu"/> out of the mask of every thread of this process but
     /// <paramref name="exceptTid"/>. A thread left with no CPU (it ran on that one alone) gets
-    /// <paramref name="processCpus"/> without it. Returns how many threads it moved.
+    /// <paramref name="processCpus"/> without it. Threads <paramref name="alsoExcept"/> answers true for stay too.
+    /// Returns how many threads it moved.
     /// </summary>
-    public static int KeepOthersOff(int cpu, int exceptTid, IReadOnlyList<int> processCpus)
+    public static int KeepOthersOff(int cpu, int exceptTid, IReadOnlyList<int> processCpus, Func<int, bool>? alsoExcept = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cpu);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(cpu, MaxCpus);
@@ -62,7 +63,7 @@ public static unsafe class CpuAffinity
         var bit = 1UL << (cpu % 64);
         foreach (var tid in Threads())
         {
-            if (tid == exceptTid || Libc.SchedGetAffinity(tid, Words * 8, mask) != 0 || (mask[word] & bit) == 0)
+            if (tid == exceptTid || alsoExcept?.Invoke(tid) == true || Libc.SchedGetAffinity(tid, Words * 8, mask) != 0 || (mask[word] & bit) == 0)
             {
                 continue;
             }

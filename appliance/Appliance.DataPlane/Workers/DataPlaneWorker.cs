@@ -16,7 +16,7 @@ namespace Isthmus.DataPlane.Workers;
 /// <remarks>
 /// Livelock: the loop drains each port a batch at a time in turn and never blocks while any
 /// port has frames, so receive and transmit keep pace; it sleeps in poll() only when every
-/// port is idle.
+/// port is idle, and never in <see cref="WorkerPollMode.Busy"/>.
 /// </remarks>
 public sealed class DataPlaneWorker : IDisposable
 {
@@ -102,6 +102,12 @@ public sealed class DataPlaneWorker : IDisposable
     /// </summary>
     public int? Cpu { get; init; }
 
+    /// <summary>How the loop waits when every port is idle (dataPlane.pollMode).</summary>
+    public WorkerPollMode PollMode { get; init; }
+
+    /// <summary>Threads allowed on <see cref="PinnedCpu"/> beside the worker (<see cref="ShareCpu"/>), by kernel thread id.</summary>
+    private readonly ConcurrentDictionary<int, bool> _sharing = new();
+
     /// <summary>The CPU the worker runs pinned to, or -1.</summary>
     public int PinnedCpu { get; private set; } = -1;
 
@@ -115,6 +121,32 @@ public sealed class DataPlaneWorker : IDisposable
     public int ThreadsMovedOff => _threadsMovedOff;
 
     private int _threadsMovedOff;
+
+    /// <summary>
+    /// Called on a latency-critical thread (the mobility loop, a BGP session loop): in <see cref="WorkerPollMode.Busy"/>
+    /// with <see cref="Cpu"/> set, pins the calling thread to the worker's CPU and keeps it there (the sweep that
+    /// keeps other threads off leaves it alone). That CPU never idles, so the worker waking the thread (or one such
+    /// thread waking another) is a preemption on a running CPU instead of an inter-processor interrupt to a halted one.
+    /// Returns the CPU, or -1 when the thread stays where it was (interrupt mode, no worker CPU, or the kernel refused).
+    /// </summary>
+    /// <remarks>A real-time thread on this CPU preempts the worker whenever it runs: only short, event-driven loops belong here.</remarks>
+    public int ShareCpu()
+    {
+        if (PollMode != WorkerPollMode.Busy || Cpu is not { } cpu)
+        {
+            return -1;
+        }
+
+        var tid = CpuAffinity.CurrentThreadId;
+        _sharing[tid] = true;
+        if (CpuAffinity.Pin(0, cpu, out _))
+        {
+            return cpu;
+        }
+
+        _sharing.TryRemove(tid, out _);
+        return -1;
+    }
 
     public PacketPipeline Pipeline => _pipeline;
 
@@ -250,8 +282,9 @@ public sealed class DataPlaneWorker : IDisposable
                 continue;
             }
 
-            // Spin briefly (cheap when traffic is bursty), then sleep in poll() until a port is readable.
-            if (++idle < 64)
+            // Spin briefly (cheap when traffic is bursty), then sleep in poll() until a port is readable. Busy mode
+            // never sleeps: every turn polls the ports without waiting (PollCold), and the CPU never idles.
+            if (++idle < 64 || PollMode == WorkerPollMode.Busy)
             {
                 Thread.SpinWait(20);
                 continue;
@@ -281,16 +314,30 @@ public sealed class DataPlaneWorker : IDisposable
         }
 
         PinnedCpu = cpu;
-        Interlocked.Add(ref _threadsMovedOff, CpuAffinity.KeepOthersOff(cpu, _tid, _processCpus));
+        KeepOthersOff(cpu);
         _affinityGuard = _time.CreateTimer(
             _ =>
             {
                 if (!_stopping)
                 {
-                    Interlocked.Add(ref _threadsMovedOff, CpuAffinity.KeepOthersOff(cpu, _tid, _processCpus));
+                    KeepOthersOff(cpu);
                 }
             },
             null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Every thread but the worker and those sharing its CPU off <paramref name="cpu"/>; the sharing ones pinned again (a sweep may have raced their pinning).</summary>
+    private void KeepOthersOff(int cpu)
+    {
+        Interlocked.Add(ref _threadsMovedOff, CpuAffinity.KeepOthersOff(cpu, _tid, _processCpus, _sharing.ContainsKey));
+        foreach (var tid in _sharing.Keys)
+        {
+            if (!CpuAffinity.Pin(tid, cpu, out _))
+            {
+                // The thread ended.
+                _sharing.TryRemove(tid, out _);
+            }
+        }
     }
 
     /// <summary>
@@ -313,6 +360,13 @@ public sealed class DataPlaneWorker : IDisposable
         if (!cold || _poller.Wait(timeoutMs: 0) <= 0)
         {
             return;
+        }
+
+        if (_poller.IsReadable(_wakeupIndex))
+        {
+            // A query's wake-up seen here (it is served at the next turn's start): reset, or every poll(0) of a
+            // busy-polling worker would report it again.
+            _wakeup!.Drain();
         }
 
         for (var i = 0; i < _ports.Length; i++)
@@ -386,4 +440,14 @@ public sealed class DataPlaneWorker : IDisposable
     }
 
     private sealed record InjectedFrame(byte[] Bytes, ushort Port, ushort? VlanTci, uint RemoteVtep, int TraceId);
+}
+
+/// <summary>How a <see cref="DataPlaneWorker"/> waits while its ports are idle (dataPlane.pollMode).</summary>
+public enum WorkerPollMode
+{
+    /// <summary>Spin briefly, then sleep in poll() (50 ms at most) until a port or a query wakes it.</summary>
+    Interrupt,
+
+    /// <summary>Never sleep: poll the ports without waiting, all the time (one CPU busy, as in VPP's polling mode).</summary>
+    Busy,
 }

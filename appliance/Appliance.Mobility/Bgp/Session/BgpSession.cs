@@ -51,6 +51,9 @@ public sealed record BgpPeerOptions
 
     /// <summary>The session loop's thread: <see cref="LoopPriority.RealTime"/> in the appliance (UPDATE latency), ordinary by default.</summary>
     public LoopPriority LoopPriority { get; init; } = LoopPriority.Normal;
+
+    /// <summary>Called on the session loop's thread when it starts, with its scheduling class (the appliance places the thread there).</summary>
+    public Action<string>? LoopStarted { get; init; }
 }
 
 public enum BgpConnectMode
@@ -108,7 +111,7 @@ public sealed class BgpSession : IAsyncDisposable
         _options = options;
         _time = time;
         _fsm = new BgpFsm(options.Mode == BgpConnectMode.Passive ? options.Fsm with { Passive = true } : options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
-        _loop = LoopThread.Start("isthmus-bgp", _inputs.Reader, Handle, options.LoopPriority);
+        _loop = LoopThread.Start("isthmus-bgp", _inputs.Reader, Handle, options.LoopPriority, options.LoopStarted);
     }
 
     public BgpState State => _snapshot.State;
