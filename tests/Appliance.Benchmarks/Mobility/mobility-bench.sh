@@ -2,17 +2,22 @@
 # Mobility benchmark (issue 6): RARP -> first GARP and -> BGP UPDATE on the wire, RARP -> route in BIRD's
 # RIB (p50/p99 over N moves), and 10,000 workloads failing over to this site at once.
 #
-#   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--failover COUNT] [--pin worker|none] [--external] [--no-build]
+#   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--failover COUNT] [--poll interrupt,busy]
+#        [--rounds R] [--pin worker|none] [--external] [--no-build]
 #
-# --pin none (default): the shipped lab config. --pin worker (on a machine with 2 or more CPUs): the appliance runs
-# with dataPlane.workerCpu set to the last CPU, so its data-plane worker has that CPU alone and every other thread
-# (the mobility and BGP loops, the API, timers) shares the others with the lab's peers, tshark and the senders; on
-# this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
+# --poll (default interrupt,busy): the worker's poll modes to measure, one lab run each, in that order, repeated
+# --rounds times (A/B alternating in one window); a table of every run is printed at the end.
+#   interrupt: the shipped lab config (dataPlane.pollMode "interrupt": the worker sleeps in poll() when idle).
+#   busy: dataPlane.pollMode "busy" and dataPlane.workerCpu = the last CPU: the worker polls without sleeping on
+#         that CPU, and the mobility and BGP session loops share it (one CPU busy all the time, as VPP's polling mode).
+# --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
+# CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
+# the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
 #
 # Brings the lab up (appliance/lab/lab.sh up --detach, lab-config-l3.json: BIRD in ist-bird, FRR in
-# ist-frr) and down again, unless --external (a lab already up: it is left up). What is measured and how
-# (tshark timestamps in ist-h10 and ist-bird, BIRD's microsecond log) is in mobility_bench.py.
-# Results: stdout and /tmp/isthmus-mobility-bench/ (raw captures).
+# ist-frr) and down again for every run, unless --external (a lab already up, measured once as it is, left up).
+# What is measured and how (tshark timestamps in ist-h10 and ist-bird, BIRD's microsecond log) is in
+# mobility_bench.py. Results: stdout and /tmp/isthmus-mobility-bench/ (raw captures, one file per run).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,12 +27,16 @@ MOVES=100
 FAILOVER=10000
 EXTERNAL=0
 PIN=none
+POLL=interrupt,busy
+ROUNDS=1
 BUILD=()
 while (($#)); do
     case $1 in
         --moves) MOVES=$2; shift ;;
         --failover) FAILOVER=$2; shift ;;
         --pin) PIN=$2; shift ;;
+        --poll) POLL=$2; shift ;;
+        --rounds) ROUNDS=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -35,6 +44,11 @@ while (($#)); do
     shift
 done
 [[ $PIN == worker || $PIN == none ]] || { echo "--pin: worker or none" >&2; exit 2; }
+IFS=, read -r -a MODES <<< "$POLL"
+for mode in "${MODES[@]}"; do
+    [[ $mode == interrupt || $mode == busy ]] || { echo "--poll: a list of interrupt and busy" >&2; exit 2; }
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
 (( $(nproc) >= 2 )) || PIN=none
 ((MOVES <= 140)) || { echo "--moves: at most 140 (one 10.10.0.x address each)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
@@ -44,17 +58,53 @@ exec 9>/run/isthmus-lab.lock
 flock -w 900 9 || { echo "the lab lock is still held by another run" >&2; exit 1; }
 export ISTHMUS_LAB_LOCKED=1
 
-if ((EXTERNAL == 0)); then
-    CONFIG=()
-    if [[ $PIN == worker ]]; then
-        mkdir -p /tmp/isthmus-mobility-bench
-        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" /tmp/isthmus-mobility-bench/lab-config.json "workerCpu=$(($(nproc) - 1))"
-        CONFIG=(--config /tmp/isthmus-mobility-bench/lab-config.json)
-    fi
-    "$LAB" up --detach "${BUILD[@]}" "${CONFIG[@]}"
-    trap '"$LAB" down' EXIT
+OUT=/tmp/isthmus-mobility-bench
+mkdir -p "$OUT"
+LAST_CPU=$(($(nproc) - 1))
+echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "commit: $(git -C "$REPO" rev-parse --short HEAD)"
+
+# One measurement: prints its lines and keeps them in $OUT/run-N-MODE.txt for the table.
+measure() {
+    local label=$1 file=$2
+    echo
+    echo "== $label; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    MOBILITY_MOVES=$MOVES MOBILITY_FAILOVER=$FAILOVER MOBILITY_OUT=$OUT /usr/bin/python3 "$HERE/mobility_bench.py" \
+        | { echo "label: $label; load: $(cut -d' ' -f1 /proc/loadavg)"; cat; } | tee "$file" | tail -n +2
+}
+
+if ((EXTERNAL == 1)); then
+    measure "external lab (as it runs)" "$OUT/run-1-external.txt"
+    /usr/bin/python3 "$HERE/mobility_bench.py" table "$OUT/run-1-external.txt"
+    exit 0
 fi
 
-echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "commit: $(git -C "$REPO" rev-parse --short HEAD); pin: $PIN$( [[ $PIN == worker ]] && echo " (dataPlane.workerCpu $(($(nproc) - 1)))")"
-MOBILITY_MOVES=$MOVES MOBILITY_FAILOVER=$FAILOVER /usr/bin/python3 "$HERE/mobility_bench.py"
+lab_up=0
+trap '((lab_up)) && "$LAB" down' EXIT
+RUNS=()
+run=0
+for ((round = 1; round <= ROUNDS; round++)); do
+    for mode in "${MODES[@]}"; do
+        run=$((run + 1))
+        keys=()
+        label="pollMode $mode"
+        if [[ $mode == busy ]]; then
+            keys=('pollMode="busy"' "workerCpu=$LAST_CPU")
+            label+=", workerCpu $LAST_CPU (worker, mobility and BGP loops on it)"
+        elif [[ $PIN == worker ]]; then
+            keys=("workerCpu=$LAST_CPU")
+            label+=", workerCpu $LAST_CPU (the worker alone)"
+        fi
+        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode.json" "${keys[@]}"
+        lab_up=1
+        "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode.json" > "$OUT/lab-up-$run.log" 2>&1 \
+            || { cat "$OUT/lab-up-$run.log" >&2; exit 1; }
+        BUILD=(--no-build)
+        measure "run $run, $label" "$OUT/run-$run-$mode.txt"
+        "$LAB" down > /dev/null 2>&1
+        lab_up=0
+        RUNS+=("$OUT/run-$run-$mode.txt")
+    done
+done
+echo
+/usr/bin/python3 "$HERE/mobility_bench.py" table "${RUNS[@]}"

@@ -14,6 +14,7 @@ failover: 10,000 workloads known at the remote site (seeded through POST /api/v1
 import http.client
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -277,7 +278,31 @@ def bird_route_count():
     return 0
 
 
+def table(files):
+    """The runs side by side (mobility-bench.sh prints it at the end): p50 / p99 / max per measure, in ms."""
+    measures = [("first GARP", "RARP on the wire -> first GARP on the wire"),
+                ("BGP UPDATE", "RARP on the wire -> BGP UPDATE on the wire"),
+                ("BIRD's RIB", "RARP on the wire -> route in BIRD's RIB")]
+    print("| run | load | RARP -> " + " | RARP -> ".join(m for m, _ in measures)
+          + " | failover: first RARP -> last /32 in BIRD |")
+    print("|---|---:|" + "---|" * len(measures) + "---:|")
+    for path in files:
+        text = open(path).read()
+        head = text.splitlines()[0] if text else "label: ?; load: ?"
+        label, _, load = head.removeprefix("label: ").partition("; load: ")
+        cells = []
+        for _, prefix in measures:
+            m = re.search(re.escape(prefix) + r".*?p50=([\d.]+) ms p99=([\d.]+) ms min=[\d.]+ max=([\d.]+)", text)
+            cells.append(f"{m.group(1)} / {m.group(2)} / {m.group(3)}" if m else "-")
+        f = re.search(r"last of the \d+ /32s in BIRD's RIB: (-?[\d.]+|nan) ms", text)
+        print(f"| {label} | {load} | " + " | ".join(cells) + f" | {f.group(1) + ' ms' if f else '-'} |")
+    print("(ms: p50 / p99 / max; goal RARP -> GARP and -> UPDATE p50 and p99 <= 1 ms, -> BIRD's RIB <= 50 ms)")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "table":
+        table(sys.argv[2:])
+        return 0
     n = int(os.environ.get("MOBILITY_MOVES", "100"))
     count = int(os.environ.get("MOBILITY_FAILOVER", "10000"))
     out = os.environ.get("MOBILITY_OUT", "/tmp/isthmus-mobility-bench")
