@@ -764,7 +764,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                         NextHopIpv6 = bgp.NextHopIpv6 is { } nh6 ? IPAddress.Parse(nh6) : null,
                         SocketFactory = netns is null ? null : family => SocketIn(netns, family),
                         Latency = Latency.Bgp,
-                        LoopPriority = LoopPriority.RealTime,
+                        LoopPriority = LoopPriority.RealTimeAbove,
                         LoopStarted = _ => Placement(),
                         Mode = spec.Mode switch { "passive" => BgpConnectMode.Passive, "both" => BgpConnectMode.Both, _ => BgpConnectMode.Active },
                         Fsm = new BgpFsmOptions

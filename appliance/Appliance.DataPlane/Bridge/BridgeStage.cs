@@ -72,6 +72,11 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             // before learning, so the MAC move this frame causes carries that fact too.
             var rarp = (frame[0] & 1) != 0 && L3Messages.EtherTypeOf(frame) == EtherType.Rarp;
             var garps = rarp ? context.ArrivalGarp?.OnRarp(context, lastDomain, p.IngressSegment, vtep, source, now) ?? 0 : 0;
+            if (garps > 0)
+            {
+                // The GARP leaves on the RARP's own segment, so on its ingress port.
+                context.ArrivalGarpPort = p.IngressPort;
+            }
             if (location != lastLearned || (p.Flags & PacketFlags.Traced) != 0)
             {
                 lastDestination = new Destination(0, -1, 0, 0);

@@ -40,6 +40,12 @@ public sealed class WorkerContext
     public MobilityFeed Mobility { get; init; } = new();
 
     /// <summary>
+    /// The port of the first GARP the worker sent for a RARP in this batch (<see cref="Gateway.ArrivalGarp"/>), or -1:
+    /// the worker flushes it first and wakes the mobility loop before flushing the rest (the RARP's flood).
+    /// </summary>
+    public int ArrivalGarpPort { get; set; } = -1;
+
+    /// <summary>
     /// Per segment index: ARP for the gateway's own addresses is filtered there (the interconnect, so the
     /// remote site's gateway cannot answer for the shared gateway address, nor ours for it). Set by the
     /// mobility service through a worker query; empty = no filter.

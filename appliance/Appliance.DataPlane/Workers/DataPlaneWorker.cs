@@ -224,6 +224,19 @@ public sealed class DataPlaneWorker : IDisposable
             Counters.Packets += count;
             _pipeline.Run(_batch, Context);
             _batch.Clear();
+            if (Context.ArrivalGarpPort is >= 0 and var garpPort && garpPort < _ports.Length)
+            {
+                // A RARP answered with the first GARP: that port first, then the mobility loop, then the rest (the
+                // RARP's flood toward the VTEPs and trunks, whose kernel paths run inside these sends).
+                Context.ArrivalGarpPort = -1;
+                if (Context.TxQueues[garpPort].Count > 0)
+                {
+                    _ports[garpPort].Transmit(Context.TxQueues[garpPort], Pool);
+                }
+
+                Context.Mobility.WakeIfPosted();
+            }
+
             Flush();
 
             // Mobility signals of this batch wake the mobility loop only now: its thread runs at real-time

@@ -64,7 +64,7 @@ public static partial class LoopThread
         return done.Task;
     }
 
-    /// <summary>What the calling thread got: "SCHED_FIFO 1", "nice -10" or "normal" (not permitted, or not Linux).</summary>
+    /// <summary>What the calling thread got: "SCHED_FIFO 1" (or 2), "nice -10" or "normal" (not permitted, or not Linux).</summary>
     public static string Elevate(LoopPriority priority)
     {
         if (priority == LoopPriority.Normal || !OperatingSystem.IsLinux())
@@ -75,10 +75,10 @@ public static partial class LoopThread
         try
         {
             // Linux: pid 0 is the calling thread for both calls.
-            var param = new SchedParam { Priority = 1 };
+            var param = new SchedParam { Priority = priority == LoopPriority.RealTimeAbove ? 2 : 1 };
             if (SchedSetScheduler(0, SchedFifo, ref param) == 0)
             {
-                return "SCHED_FIFO 1";
+                return $"SCHED_FIFO {param.Priority}";
             }
 
             return SetPriority(PrioProcess, 0, -10) == 0 ? "nice -10" : "normal";
@@ -113,4 +113,11 @@ public enum LoopPriority
 
     /// <summary>SCHED_FIFO priority 1 if permitted (CAP_SYS_NICE), else nice -10 if permitted, else ordinary.</summary>
     RealTime,
+
+    /// <summary>
+    /// As <see cref="RealTime"/> with SCHED_FIFO priority 2: a post from a <see cref="RealTime"/> loop on the same CPU
+    /// preempts the poster at once (a BGP session loop takes the mobility loop's desired set and writes the UPDATE
+    /// before the mobility loop finishes its bookkeeping).
+    /// </summary>
+    RealTimeAbove,
 }
