@@ -175,6 +175,21 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         Assert.Single(problem!["errors"]!.AsObject(), e => e.Key.StartsWith("bridgeDomains[0]", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("turbo")]
+    [InlineData("Busy")]
+    [InlineData("")]
+    public async Task An_unknown_poll_mode_is_reported_at_its_path(string mode)
+    {
+        var doc = Documents.Lab();
+        doc["dataPlane"] = new JsonObject { ["pollMode"] = mode };
+        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Contains("interrupt", (string)problem!["errors"]!["dataPlane.pollMode"]![0]!, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Changing_ports_at_run_time_is_refused_with_the_reason()
     {

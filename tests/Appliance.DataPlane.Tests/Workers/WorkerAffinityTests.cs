@@ -5,6 +5,7 @@ using Isthmus.DataPlane.Workers;
 namespace Isthmus.DataPlane.Tests.Workers;
 
 /// <summary>dataPlane.workerCpu: the worker runs on its CPU alone, and gives it back when it stops.</summary>
+[Collection(WorkerCpuCollection.Name)]
 public sealed class WorkerAffinityTests
 {
     private static void WaitUntil(Func<bool> condition, string what)

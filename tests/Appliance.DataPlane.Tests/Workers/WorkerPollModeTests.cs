@@ -1,0 +1,246 @@
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Tests.Support;
+using Isthmus.DataPlane.Workers;
+
+namespace Isthmus.DataPlane.Tests.Workers;
+
+/// <summary>
+/// dataPlane.pollMode: a running worker forwards, answers queries and keeps its heartbeat in both modes (busy never
+/// sleeps in poll()); in busy mode with a worker CPU the latency loops may share that CPU and the sweep leaves them there.
+/// </summary>
+[Collection(WorkerCpuCollection.Name)]
+public sealed class WorkerPollModeTests
+{
+    private static readonly byte[] FromHost = Frames.Ethernet(Frames.Broadcast, Frames.Mac("02:00:00:00:10:0a"));
+
+    private static void WaitUntil(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            Thread.Sleep(10);
+        }
+    }
+
+    [Theory]
+    [InlineData(WorkerPollMode.Interrupt)]
+    [InlineData(WorkerPollMode.Busy)]
+    public async Task A_running_worker_forwards_frames_from_pollable_ports_answers_queries_and_keeps_its_heartbeat(WorkerPollMode mode)
+    {
+        using var l2 = new L2Fixture();
+        using var ports = new PolledPorts(l2.Ports);
+        using var worker = new DataPlaneWorker(ports.All, l2.Slot, PacketPipeline.CreateDefault(), l2.Time, poolSize: 1024) { PollMode = mode };
+        worker.Start();
+        try
+        {
+            // A broadcast on acc10 reaches its port through poll(): it is flooded to the trunk (VLAN 10) and to the VTEPs.
+            ports.Enqueue(L2Fixture.Acc10, FromHost);
+            WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 1 && ports.Transmitted(L2Fixture.Und0) == 2, "the flood");
+
+            // A query is served by the running worker (its wake-up, or the busy loop's next turn).
+            var stats = await worker.Queries.Ask(LiveState.Statistics).WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.Equal(0, stats.Sessions);
+
+            // The heartbeat runs on the injected clock: each second of it refreshes every port's kernel counters.
+            WaitUntil(
+                () =>
+                {
+                    l2.Time.Advance(TimeSpan.FromSeconds(1));
+                    return ports.Refreshes(L2Fixture.Acc20) > 0;
+                },
+                "a heartbeat");
+
+            // Still forwarding after idling.
+            ports.Enqueue(L2Fixture.Acc10, FromHost);
+            WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 2, "the second flood");
+        }
+        finally
+        {
+            worker.Stop();
+        }
+
+        Assert.Equal(2, worker.Counters.Packets);
+    }
+
+    [Fact]
+    public void In_busy_mode_with_a_worker_cpu_a_sharing_thread_joins_it_and_the_sweep_leaves_it_there()
+    {
+        var processCpus = CpuAffinity.Get();
+        var cpu = processCpus[^1];
+        using var l2 = new L2Fixture();
+        using var worker = new DataPlaneWorker(l2.Ports, l2.Slot, PacketPipeline.CreateDefault(), l2.Time, poolSize: 1024) { Cpu = cpu, PollMode = WorkerPollMode.Busy };
+        using var release = new ManualResetEventSlim();
+        var shared = -2;
+        var sharingTid = -1;
+        var sharing = new Thread(() =>
+        {
+            Volatile.Write(ref sharingTid, CpuAffinity.CurrentThreadId);
+            Volatile.Write(ref shared, worker.ShareCpu());
+            release.Wait();
+        });
+        var strayTid = -1;
+        var stray = new Thread(() =>
+        {
+            Volatile.Write(ref strayTid, CpuAffinity.CurrentThreadId);
+            release.Wait();
+        });
+
+        worker.Start();
+        try
+        {
+            WaitUntil(() => worker.PinnedCpu == cpu, "the worker to pin itself");
+            sharing.Start();
+            stray.Start();
+            WaitUntil(() => Volatile.Read(ref shared) != -2 && Volatile.Read(ref strayTid) > 0, "the threads");
+            Assert.Equal(cpu, shared);
+            Assert.Equal([cpu], CpuAffinity.Get(sharingTid));
+            if (processCpus.Count > 1)
+            {
+                // A thread forced onto the worker's CPU is moved off by the next sweep; the sharing one stays.
+                Assert.True(CpuAffinity.Pin(strayTid, cpu, out var error), error);
+                WaitUntil(() => !CpuAffinity.Get(strayTid).Contains(cpu), "the one-second sweep");
+                Assert.Equal([cpu], CpuAffinity.Get(sharingTid));
+            }
+        }
+        finally
+        {
+            worker.Stop();
+            release.Set();
+            sharing.Join();
+            stray.Join();
+        }
+    }
+
+    [Theory]
+    [InlineData(WorkerPollMode.Interrupt, true)]
+    [InlineData(WorkerPollMode.Busy, false)]
+    public void Without_busy_mode_and_a_worker_cpu_a_thread_stays_where_it_was(WorkerPollMode mode, bool withCpu)
+    {
+        var processCpus = CpuAffinity.Get();
+        using var l2 = new L2Fixture();
+        using var worker = new DataPlaneWorker(l2.Ports, l2.Slot, PacketPipeline.CreateDefault(), l2.Time, poolSize: 1024)
+        {
+            Cpu = withCpu ? processCpus[^1] : null,
+            PollMode = mode,
+        };
+        var result = 0;
+        var mask = (IReadOnlyList<int>)[];
+        var thread = new Thread(() =>
+        {
+            result = worker.ShareCpu();
+            mask = CpuAffinity.Get();
+        });
+        thread.Start();
+        thread.Join();
+        Assert.Equal(-1, result);
+        Assert.Equal(processCpus, mask);
+    }
+
+    /// <summary>
+    /// The fixture's in-memory ports with a file descriptor each (an eventfd, readable while frames wait), so the
+    /// worker polls them as it polls sockets; safe to fill and read from the test thread.
+    /// </summary>
+    private sealed class PolledPorts : IDisposable
+    {
+        private readonly Port[] _ports;
+
+        public PolledPorts(MemoryPort[] inner) => _ports = [.. inner.Select(p => new Port(p))];
+
+        public IReadOnlyList<IPacketPort> All => _ports;
+
+        public void Enqueue(int port, byte[] frame) => _ports[port].Enqueue(frame);
+
+        public int Transmitted(int port) => _ports[port].TransmittedCount;
+
+        public int Refreshes(int port) => Volatile.Read(ref _ports[port].RefreshCount);
+
+        public void Dispose()
+        {
+            foreach (var port in _ports)
+            {
+                port.Dispose();
+            }
+        }
+
+        private sealed class Port(MemoryPort inner) : IPacketPort
+        {
+            private readonly WorkerWakeup _readable = new();
+            private readonly Lock _gate = new();
+            public int RefreshCount;
+
+            public string Name => inner.Name;
+
+            public PortKind Kind => inner.Kind;
+
+            public int PollHandle => _readable.Handle;
+
+            public PortCounters Counters => inner.Counters;
+
+            public bool HasPendingFrames
+            {
+                get
+                {
+                    lock (_gate)
+                    {
+                        return inner.HasPendingFrames;
+                    }
+                }
+            }
+
+            public int TransmittedCount
+            {
+                get
+                {
+                    lock (_gate)
+                    {
+                        return inner.Transmitted.Count;
+                    }
+                }
+            }
+
+            public void Enqueue(byte[] frame)
+            {
+                lock (_gate)
+                {
+                    inner.Enqueue(frame);
+                    _readable.Signal();
+                }
+            }
+
+            public void RefreshKernelCounters() => Interlocked.Increment(ref RefreshCount);
+
+            public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
+            {
+                lock (_gate)
+                {
+                    var received = inner.Receive(batch, pool, portIndex);
+                    if (!inner.HasPendingFrames)
+                    {
+                        _readable.Drain();
+                    }
+
+                    return received;
+                }
+            }
+
+            public void Transmit(TxQueue queue, PacketPool pool)
+            {
+                lock (_gate)
+                {
+                    inner.Transmit(queue, pool);
+                }
+            }
+
+            public void Dispose() => _readable.Dispose();
+        }
+    }
+}
+
+/// <summary>Tests that pin a worker to a CPU run one at a time: each worker's sweep moves every other thread of the process (another test's worker too) off its CPU.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class WorkerCpuCollection
+{
+    public const string Name = "worker CPU";
+}
