@@ -19,6 +19,7 @@ namespace Isthmus.ControlPlane.Mobility;
 public sealed class MobilityLatency
 {
     private long _workerGarps;
+    private RuntimeActivity _baseline = RuntimeActivity.Now();
 
     public LatencyRecorder Feed { get; } = new("feed");
 
@@ -36,6 +37,17 @@ public sealed class MobilityLatency
 
     public void CountWorkerGarp(int frames) => Interlocked.Add(ref _workerGarps, frames);
 
+    /// <summary>
+    /// What the runtime did since the last <see cref="Reset"/> (tail suspects: every collection suspends every
+    /// managed thread, the worker included; methods compiled = JIT work, first calls and tier-up, on the path).
+    /// </summary>
+    public RuntimeActivity Runtime()
+    {
+        var since = _baseline;
+        var now = RuntimeActivity.Now();
+        return new RuntimeActivity(now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods);
+    }
+
     public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
 
     public void Reset()
@@ -46,5 +58,14 @@ public sealed class MobilityLatency
         Bgp.ToLoop.Reset();
         Bgp.ToSocket.Reset();
         Interlocked.Exchange(ref _workerGarps, 0);
+        _baseline = RuntimeActivity.Now();
     }
+}
+
+/// <summary>Garbage collections per generation, their total pause and the methods the JIT compiled (counts since a baseline).</summary>
+public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPauseMs, long JitMethods)
+{
+    public static RuntimeActivity Now() => new(
+        GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds,
+        System.Runtime.JitInfo.GetCompiledMethodCount());
 }

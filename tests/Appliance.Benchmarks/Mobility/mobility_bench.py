@@ -147,15 +147,18 @@ def summary(name, ms):
             f"min={min(ms):.3f} max={max(ms):.3f} mean={statistics.mean(ms):.3f}")
 
 
-def latency(n, out):
+def latency(n, warm, out):
     h10 = tshark("ist-h10", "arp or ether proto 0x8035", None,
                  ["frame.time_epoch", "eth.src", "eth.type", "arp.opcode", "arp.src.hw_mac"], f"{out}/h10.txt")
     bird = tshark("ist-bird", "tcp port 179", "bgp.type == 2", ["frame.time_epoch", "bgp.nlri_prefix"], f"{out}/bird.txt")
     started = time.time()
-    hops_available = reset_hops()
     remote, local = Sender("ist-vm10"), Sender("ist-h10")
     macs = []
-    for i in range(n):
+    hops_available = False
+    for i in range(warm + n):
+        if i == warm:
+            # The per-hop samples and the runtime counters cover the measured moves only.
+            hops_available = reset_hops()
         mac = f"00:50:56:bb:00:{i:02x}"
         ip = f"10.10.0.{100 + i}"
         macs.append((mac, ip))
@@ -184,23 +187,33 @@ def latency(n, out):
             updates.append((float(parts[0]), set(parts[1].split(","))))
 
     to_garp, to_update, to_rib = [], [], []
-    for mac, ip in macs:
+    warm_garp, warm_update = [], []
+    for i, (mac, ip) in enumerate(macs):
         t0 = rarps.get(mac)
         if t0 is None:
             continue
         g = next((t for t in garps if t >= t0), None)
         u = next((t for t, p in updates if t >= t0 and (ip in p or ip + "/32" in p)), None)
         r = next((t for t, p in added if t >= t0 and p == ip + "/32"), None)
+        if i < warm:
+            warm_garp.append(f"{(g - t0) * 1000:.1f}" if g is not None and g - t0 < 1 else "-")
+            warm_update.append(f"{(u - t0) * 1000:.1f}" if u is not None and u - t0 < 5 else "-")
+            continue
         if g is not None and g - t0 < 1:
             to_garp.append((g - t0) * 1000)
         if u is not None and u - t0 < 5:
             to_update.append((u - t0) * 1000)
         if r is not None and r - t0 < 5:
             to_rib.append((r - t0) * 1000)
-    lines = [f"moves: {n}, RARPs seen on the wire: {len(rarps)}",
+    lines = [f"moves: {n} measured after {warm} warm-up moves, RARPs seen on the wire: {len(rarps)}"]
+    if warm:
+        lines.append(f"warm-up moves (not counted; the first after start-up JIT-compiles the path), RARP -> GARP ms: "
+                     f"{' '.join(warm_garp)}; -> UPDATE ms: {' '.join(warm_update)}")
+    lines += [
              summary("RARP on the wire -> first GARP on the wire", to_garp),
              summary("RARP on the wire -> BGP UPDATE on the wire (toward BIRD)", to_update),
-             summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)] + hops
+             summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)]
+    lines += hops
     # Move them back (withdraw), so the lab is as before.
     for mac, _ in macs:
         remote(f"rarp {mac}")
@@ -226,6 +239,10 @@ def hop_lines():
              f"GARP frames sent by the worker itself: {view['workerGarpFrames']}):"]
     for h in view["hops"]:
         lines.append(f"  {h['hop']:<17} n={h['samples']:<4} p50={h['p50Us'] / 1000:.3f} ms p99={h['p99Us'] / 1000:.3f} ms max={h['maxUs'] / 1000:.3f} ms")
+    if "runtime" in view:
+        r = view["runtime"]
+        lines.append(f"  during the measured moves: GC gen0/1/2 {r['gen0']}/{r['gen1']}/{r['gen2']} (pause {r['gcPauseMs']:.2f} ms in all), "
+                     f"methods JIT-compiled {r['jitMethods']}")
     return lines
 
 
@@ -307,7 +324,8 @@ def main():
     count = int(os.environ.get("MOBILITY_FAILOVER", "10000"))
     out = os.environ.get("MOBILITY_OUT", "/tmp/isthmus-mobility-bench")
     os.makedirs(out, exist_ok=True)
-    lines = latency(n, out) if n > 0 else []
+    warm = int(os.environ.get("MOBILITY_WARMUP", "10"))
+    lines = latency(n, warm, out) if n > 0 else []
     if count > 0:
         lines += failover(count, out)
     for line in lines:
