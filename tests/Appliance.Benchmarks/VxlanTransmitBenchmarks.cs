@@ -12,7 +12,8 @@ namespace Isthmus.Benchmarks;
 /// header + 60-byte inner frame) per operation from a <see cref="VxlanUdpPort"/> across a veth pair into
 /// a namespace that drops them at once (nftables prerouting, so no ICMP comes back and the receive side
 /// costs both variants the same), through the UDP socket (sendmmsg → UDP/IP output, route and neighbor
-/// lookups, qdisc) or raw (sendmmsg on AF_PACKET with PACKET_QDISC_BYPASS and pre-built headers). The
+/// lookups, qdisc), raw (sendmmsg on AF_PACKET with PACKET_QDISC_BYPASS and pre-built headers) or raw
+/// through an AF_XDP TX ring (copy mode: one sendto() kick per 32 frames, chunks back on the completion ring). The
 /// veth delivers synchronously, so the peer's drop runs on the same core and is in both figures.
 /// Needs root: it makes namespaces <c>istp-vxtx-a</c>/<c>-b</c> and deletes them by name.
 /// </summary>
@@ -29,6 +30,7 @@ public class VxlanTransmitBenchmarks : IDisposable
     private readonly byte[] _payload = new byte[VxlanHeader.Length + 60];
     private VxlanUdpPort _socket = null!;
     private VxlanUdpPort _raw = null!;
+    private VxlanUdpPort _xdp = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -39,6 +41,7 @@ public class VxlanTransmitBenchmarks : IDisposable
         Run("ip", "link", "add", "istp-vxtx0", "netns", NsA, "type", "veth", "peer", "name", "istp-vxtx1", "netns", NsB);
         Run("ip", "-n", NsA, "addr", "add", "10.77.0.1/24", "dev", "istp-vxtx0");
         Run("ip", "-n", NsA, "addr", "add", "10.77.0.3/24", "dev", "istp-vxtx0");
+        Run("ip", "-n", NsA, "addr", "add", "10.77.0.4/24", "dev", "istp-vxtx0");
         Run("ip", "-n", NsB, "addr", "add", "10.77.0.2/24", "dev", "istp-vxtx1");
         Run("ip", "-n", NsA, "link", "set", "istp-vxtx0", "up");
         Run("ip", "-n", NsB, "link", "set", "istp-vxtx1", "up");
@@ -51,6 +54,18 @@ public class VxlanTransmitBenchmarks : IDisposable
         {
             _socket = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.1"), Name = "socket", RawTransmit = false });
             _raw = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.3"), Name = "raw" });
+            _xdp = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.4"), Name = "xdp", XdpTransmit = true });
+        }
+
+        if (!_xdp.TransmitsWithXdp)
+        {
+            throw new InvalidOperationException($"AF_XDP transmit: {_xdp.XdpError}");
+        }
+
+        Send(_xdp);
+        if (_xdp.Counters.TxRaw != Batch || _xdp.XdpTxRing!.Pending != 0)
+        {
+            throw new InvalidOperationException($"AF_XDP transmit sent {_xdp.Counters.TxRaw} of {Batch} raw, {_xdp.XdpTxRing!.Pending} pending");
         }
 
         VxlanHeader.Write(_payload, 5010);
@@ -67,11 +82,15 @@ public class VxlanTransmitBenchmarks : IDisposable
     [Benchmark(OperationsPerInvoke = Batch, Description = "VXLAN raw (AF_PACKET, qdisc bypass, pre-built headers), per datagram")]
     public void Raw() => Send(_raw);
 
+    [Benchmark(OperationsPerInvoke = Batch, Description = "VXLAN raw through an AF_XDP TX ring (copy mode), per datagram")]
+    public void Xdp() => Send(_xdp);
+
     [GlobalCleanup]
     public void Cleanup()
     {
         _socket?.Dispose();
         _raw?.Dispose();
+        _xdp?.Dispose();
         _ = Output("ip", "netns", "del", NsA);
         _ = Output("ip", "netns", "del", NsB);
     }
