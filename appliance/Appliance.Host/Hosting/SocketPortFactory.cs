@@ -3,15 +3,16 @@ using Isthmus.ControlPlane.Config;
 using Isthmus.ControlPlane.Runtime;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Programming;
+using Microsoft.Extensions.Logging;
 
 namespace Isthmus.Host.Hosting;
 
 /// <summary>
 /// Opens the real ports: AF_PACKET for trunk and access, a UDP socket for VXLAN, inside the data-plane
 /// namespace when one is configured (sockets keep the namespace they were created in), so the API stays
-/// in this one.
+/// in this one. A port that was asked for AF_XDP but fell back to its sockets is logged with the reason.
 /// </summary>
-public sealed class SocketPortFactory : IPortFactory
+public sealed class SocketPortFactory(ILogger<SocketPortFactory>? logger = null) : IPortFactory
 {
     public IReadOnlyList<IPacketPort> Open(ConfigDocument document)
     {
@@ -56,6 +57,20 @@ public sealed class SocketPortFactory : IPortFactory
             }
 
             throw;
+        }
+
+        foreach (var port in ports)
+        {
+            var reason = port switch
+            {
+                AfPacketPort p => p.XdpError,
+                VxlanUdpPort v => v.XdpError,
+                _ => null,
+            };
+            if (reason is not null)
+            {
+                logger?.LogWarning("Port {Port}: AF_XDP is not available, the port uses its sockets: {Reason}", port.Name, reason);
+            }
         }
 
         return ports;

@@ -300,9 +300,10 @@ lab_config() {
     local keys=()
     [[ $RAW_TX == off ]] && keys+=(rawVxlanTransmit=false)
     [[ $PIN == worker ]] && keys+=(workerCpu=1)
-    [[ $RX == xdp ]] && keys+=(xdpReceive=true)
-    [[ $TX == xdp ]] && keys+=(xdpTransmit=true)
-    [[ $VXLAN_RX == xdp ]] && keys+=(xdpVxlanReceive=true)
+    # Explicit either way, so a run measures the method it names whatever the appliance's defaults are.
+    keys+=(xdpReceive=$([[ $RX == xdp ]] && echo true || echo false))
+    keys+=(xdpTransmit=$([[ $TX == xdp ]] && echo true || echo false))
+    keys+=(xdpVxlanReceive=$([[ $VXLAN_RX == xdp ]] && echo true || echo false))
     "$HERE/../lab_config.py" "$(dirname "$LAB")/$1" "$OUT/bench-$1" "${keys[@]}"
     echo "$OUT/bench-$1"
 }
