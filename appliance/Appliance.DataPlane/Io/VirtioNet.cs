@@ -80,6 +80,35 @@ internal static unsafe class VirtioNet
         return true;
     }
 
+    /// <summary>
+    /// Where the L3 header starts, after Ethernet and at most two inline 802.1Q/802.1ad/QinQ tags, and its
+    /// EtherType; -1 when the frame ends first or carries more tags.
+    /// </summary>
+    public static int L3Offset(byte* frame, int length, out ushort etherType)
+    {
+        var at = 12;
+        while (true)
+        {
+            etherType = 0;
+            if (at + 2 > length)
+            {
+                return -1;
+            }
+
+            etherType = ReadBe16(frame + at);
+            if (etherType is not (0x8100 or 0x88A8 or 0x9100))
+            {
+                return at + 2;
+            }
+
+            at += 4;
+            if (at > 12 + 8)
+            {
+                return -1;
+            }
+        }
+    }
+
     /// <summary>The IP protocol (IPv4) or first next header (IPv6) of an Ethernet frame, or -1.</summary>
     public static int IpProtocolOf(byte* frame, int length)
     {
@@ -123,27 +152,10 @@ internal static unsafe class VirtioNet
         }
 
         // Ethernet, then any inline 802.1Q/802.1ad tags (the outer one is usually in aux data).
-        var l3 = 12;
-        ushort etherType;
-        while (true)
+        var l3 = L3Offset(first, firstLength, out var etherType);
+        if (l3 < 0)
         {
-            if (l3 + 2 > firstLength)
-            {
-                return false;
-            }
-
-            etherType = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(first + l3, 2));
-            if (etherType is not (0x8100 or 0x88A8 or 0x9100))
-            {
-                l3 += 2;
-                break;
-            }
-
-            l3 += 4;
-            if (l3 > 12 + 8)
-            {
-                return false;
-            }
+            return false;
         }
 
         int l4;

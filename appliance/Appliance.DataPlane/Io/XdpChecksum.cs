@@ -24,23 +24,10 @@ internal static unsafe class XdpChecksum
     /// <summary>True when the frame's TCP/UDP checksum was partial and is now finished in place.</summary>
     public static bool FinishIfPartial(byte* frame, int length)
     {
-        var l3 = 12;
-        ushort etherType;
-        while (true)
+        var l3 = VirtioNet.L3Offset(frame, length, out var etherType);
+        if (l3 < 0)
         {
-            if (l3 + 2 > length)
-            {
-                return false;
-            }
-
-            etherType = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(frame + l3, 2));
-            if (etherType is not (0x8100 or 0x88A8) || l3 > 16)
-            {
-                l3 += 2;
-                break;
-            }
-
-            l3 += 4;
+            return false;
         }
 
         int l4, end;

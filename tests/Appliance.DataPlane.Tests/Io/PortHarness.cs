@@ -107,6 +107,19 @@ internal static class PortHarness
         return result;
     }
 
+    /// <summary>Reclaims completed chunks until none is in flight (or 5 s pass); returns how many are still in flight.</summary>
+    public static int WaitForCompletions(XdpTxRing ring)
+    {
+        var clock = Stopwatch.StartNew();
+        while (ring.InFlight > 0 && clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            ring.Reclaim();
+            Thread.Sleep(1);
+        }
+
+        return ring.InFlight;
+    }
+
     /// <summary>The EtherType after the MACs, ignoring any inline tags.</summary>
     public static bool IsTestFrame(byte[] frame)
     {
