@@ -11,8 +11,26 @@ namespace Isthmus.DataPlane.Workers;
 /// threads created by the worker thread itself (a thread pool thread injected while the worker queued a
 /// continuation inherits its one-CPU mask). Setup and the one-second sweep only: this allocates.
 /// </summary>
-public static unsafe class CpuAffinity
+public static unsafe partial class CpuAffinity
 {
+    /// <summary>Sets the calling thread's nice value (setpriority(2) on its thread id); returns it, or null when not permitted (no CAP_SYS_NICE) or not Linux.</summary>
+    public static int? TryRaiseNice(int nice)
+    {
+        try
+        {
+            return OperatingSystem.IsLinux() && SetPriority(PrioProcess, Libc.GetTid(), nice) == 0 ? nice : null;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private const int PrioProcess = 0;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
+    private static partial int SetPriority(int which, int who, int priority);
+
     /// <summary>cpu_set_t as glibc sizes it: 1024 CPUs.</summary>
     public const int MaxCpus = 1024;
 

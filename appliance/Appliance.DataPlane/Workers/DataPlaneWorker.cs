@@ -108,6 +108,12 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>Threads allowed on <see cref="PinnedCpu"/> beside the worker (<see cref="ShareCpu"/>), by kernel thread id.</summary>
     private readonly ConcurrentDictionary<int, bool> _sharing = new();
 
+    /// <summary>The worker thread's nice value in <see cref="WorkerPollMode.Busy"/> (<see cref="BusyNice"/> when permitted), or null when unchanged.</summary>
+    public int? Nice { get; private set; }
+
+    /// <summary>The nice value a busy-polling worker asks for.</summary>
+    public const int BusyNice = -20;
+
     /// <summary>The CPU the worker runs pinned to, or -1.</summary>
     public int PinnedCpu { get; private set; } = -1;
 
@@ -284,6 +290,13 @@ public sealed class DataPlaneWorker : IDisposable
         if (Cpu is { } cpu)
         {
             Isolate(cpu);
+        }
+
+        if (PollMode == WorkerPollMode.Busy)
+        {
+            // A busy worker is always runnable: at the highest ordinary priority permitted, another process woken
+            // on its CPU does not preempt it at once (the CFS weight of nice -20 is ~87x nice 0's).
+            Nice = CpuAffinity.TryRaiseNice(BusyNice);
         }
 
         var idle = 0;

@@ -55,6 +55,9 @@ public sealed class WorkerPollModeTests
             // Still forwarding after idling.
             ports.Enqueue(L2Fixture.Acc10, FromHost);
             WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 2, "the second flood");
+
+            // A busy worker runs at nice -20 when permitted (root here); an interrupt-mode one is left as it was.
+            Assert.Equal(mode == WorkerPollMode.Busy && Environment.IsPrivilegedProcess ? DataPlaneWorker.BusyNice : null, worker.Nice);
         }
         finally
         {
