@@ -817,7 +817,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         var plan = _plan;
         var (enabled, site, waiting, signals, ignored, discarded) = (_settings is not null, _settings?.Site, _waiting, _signals, _ignored, runtime.Mobility.Discarded);
         var (garps, self, gaps, alerts) = (Interlocked.Read(ref _garpFrames), _selfMigrations, _stun?.GapsDetected ?? 0, _frozenAlerts);
-        var (dhcpAcks, dhcpMalformed, dhcpNoLocation) = (_dhcp?.Acks ?? 0, _dhcp?.Malformed ?? 0, _dhcp?.NoLocation ?? 0);
+        var (dhcpAcks, dhcpMalformed, dhcpNoLocation) = ((_dhcp?.Acks ?? 0) + (_dhcp?.Replies6 ?? 0), _dhcp?.Malformed ?? 0, _dhcp?.NoLocation ?? 0);
         _status = new Lazy<MobilityStatus>(() => new MobilityStatus(
             enabled,
             site,
@@ -945,7 +945,7 @@ public sealed record MoveReport(string Outcome, WorkloadView? Workload, long Seq
 
 /// <param name="Capped">Host routes left out by the cap.</param>
 /// <param name="Waiting">New prefixes held back by the rate limit.</param>
-/// <param name="DhcpAcks">DHCPACKs the data plane snooped into bindings; <paramref name="DhcpMalformed"/>: UDP 67→68 that did not parse (ignored); <paramref name="DhcpNoLocation"/>: ACKs for a client MAC not learned yet.</param>
+/// <param name="DhcpAcks">DHCPACKs and DHCPv6 Replies the data plane snooped into bindings; <paramref name="DhcpMalformed"/>: UDP 67→68 or 547→546 that did not parse (ignored); <paramref name="DhcpNoLocation"/>: ACKs or Replies for a client MAC not learned yet.</param>
 public sealed record MobilityStatus(
     bool Enabled,
     string? Site,

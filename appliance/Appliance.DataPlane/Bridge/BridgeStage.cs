@@ -102,9 +102,17 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
                 continue;
             }
 
-            if (context.DhcpSnooping is { } dhcp && L3Messages.EtherTypeOf(frame) == EtherType.Ipv4)
+            if (context.DhcpSnooping is { } dhcp)
             {
-                dhcp.Inspect(context, state, lastDomain, pool.Frame(p.Buffer, p.Offset, p.Length), now);
+                var etherType = L3Messages.EtherTypeOf(frame);
+                if (etherType == EtherType.Ipv4)
+                {
+                    dhcp.Inspect(context, state, lastDomain, pool.Frame(p.Buffer, p.Offset, p.Length), now);
+                }
+                else if (etherType == EtherType.Ipv6)
+                {
+                    dhcp.Inspect6(context, state, lastDomain, pool.Frame(p.Buffer, p.Offset, p.Length), now);
+                }
             }
 
             if (destination.IsMulticast)

@@ -10,7 +10,10 @@ namespace Isthmus.DataPlane.Bridge;
 /// (RFC 2131: BOOTREPLY from server port 67 to client port 68 whose option 53 says ACK) bridged through
 /// the appliance binds its <c>yiaddr</c> to its <c>chaddr</c>. The binding is posted as a
 /// <see cref="MobilitySignalKind.DhcpBinding"/> signal located where the client's MAC was learned (the
-/// ACK itself comes from the server's side), the same path as the ARP bindings.
+/// ACK itself comes from the server's side), the same path as the ARP bindings. DHCPv6 the same way: a Reply
+/// (RFC 8415 §7.3, server/relay port 547 to client port 546) binds every address of its IA_NA options (IAADDR with a
+/// non-zero valid lifetime, in an IA without a failure status) to the Reply's destination MAC (the client: a Reply is
+/// sent to the client's link-local address), signalled as an IPv6 <see cref="MobilitySignalKind.DhcpBinding"/>.
 /// </summary>
 /// <remarks>
 /// Worker-owned (set by the mobility service through a worker query; null = off). Snooping never changes
@@ -25,10 +28,22 @@ public sealed class DhcpSnooping
     private const uint MagicCookie = 0x63825363;
     private const byte OptionPad = 0, OptionEnd = 255, OptionMessageType = 53, Ack = 5;
 
+    // RFC 8415: §7.2 ports, §7.3 message type Reply, §21.4 IA_NA (IAID, T1, T2, options), §21.6 IAADDR (address,
+    // preferred and valid lifetimes, options), §21.13 Status Code (0 = Success).
+    private const ushort ServerPort6 = 547, ClientPort6 = 546;
+    private const byte Reply6 = 7;
+    private const ushort OptionIaNa = 3, OptionIaAddr = 5, OptionStatusCode = 13;
+
+    /// <summary>Addresses of one Reply bound at most (the rest are ignored): a client asks for a few, not hundreds.</summary>
+    public const int MaxAddresses6 = 8;
+
     /// <summary>DHCPACKs that bound an address (posted).</summary>
     public long Acks { get; private set; }
 
-    /// <summary>UDP 67 → 68 datagrams that were not a well-formed BOOTREPLY (truncated header or options, bad cookie, no message type).</summary>
+    /// <summary>DHCPv6 Replies that bound at least one address (one signal per address).</summary>
+    public long Replies6 { get; private set; }
+
+    /// <summary>UDP 67 → 68 (or 547 → 546) datagrams that were not a well-formed BOOTREPLY (truncated header or options, bad cookie, no message type).</summary>
     public long Malformed { get; private set; }
 
     /// <summary>ACKs for a client MAC the bridge has not learned (nowhere to place the workload).</summary>
@@ -54,6 +69,159 @@ public sealed class DhcpSnooping
         }
 
         Snoop(context, state, domain, frame[(udp + 8)..], now);
+    }
+
+    /// <summary>Worker: looks at one bridged IPv6 frame (<paramref name="frame"/> from the Ethernet header on; UDP right after the fixed header).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Inspect6(WorkerContext context, DomainState state, int domain, ReadOnlySpan<byte> frame, long now)
+    {
+        const int ip = EthernetHeader.Length;
+        const int udp = ip + 40;
+        if (frame.Length < udp + 8 || frame[ip + 6] != 17
+            || BinaryPrimitives.ReadUInt16BigEndian(frame[udp..]) != ServerPort6 || BinaryPrimitives.ReadUInt16BigEndian(frame[(udp + 2)..]) != ClientPort6)
+        {
+            return;
+        }
+
+        Span<Ipv6Address> bound = stackalloc Ipv6Address[MaxAddresses6];
+        var result = ParseReply6(frame[(udp + 8)..], bound, out var count);
+        if (result != DhcpParse.Ack)
+        {
+            Malformed += result == DhcpParse.Malformed ? 1 : 0;
+            return;
+        }
+
+        // The client: the Reply's destination (a Reply goes to the client's link-local address, RFC 8415 §18.3).
+        var mac = MacAddress.Read(frame);
+        ref var client = ref state.Table.Find(mac.Value);
+        if (!mac.IsUnicast || Unsafe.IsNullRef(ref client))
+        {
+            NoLocation++;
+            return;
+        }
+
+        Replies6++;
+        for (var i = 0; i < count; i++)
+        {
+            context.Mobility.Post(new MobilitySignal(MobilitySignalKind.DhcpBinding, domain, client.Segment, client.Vtep, mac.Value, true, bound[i].High, bound[i].Low, now));
+        }
+    }
+
+    /// <summary>
+    /// Parses a DHCPv6 message (the UDP payload): a Reply whose IA_NA options bind addresses is
+    /// <see cref="DhcpParse.Ack"/> with them in <paramref name="bound"/> (at most its length); another message type, a
+    /// Reply with a failure status or without a usable address is <see cref="DhcpParse.NotAnAck"/>; an option or
+    /// sub-option overrunning its container, or shorter than its fixed part, is <see cref="DhcpParse.Malformed"/>.
+    /// </summary>
+    public static DhcpParse ParseReply6(ReadOnlySpan<byte> message, Span<Ipv6Address> bound, out int count)
+    {
+        count = 0;
+        if (message.Length < 4)
+        {
+            return DhcpParse.Malformed;
+        }
+
+        if (message[0] != Reply6)
+        {
+            return DhcpParse.NotAnAck;
+        }
+
+        var failed = false;
+        var options = message[4..];
+        while (options.Length > 0)
+        {
+            if (!NextOption(ref options, out var code, out var body))
+            {
+                return DhcpParse.Malformed;
+            }
+
+            if (code == OptionStatusCode)
+            {
+                if (body.Length < 2)
+                {
+                    return DhcpParse.Malformed;
+                }
+
+                failed |= BinaryPrimitives.ReadUInt16BigEndian(body) != 0;
+            }
+            else if (code == OptionIaNa && !IaNa(body, bound, ref count))
+            {
+                return DhcpParse.Malformed;
+            }
+        }
+
+        if (failed)
+        {
+            count = 0;
+        }
+
+        return count > 0 ? DhcpParse.Ack : DhcpParse.NotAnAck;
+    }
+
+    /// <summary>One IA_NA's body: its IAADDRs with a valid lifetime go to <paramref name="bound"/> unless its own status says failure; false = malformed.</summary>
+    private static bool IaNa(ReadOnlySpan<byte> body, Span<Ipv6Address> bound, ref int count)
+    {
+        if (body.Length < 12)
+        {
+            return false;
+        }
+
+        // First pass: well-formed, and the IA's status (NoAddrsAvail and the like leave it without addresses).
+        var failed = false;
+        var options = body[12..];
+        while (options.Length > 0)
+        {
+            if (!NextOption(ref options, out var code, out var sub))
+            {
+                return false;
+            }
+
+            if ((code == OptionIaAddr && sub.Length < 24) || (code == OptionStatusCode && sub.Length < 2))
+            {
+                return false;
+            }
+
+            failed |= code == OptionStatusCode && BinaryPrimitives.ReadUInt16BigEndian(sub) != 0;
+        }
+
+        options = body[12..];
+        while (!failed && options.Length > 0 && NextOption(ref options, out var code, out var sub))
+        {
+            if (code != OptionIaAddr || BinaryPrimitives.ReadUInt32BigEndian(sub[20..]) == 0 || count >= bound.Length)
+            {
+                continue; // another sub-option, a released address (valid lifetime 0), or no room
+            }
+
+            var address = Ipv6Address.Read(sub);
+            if (!address.IsAny && !address.IsMulticast && !address.IsLinkLocal)
+            {
+                bound[count++] = address;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Takes one option (code, length, body) off the front of <paramref name="options"/>; false when it overruns.</summary>
+    private static bool NextOption(ref ReadOnlySpan<byte> options, out ushort code, out ReadOnlySpan<byte> body)
+    {
+        code = 0;
+        body = default;
+        if (options.Length < 4)
+        {
+            return false;
+        }
+
+        code = BinaryPrimitives.ReadUInt16BigEndian(options);
+        var length = BinaryPrimitives.ReadUInt16BigEndian(options[2..]);
+        if (4 + length > options.Length)
+        {
+            return false;
+        }
+
+        body = options.Slice(4, length);
+        options = options[(4 + length)..];
+        return true;
     }
 
     /// <summary>Parses a DHCP message (the UDP payload); exposed for the malformed-message tests.</summary>

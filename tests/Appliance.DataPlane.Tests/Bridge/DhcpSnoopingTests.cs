@@ -143,6 +143,145 @@ public class DhcpSnoopingTests
         Assert.Equal(new DhcpAck(DhcpParse.Ack, Client.Value, Leased.Value), DhcpSnooping.Parse(ack));
     }
 
+    // ------------------------------------------------------------------ DHCPv6 (RFC 8415)
+    private static readonly Ipv6Address ServerIp6 = Ipv6Address.Parse("fe80::50:56ff:fedd:1");
+    private static readonly Ipv6Address ClientLinkLocal = Ipv6Address.Parse("fe80::250:56ff:feaa:bb01");
+    private static readonly Ipv6Address Leased6 = Ipv6Address.Parse("2001:db8:10::77");
+    private static readonly Ipv6Address Second6 = Ipv6Address.Parse("2001:db8:10::78");
+
+    private static byte[] Option6(ushort code, params byte[][] parts)
+    {
+        var body = parts.SelectMany(p => p).ToArray();
+        var option = new byte[4 + body.Length];
+        BinaryPrimitives.WriteUInt16BigEndian(option, code);
+        BinaryPrimitives.WriteUInt16BigEndian(option.AsSpan(2), (ushort)body.Length);
+        body.CopyTo(option, 4);
+        return option;
+    }
+
+    /// <summary>A DHCPv6 message: type, transaction id, options (RFC 8415 §8).</summary>
+    private static byte[] Message6(byte type, params byte[][] options) => [type, 0x12, 0x34, 0x56, .. options.SelectMany(o => o)];
+
+    private static byte[] Reply6(params byte[][] options) => Message6(7, options);
+
+    /// <summary>IA_NA (§21.4): IAID 1, T1 3600, T2 5400, then the sub-options.</summary>
+    private static byte[] IaNa(params byte[][] sub) => Option6(3, [[0, 0, 0, 1, 0, 0, 0x0e, 0x10, 0, 0, 0x15, 0x18], .. sub]);
+
+    /// <summary>IAADDR (§21.6): address, preferred lifetime 3600, valid lifetime <paramref name="valid"/>.</summary>
+    private static byte[] IaAddr(Ipv6Address address, uint valid = 7200)
+    {
+        var body = new byte[24];
+        address.WriteTo(body);
+        BinaryPrimitives.WriteUInt32BigEndian(body.AsSpan(16), 3600);
+        BinaryPrimitives.WriteUInt32BigEndian(body.AsSpan(20), valid);
+        return Option6(5, body);
+    }
+
+    private static byte[] Status6(ushort code) => Option6(13, [(byte)(code >> 8), (byte)code, (byte)'x']);
+
+    private static byte[] ServerId6 => Option6(2, [0, 3, 0, 1, 0, 0x50, 0x56, 0xdd, 0, 1]);
+
+    private static byte[] Frame6(byte[] dhcp, MacAddress destination, ushort sourcePort = 547, ushort destinationPort = 546) =>
+        Build(b => PacketBuilder.Udp(b, new Ipv6FrameSpec(Server, destination, ServerIp6, ClientLinkLocal), sourcePort, destinationPort, dhcp));
+
+    [Fact]
+    public void A_dhcpv6_reply_binds_every_address_of_its_ia_na_to_the_reply_destination_where_it_was_learned()
+    {
+        using var lab = Armed(out var dhcp);
+        Signals(lab);
+
+        lab.Receive(Und0, FromServer(Frame6(Reply6(ServerId6, IaNa(IaAddr(Leased6), IaAddr(Second6), Status6(0))), Client)));
+
+        var signals = Signals(lab);
+        Assert.Equal(2, signals.Count);
+        var acc10 = lab.Slot.Current.Segments.Single(s => s.Name == "acc10").Index;
+        Assert.All(signals, s => Assert.Equal((MobilitySignalKind.DhcpBinding, Client.Value, true, acc10, 0u), (s.Kind, s.Mac, s.Ipv6, s.Segment, s.Vtep)));
+        Assert.Equal([Leased6, Second6], signals.Select(s => new Ipv6Address(s.AddressHi, s.AddressLo)));
+        Assert.Equal((1L, 0L, 0L, 0L), (dhcp.Replies6, dhcp.Acks, dhcp.Malformed, dhcp.NoLocation));
+        Assert.Single(lab.Sent(Acc10)); // the Reply itself is forwarded to the client as before
+    }
+
+    [Fact]
+    public void Dhcpv6_messages_that_lease_nothing_bind_nothing()
+    {
+        using var lab = Armed(out var dhcp);
+        Signals(lab);
+
+        var messages = new[]
+        {
+            Frame6(Message6(2, IaNa(IaAddr(Leased6))), Client), // ADVERTISE: an offer, not a lease
+            Frame6(Reply6(IaNa(Status6(2))), Client), // NoAddrsAvail in the IA
+            Frame6(Reply6(IaNa(IaAddr(Leased6)), Status6(1)), Client), // UnspecFail for the whole Reply
+            Frame6(Reply6(IaNa(IaAddr(Leased6, valid: 0))), Client), // released (valid lifetime 0)
+            Frame6(Reply6(IaNa(IaAddr(Ipv6Address.Parse("ff02::1")), IaAddr(Ipv6Address.Parse("fe80::1")))), Client), // not an address to route
+            Frame6(Reply6(ServerId6), Client), // no IA_NA (a Reply to an Information-request)
+            Frame6(Reply6(IaNa(IaAddr(Leased6))), Client, 547, 547), // relay traffic, not to a client
+            Frame6(Reply6(IaNa(IaAddr(Leased6))), MacAddress.Parse("00:50:56:aa:bb:99")), // nobody learned
+        };
+        foreach (var frame in messages)
+        {
+            lab.Receive(Und0, FromServer(frame));
+        }
+
+        Assert.Empty(Signals(lab));
+        Assert.Equal((0L, 0L, 1L), (dhcp.Replies6, dhcp.Malformed, dhcp.NoLocation));
+        lab.ClearSent();
+    }
+
+    [Fact]
+    public void Malformed_dhcpv6_replies_are_counted_forwarded_and_never_bind()
+    {
+        using var lab = Armed(out var dhcp);
+        Signals(lab);
+        var good = Reply6(IaNa(IaAddr(Leased6)));
+        var overrun = (byte[])good.Clone();
+        overrun[7] = 200; // IA_NA claims 200 octets
+        var messages = new[]
+        {
+            good[..3], // shorter than type + transaction id
+            good[..6], // an option header cut short
+            overrun,
+            Reply6(Option6(3, [0, 0, 0, 1])), // IA_NA shorter than IAID, T1, T2
+            Reply6(IaNa(Option6(5, new byte[20]))), // IAADDR shorter than address + lifetimes
+            Reply6(IaNa(Option6(13, [0]))), // status code without its code
+            Reply6(Option6(13, [])),
+        };
+        foreach (var message in messages)
+        {
+            lab.Receive(Und0, FromServer(Frame6(message, Client)));
+        }
+
+        Assert.Empty(Signals(lab));
+        Assert.Equal((0L, 7L), (dhcp.Replies6, dhcp.Malformed));
+        Assert.Equal(7, lab.Sent(Acc10).Count);
+    }
+
+    [Fact]
+    public void A_dhcpv6_reply_binds_at_most_eight_addresses_and_random_mutations_never_throw()
+    {
+        var many = Reply6(IaNa([.. Enumerable.Range(1, 12).Select(i => IaAddr(new Ipv6Address(Leased6.High, (ulong)i)))]));
+        var bound = new Ipv6Address[DhcpSnooping.MaxAddresses6];
+        Assert.Equal(DhcpParse.Ack, DhcpSnooping.ParseReply6(many, bound, out var count));
+        Assert.Equal(8, count);
+
+        var random = new Random(66);
+        var reply = Reply6(ServerId6, IaNa(IaAddr(Leased6), IaAddr(Second6)));
+        for (var i = 0; i < 20_000; i++)
+        {
+            var message = reply[..random.Next(0, reply.Length + 1)];
+            for (var flips = random.Next(1, 6); flips > 0 && message.Length > 0; flips--)
+            {
+                message[random.Next(message.Length)] = (byte)random.Next(256);
+            }
+
+            if (DhcpSnooping.ParseReply6(message, bound, out count) == DhcpParse.Ack)
+            {
+                Assert.InRange(count, 1, DhcpSnooping.MaxAddresses6);
+                Assert.All(bound[..count], a => Assert.False(a.IsAny || a.IsMulticast || a.IsLinkLocal));
+            }
+        }
+    }
+
     [Fact]
     public void With_snooping_off_an_ack_is_only_forwarded()
     {
