@@ -3,15 +3,16 @@
 # RIB (p50/p99 over N moves), and 10,000 workloads failing over to this site at once.
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
-#        [--poll interrupt,busy] [--rounds R] [--pin worker|none] [--external] [--no-build]
+#        [--poll interrupt,busy,busy-unpinned] [--rounds R] [--pin worker|none] [--external] [--no-build]
 #
 # --warmup K (default 10): K moves first, not counted (printed apart): the first move after start-up runs the
 # path for the first time (JIT compilation: 10-20 ms here) and the next few still tier up; N + K <= 140.
-# --poll (default interrupt,busy): the worker's poll modes to measure, one lab run each, in that order, repeated
-# --rounds times (A/B alternating in one window); a table of every run is printed at the end.
+# --poll (default interrupt,busy,busy-unpinned): the worker's poll modes to measure, one lab run each, in that order,
+# repeated --rounds times (A/B alternating in one window); a table of every run is printed at the end.
 #   interrupt: the shipped lab config (dataPlane.pollMode "interrupt": the worker sleeps in poll() when idle).
 #   busy: dataPlane.pollMode "busy" and dataPlane.workerCpu = the last CPU: the worker polls without sleeping on
 #         that CPU, and the mobility and BGP session loops share it (one CPU busy all the time, as VPP's polling mode).
+#   busy-unpinned: dataPlane.pollMode "busy" alone: the worker never sleeps, the scheduler places it and the loops.
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -30,7 +31,7 @@ WARMUP=10
 FAILOVER=10000
 EXTERNAL=0
 PIN=none
-POLL=interrupt,busy
+POLL=interrupt,busy,busy-unpinned
 ROUNDS=1
 BUILD=()
 while (($#)); do
@@ -50,7 +51,7 @@ done
 [[ $PIN == worker || $PIN == none ]] || { echo "--pin: worker or none" >&2; exit 2; }
 IFS=, read -r -a MODES <<< "$POLL"
 for mode in "${MODES[@]}"; do
-    [[ $mode == interrupt || $mode == busy ]] || { echo "--poll: a list of interrupt and busy" >&2; exit 2; }
+    [[ $mode == interrupt || $mode == busy || $mode == busy-unpinned ]] || { echo "--poll: a list of interrupt, busy and busy-unpinned" >&2; exit 2; }
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
 (( $(nproc) >= 2 )) || PIN=none
@@ -95,6 +96,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         if [[ $mode == busy ]]; then
             keys=('pollMode="busy"' "workerCpu=$LAST_CPU")
             label+=", workerCpu $LAST_CPU (worker, mobility and BGP loops on it)"
+        elif [[ $mode == busy-unpinned ]]; then
+            keys=('pollMode="busy"')
+            label="pollMode busy (no workerCpu)"
         elif [[ $PIN == worker ]]; then
             keys=("workerCpu=$LAST_CPU")
             label+=", workerCpu $LAST_CPU (the worker alone)"
