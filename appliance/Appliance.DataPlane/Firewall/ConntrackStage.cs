@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
@@ -65,12 +66,26 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         var pool = context.Pool;
         var packets = batch.Packets;
         var fast = 0;
+        var now = flows.Now;
+        var fastPath = context.FastPathEnabled;
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
             if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Local | PacketFlags.Ipv6)) != 0)
             {
                 continue;
+            }
+
+            var found = NotLookedUp;
+            var foundDirection = 0;
+            if (fastPath && (p.Flags & (PacketFlags.L3Parsed | PacketFlags.Traced)) == PacketFlags.L3Parsed)
+            {
+                found = EstablishedHit(ref p, context, tables, table, now, out foundDirection);
+                if (found == Forwarded)
+                {
+                    fast++;
+                    continue;
+                }
             }
 
             var bridged = false;
@@ -92,7 +107,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             pending.LaterFragment = false;
             pending.FastCandidate = false;
             pending.Adjacency = 0;
-            Track(ref p, ref pending, context, tables, table, flows.Now);
+            Track(ref p, ref pending, context, tables, table, now, found, foundDirection);
             if ((p.Flags & PacketFlags.FastPath) != 0)
             {
                 fast++;
@@ -102,7 +117,108 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         flows.FastForwarded += fast;
     }
 
-    private void Track(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now)
+    /// <summary><see cref="EstablishedHit"/>: the packet was not looked up (Track looks it up).</summary>
+    private const int NotLookedUp = -2;
+
+    /// <summary><see cref="EstablishedHit"/>: forwarded from its session's cached result.</summary>
+    private const int Forwarded = -3;
+
+    /// <summary>
+    /// The established-flow fast path's lookup, ahead of <see cref="Track"/>: a whole (unfragmented)
+    /// TCP/UDP datagram with no SYN/FIN/RST, whose lengths hold, is looked up once and, when its
+    /// session has a current cached forwarding result, advanced and forwarded here without touching
+    /// the per-packet scratch (<see cref="FlowState.Pending"/>). Returns <see cref="Forwarded"/>;
+    /// otherwise the lookup's result (an entry, -1 for none) for Track to reuse, or
+    /// <see cref="NotLookedUp"/> when the packet is not such a datagram. Track does the same work on
+    /// every other packet; the FsCheck twin tests hold both paths to the same bytes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int EstablishedHit(ref PacketMeta p, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now, out int direction)
+    {
+        direction = 0;
+        int l3 = p.L3Offset;
+        int l4 = p.L4Offset;
+        var protocol = p.IpProtocol;
+        var frame = context.Pool.Frame(p.Buffer, p.Offset, p.Length);
+        if (l3 < EthernetHeader.Length || frame.Length < l3 + Ipv4Header.MinLength || l4 < l3 + Ipv4Header.MinLength)
+        {
+            return NotLookedUp;
+        }
+
+        // One bounds check above for the IPv4 header; the transport header's below.
+        ref var b = ref MemoryMarshal.GetReference(frame);
+        var end = Math.Min(frame.Length, l3 + BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l3 + 2))));
+        var tcpFlags = TcpFlags.None;
+        if (protocol == IpProtocol.Tcp)
+        {
+            if (l4 + TcpHeader.MinLength > end)
+            {
+                return NotLookedUp;
+            }
+
+            tcpFlags = (TcpFlags)Unsafe.Add(ref b, l4 + 13);
+            if ((tcpFlags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst)) != 0 || !TcpConntrack.IsValid(tcpFlags))
+            {
+                return NotLookedUp;
+            }
+        }
+        else if (protocol != IpProtocol.Udp || l4 + UdpHeader.Length > end)
+        {
+            return NotLookedUp;
+        }
+
+        if ((BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l3 + 6))) & 0x3FFF) != 0)
+        {
+            // A fragment: Track remembers or recalls its ports.
+            return NotLookedUp;
+        }
+
+        var tuple = new FlowTuple(
+            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref b, l3 + 12))),
+            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref b, l3 + 16))),
+            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l4))),
+            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l4 + 2))),
+            protocol);
+        var entry = table.Find(tuple, now, out direction);
+        if (entry < 0)
+        {
+            return entry;
+        }
+
+        ref var e = ref table[entry];
+        ref readonly var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
+        if (cached.Epoch != context.Epoch.Value)
+        {
+            return entry;
+        }
+
+        // Known()'s state step for such a segment (idempotent, so Track may repeat it when the
+        // cache turns out unusable below).
+        if (protocol == IpProtocol.Tcp)
+        {
+            if (!TcpConntrack.Advance(ref e, direction, tcpFlags))
+            {
+                return entry;
+            }
+        }
+        else if (direction == 1 && e.State == ConntrackState.Unreplied)
+        {
+            e.State = ConntrackState.Replied;
+        }
+
+        e.Expires = now + tables.Timeouts.For(protocol, e.State);
+        if (!FlowCache.TryForward(ref p, frame, l3, l4, e, direction, context))
+        {
+            return entry;
+        }
+
+        p.Flags |= PacketFlags.KnownFlow;
+        p.Flow = entry;
+        p.FlowDirection = (byte)direction;
+        return Forwarded;
+    }
+
+    private void Track(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now, int found, int foundDirection)
     {
         var frame = context.Pool.Frame(p.Buffer, p.Offset, p.Length);
         int l3 = p.L3Offset;
@@ -205,8 +321,8 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             context.Flows.Fragments.Remember(source, destination, protocol, ip.Identification, tuple.SourcePort, tuple.DestinationPort, now);
         }
 
-        var direction = 0;
-        var entry = trackable ? table.Find(tuple, now, out direction) : -1;
+        var direction = foundDirection;
+        var entry = found != NotLookedUp ? found : trackable ? table.Find(tuple, now, out direction) : -1;
         if (entry >= 0 && protocol == IpProtocol.Tcp && direction == 0 && TcpConntrack.Opens(tcpFlags)
             && table[entry].State is ConntrackState.TcpTimeWait or ConntrackState.TcpClose)
         {
