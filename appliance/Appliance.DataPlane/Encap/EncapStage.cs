@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
@@ -336,20 +338,22 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
     /// addresses, protocol and (unfragmented TCP/UDP/SCTP) ports, so two flows between the same pair of
     /// stations (or through a router's MAC) still differ, and every packet of a flow gets the same port.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static ushort FlowEntropy(ReadOnlySpan<byte> frame)
     {
         var a = BinaryPrimitives.ReadUInt64LittleEndian(frame);
         var b = (ulong)BinaryPrimitives.ReadUInt32LittleEndian(frame[8..]);
         if (frame.Length >= EthernetHeader.Length + 20 && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == EtherType.Ipv4)
         {
-            var ip = frame[EthernetHeader.Length..];
-            var protocol = ip[9];
-            b ^= BinaryPrimitives.ReadUInt64LittleEndian(ip[12..]) + ((ulong)protocol << 40);
-            var headerLength = (ip[0] & 0x0F) * 4;
-            var fragment = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x3FFF; // MF + offset
-            if (fragment == 0 && protocol is (IpProtocol.Tcp or IpProtocol.Udp or 132) && ip.Length >= headerLength + 4)
+            // The length check above covers every read of the 20-byte header: unchecked from here.
+            ref var ip = ref Unsafe.Add(ref MemoryMarshal.GetReference(frame), EthernetHeader.Length);
+            var protocol = Unsafe.Add(ref ip, 9);
+            b ^= UncheckedBytes.ReadUInt64LittleEndian(ref ip, 12) + ((ulong)protocol << 40);
+            var headerLength = (ip & 0x0F) * 4;
+            var fragment = UncheckedBytes.ReadUInt16BigEndian(ref ip, 6) & 0x3FFF; // MF + offset
+            if (fragment == 0 && protocol is (IpProtocol.Tcp or IpProtocol.Udp or 132) && frame.Length - EthernetHeader.Length >= headerLength + 4)
             {
-                a ^= (ulong)BinaryPrimitives.ReadUInt32LittleEndian(ip[headerLength..]) << 13;
+                a ^= (ulong)UncheckedBytes.ReadUInt32LittleEndian(ref ip, headerLength) << 13;
             }
         }
 

@@ -147,7 +147,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
 
         // One bounds check above for the IPv4 header; the transport header's below.
         ref var b = ref MemoryMarshal.GetReference(frame);
-        var end = Math.Min(frame.Length, l3 + BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l3 + 2))));
+        var end = Math.Min(frame.Length, l3 + UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2));
         var tcpFlags = TcpFlags.None;
         if (protocol == IpProtocol.Tcp)
         {
@@ -167,17 +167,17 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             return NotLookedUp;
         }
 
-        if ((BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l3 + 6))) & 0x3FFF) != 0)
+        if ((UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 6) & 0x3FFF) != 0)
         {
             // A fragment: Track remembers or recalls its ports.
             return NotLookedUp;
         }
 
         var tuple = new FlowTuple(
-            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref b, l3 + 12))),
-            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref b, l3 + 16))),
-            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l4))),
-            BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, l4 + 2))),
+            UncheckedBytes.ReadUInt32BigEndian(ref b, l3 + 12),
+            UncheckedBytes.ReadUInt32BigEndian(ref b, l3 + 16),
+            UncheckedBytes.ReadUInt16BigEndian(ref b, l4),
+            UncheckedBytes.ReadUInt16BigEndian(ref b, l4 + 2),
             protocol);
         var entry = table.Find(tuple, now, out direction);
         if (entry < 0)
