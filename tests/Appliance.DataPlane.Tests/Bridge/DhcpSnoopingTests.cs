@@ -60,6 +60,22 @@ public class DhcpSnoopingTests
         return lab;
     }
 
+    /// <summary>20,000 seeded mutations of <paramref name="valid"/>: cut at a random length, then 1 to 5 random octets overwritten.</summary>
+    private static IEnumerable<byte[]> Mutations(byte[] valid, int seed)
+    {
+        var random = new Random(seed);
+        for (var i = 0; i < 20_000; i++)
+        {
+            var message = valid[..random.Next(0, valid.Length + 1)];
+            for (var flips = random.Next(1, 6); flips > 0 && message.Length > 0; flips--)
+            {
+                message[random.Next(message.Length)] = (byte)random.Next(256);
+            }
+
+            yield return message;
+        }
+    }
+
     private static List<MobilitySignal> Signals(L3Fixture lab) => Gateway.MobilityDetectionTests.Signals(lab);
 
     [Fact]
@@ -122,16 +138,9 @@ public class DhcpSnoopingTests
     [Fact]
     public void Random_mutations_of_an_ack_never_throw_and_an_ack_is_only_reported_with_a_unicast_client_and_an_address()
     {
-        var random = new Random(6);
         var ack = Ack(Client, Leased);
-        for (var i = 0; i < 20_000; i++)
+        foreach (var message in Mutations(ack, seed: 6))
         {
-            var message = ack[..random.Next(0, ack.Length + 1)];
-            for (var flips = random.Next(1, 6); flips > 0 && message.Length > 0; flips--)
-            {
-                message[random.Next(message.Length)] = (byte)random.Next(256);
-            }
-
             var parsed = DhcpSnooping.Parse(message);
             if (parsed.Result == DhcpParse.Ack)
             {
@@ -264,16 +273,8 @@ public class DhcpSnoopingTests
         Assert.Equal(DhcpParse.Ack, DhcpSnooping.ParseReply6(many, bound, out var count));
         Assert.Equal(8, count);
 
-        var random = new Random(66);
-        var reply = Reply6(ServerId6, IaNa(IaAddr(Leased6), IaAddr(Second6)));
-        for (var i = 0; i < 20_000; i++)
+        foreach (var message in Mutations(Reply6(ServerId6, IaNa(IaAddr(Leased6), IaAddr(Second6))), seed: 66))
         {
-            var message = reply[..random.Next(0, reply.Length + 1)];
-            for (var flips = random.Next(1, 6); flips > 0 && message.Length > 0; flips--)
-            {
-                message[random.Next(message.Length)] = (byte)random.Next(256);
-            }
-
             if (DhcpSnooping.ParseReply6(message, bound, out count) == DhcpParse.Ack)
             {
                 Assert.InRange(count, 1, DhcpSnooping.MaxAddresses6);

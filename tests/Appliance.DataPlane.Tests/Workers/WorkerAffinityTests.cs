@@ -8,7 +8,8 @@ namespace Isthmus.DataPlane.Tests.Workers;
 [Collection(WorkerCpuCollection.Name)]
 public sealed class WorkerAffinityTests
 {
-    private static void WaitUntil(Func<bool> condition, string what)
+    /// <summary>Polls <paramref name="condition"/> for up to 20 s (a bound for a stuck test, not a timing assert).</summary>
+    internal static void WaitUntil(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (!condition())

@@ -14,16 +14,6 @@ public sealed class WorkerPollModeTests
 {
     private static readonly byte[] FromHost = Frames.Ethernet(Frames.Broadcast, Frames.Mac("02:00:00:00:10:0a"));
 
-    private static void WaitUntil(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            Thread.Sleep(10);
-        }
-    }
-
     [Theory]
     [InlineData(WorkerPollMode.Interrupt)]
     [InlineData(WorkerPollMode.Busy)]
@@ -37,14 +27,14 @@ public sealed class WorkerPollModeTests
         {
             // A broadcast on acc10 reaches its port through poll(): it is flooded to the trunk (VLAN 10) and to the VTEPs.
             ports.Enqueue(L2Fixture.Acc10, FromHost);
-            WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 1 && ports.Transmitted(L2Fixture.Und0) == 2, "the flood");
+            WorkerAffinityTests.WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 1 && ports.Transmitted(L2Fixture.Und0) == 2, "the flood");
 
             // A query is served by the running worker (its wake-up, or the busy loop's next turn).
             var stats = await worker.Queries.Ask(LiveState.Statistics).WaitAsync(TimeSpan.FromSeconds(20));
             Assert.Equal(0, stats.Sessions);
 
             // The heartbeat runs on the injected clock: each second of it refreshes every port's kernel counters.
-            WaitUntil(
+            WorkerAffinityTests.WaitUntil(
                 () =>
                 {
                     l2.Time.Advance(TimeSpan.FromSeconds(1));
@@ -54,7 +44,7 @@ public sealed class WorkerPollModeTests
 
             // Still forwarding after idling.
             ports.Enqueue(L2Fixture.Acc10, FromHost);
-            WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 2, "the second flood");
+            WorkerAffinityTests.WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 2, "the second flood");
 
             // A busy worker runs at nice -20 when permitted (root here); an interrupt-mode one is left as it was.
             Assert.Equal(mode == WorkerPollMode.Busy && Environment.IsPrivilegedProcess ? DataPlaneWorker.BusyNice : null, worker.Nice);
@@ -93,17 +83,17 @@ public sealed class WorkerPollModeTests
         worker.Start();
         try
         {
-            WaitUntil(() => worker.PinnedCpu == cpu, "the worker to pin itself");
+            WorkerAffinityTests.WaitUntil(() => worker.PinnedCpu == cpu, "the worker to pin itself");
             sharing.Start();
             stray.Start();
-            WaitUntil(() => Volatile.Read(ref shared) != -2 && Volatile.Read(ref strayTid) > 0, "the threads");
+            WorkerAffinityTests.WaitUntil(() => Volatile.Read(ref shared) != -2 && Volatile.Read(ref strayTid) > 0, "the threads");
             Assert.Equal(cpu, shared);
             Assert.Equal([cpu], CpuAffinity.Get(sharingTid));
             if (processCpus.Count > 1)
             {
                 // A thread forced onto the worker's CPU is moved off by the next sweep; the sharing one stays.
                 Assert.True(CpuAffinity.Pin(strayTid, cpu, out var error), error);
-                WaitUntil(() => !CpuAffinity.Get(strayTid).Contains(cpu), "the one-second sweep");
+                WorkerAffinityTests.WaitUntil(() => !CpuAffinity.Get(strayTid).Contains(cpu), "the one-second sweep");
                 Assert.Equal([cpu], CpuAffinity.Get(sharingTid));
             }
         }
