@@ -66,24 +66,25 @@ public sealed record DataPlaneSettings
 
     /// <summary>
     /// Access ports receive through AF_XDP (an XDP program redirecting to an AF_XDP socket, copy mode)
-    /// instead of AF_PACKET: a frame the worker has no room for is dropped in the driver's XDP hook. Their
-    /// senders must fill their own checksums (no PACKET_VNET_HDR here). false = AF_PACKET recvmmsg.
+    /// instead of AF_PACKET: a frame the worker has no room for is dropped in the driver's XDP hook. A peer's
+    /// partial TCP/UDP checksums are finished by the port; veth segments GSO before the hook. On by default;
+    /// false = AF_PACKET recvmmsg. If the set-up fails the port uses AF_PACKET and the reason is logged.
     /// </summary>
-    public bool XdpReceive { get; init; }
+    public bool XdpReceive { get; init; } = true;
 
     /// <summary>
     /// Access ports transmit through AF_XDP (a TX ring on the same socket as <see cref="XdpReceive"/>, copy
     /// mode) instead of sendmmsg on AF_PACKET, and so do raw VXLAN frames on the underlay interface (a
-    /// transmit-only AF_XDP socket). false = AF_PACKET.
+    /// transmit-only AF_XDP socket). On by default; false = AF_PACKET.
     /// </summary>
-    public bool XdpTransmit { get; init; }
+    public bool XdpTransmit { get; init; } = true;
 
     /// <summary>
     /// VXLAN ports receive their datagrams through AF_XDP on the interface holding the underlay address (an
     /// XDP program matching IPv4 UDP to that address and port; the rest passes to the kernel). false = the
-    /// UDP socket alone.
+    /// UDP socket alone. On by default.
     /// </summary>
-    public bool XdpVxlanReceive { get; init; }
+    public bool XdpVxlanReceive { get; init; } = true;
 }
 
 public enum Role
