@@ -32,6 +32,11 @@ public static class ConfigValidator
             errors.Add(new("dataPlane.pollMode", $"'{document.DataPlane.PollMode}' is not a poll mode: interrupt (sleep in poll() when idle) or busy (poll without sleeping, costs one CPU)"));
         }
 
+        if (!Isthmus.DataPlane.Io.XdpSocket.IsValidRingSize(document.DataPlane.XdpRingFrames))
+        {
+            errors.Add(new("dataPlane.xdpRingFrames", $"{document.DataPlane.XdpRingFrames} frames is not an AF_XDP ring size: a power of two from {Isthmus.DataPlane.Io.XdpSocket.MinFrames} to {Isthmus.DataPlane.Io.XdpSocket.MaxFrames} (each frame is 2 KiB of memory per port)"));
+        }
+
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < document.Users.Count; i++)
         {

@@ -47,6 +47,13 @@ public sealed class AfPacketPortOptions
     /// as usual and <see cref="AfPacketPort.XdpError"/> says why.
     /// </summary>
     public bool XdpTransmit { get; init; }
+
+    /// <summary>
+    /// With <see cref="XdpReceive"/>: the RX ring's, fill ring's and UMEM's receive chunks (<see cref="XdpSocket.DefaultFrames"/>;
+    /// a power of two, <see cref="XdpSocket.MinFrames"/> to <see cref="XdpSocket.MaxFrames"/>): the burst the port absorbs
+    /// while the worker is busy. Each chunk is 2 KiB of UMEM.
+    /// </summary>
+    public int XdpRingFrames { get; init; } = XdpSocket.DefaultFrames;
 }
 
 /// <summary>
@@ -131,7 +138,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         {
             try
             {
-                _xdp = new XdpSocket(ifIndex, options.XdpReceive, options.XdpTransmit ? XdpSocket.DefaultTxFrames : 0);
+                _xdp = new XdpSocket(ifIndex, options.XdpReceive, options.XdpTransmit ? XdpSocket.DefaultTxFrames : 0, options.XdpRingFrames);
             }
             catch (IOException e)
             {

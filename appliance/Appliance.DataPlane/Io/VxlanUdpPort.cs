@@ -47,6 +47,9 @@ public sealed class VxlanUdpPortOptions
     /// </summary>
     public bool XdpReceive { get; init; }
 
+    /// <summary>With <see cref="XdpReceive"/>: the AF_XDP receive ring's size in frames (<see cref="AfPacketPortOptions.XdpRingFrames"/>).</summary>
+    public int XdpRingFrames { get; init; } = XdpSocket.DefaultFrames;
+
     /// <summary>Resolves raw transmit paths; null = rtnetlink in the namespace the port is created in. Owned by the port.</summary>
     public IUnderlayResolver? Resolver { get; init; }
 }
@@ -137,7 +140,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
                     }
 
                     _xdp = new XdpSocket(
-                        ifIndex, options.XdpReceive, xdpTransmit ? XdpSocket.DefaultTxFrames : 0,
+                        ifIndex, options.XdpReceive, xdpTransmit ? XdpSocket.DefaultTxFrames : 0, options.XdpRingFrames,
                         udpMatch: options.XdpReceive ? (local, options.Port) : null);
                     _xdpInterface = ifIndex;
                     if (_xdp.Ring is not null)

@@ -36,6 +36,7 @@ public sealed class SocketPortFactory(ILogger<SocketPortFactory>? logger = null)
                         RawTransmit = settings.RawVxlanTransmit,
                         XdpTransmit = settings.XdpTransmit,
                         XdpReceive = settings.XdpVxlanReceive,
+                        XdpRingFrames = settings.XdpRingFrames,
                     }),
                     _ => new AfPacketPort(new AfPacketPortOptions
                     {
@@ -45,6 +46,7 @@ public sealed class SocketPortFactory(ILogger<SocketPortFactory>? logger = null)
                         BatchSize = settings.RxBatch,
                         XdpReceive = settings.XdpReceive && spec.Kind == PortSpecKind.Access,
                         XdpTransmit = settings.XdpTransmit && spec.Kind == PortSpecKind.Access,
+                        XdpRingFrames = settings.XdpRingFrames,
                     }),
                 });
             }

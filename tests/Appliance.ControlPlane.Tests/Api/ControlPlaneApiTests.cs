@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Isthmus.ControlPlane.Config;
 using Isthmus.ControlPlane.Tests.Support;
 using Isthmus.DataPlane.Io;
 
@@ -188,6 +189,34 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
         Assert.Contains("interrupt", (string)problem!["errors"]!["dataPlane.pollMode"]![0]!, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(10000)]
+    [InlineData(32)]
+    [InlineData(131072)]
+    [InlineData(0)]
+    [InlineData(-16384)]
+    public async Task An_af_xdp_ring_size_that_is_no_power_of_two_in_range_is_reported_at_its_path(int frames)
+    {
+        var doc = Documents.Lab();
+        doc["dataPlane"] = new JsonObject { ["xdpRingFrames"] = frames };
+        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Contains("power of two from 64 to 65536", (string)problem!["errors"]!["dataPlane.xdpRingFrames"]![0]!, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(64)]
+    [InlineData(16384)]
+    [InlineData(65536)]
+    public void An_af_xdp_ring_size_in_range_validates(int frames)
+    {
+        var document = new ConfigDocument { DataPlane = new DataPlaneSettings { XdpRingFrames = frames } };
+        Assert.DoesNotContain(ConfigValidator.Validate(document, requireAdmin: false), e => e.Path.StartsWith("dataPlane", StringComparison.Ordinal));
+        Assert.Equal(16384, new DataPlaneSettings().XdpRingFrames);
     }
 
     [Fact]
