@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using System.Threading.Channels;
 using Isthmus.ControlPlane.Apply;
 using Isthmus.ControlPlane.Config;
 using Isthmus.ControlPlane.Logging;
@@ -30,10 +29,13 @@ namespace Isthmus.ControlPlane.Mobility;
 /// data-plane namespace), the interconnect ARP filter, VIP announcements, and the own-migration reaction.
 /// </summary>
 /// <remarks>
-/// Threading: one loop task owns the registry, the pacer, the sessions and the bursts; the feed, timers
-/// and API calls only post into its channel (as in <see cref="BgpSession"/>). Readers get the immutable
-/// <see cref="Status"/> published after each input. The data plane is only touched through worker
-/// queries (GARP frames, the ARP filter), never directly.
+/// Threading: one loop owns the registry, the pacer, the sessions and the bursts; the feed, timers
+/// and API calls only post into its mailbox (as in <see cref="BgpSession"/>). The BGP sessions run on the same
+/// <see cref="EventLoop"/> thread (urgent mailboxes, each still the only owner of its peer state), so the desired
+/// set the decision hands them is reconciled and its UPDATE written straight after the decision, on this thread,
+/// before the status and the move log (<see cref="Input.Settle"/>). Readers get the immutable <see cref="Status"/>
+/// published after each input. The data plane is only touched through worker queries (GARP frames, the ARP filter),
+/// never directly.
 /// </remarks>
 public sealed partial class MobilityService(ConfigService config, DataPlaneRuntime runtime, IVipHealth vips, TimeProvider time, ILogger<MobilityService> logger)
     : IHostedService, IAsyncDisposable
@@ -51,7 +53,12 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     /// <summary>A burst toward a target that sent less than this long ago does not send again at once.</summary>
     private static readonly TimeSpan CoalesceWindow = TimeSpan.FromMilliseconds(50);
 
-    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
+    /// <summary>The thread of the mobility loop and every BGP session (from <see cref="StartAsync"/>).</summary>
+    private EventLoop? _eventLoop;
+    private Mailbox<Input>? _inputs;
+
+    /// <summary>A <see cref="Input.Settle"/> is queued (loop only).</summary>
+    private bool _settlePending;
     private readonly WorkloadRegistry _registry = new(new DampingPolicy(), time);
     private readonly AnnouncementPacer _pacer = new(time);
     private readonly List<Peer> _peers = [];
@@ -70,7 +77,6 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private long _appliedSnapshot = -1;
     private int _waiting;
     private StunGapDetector? _stun;
-    private Task? _loop;
     private ITimer? _tick;
     private ITimer? _stunTimer;
     private ITimer? _routesTimer;
@@ -97,20 +103,27 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        // The loop does not run yet: applying the running document here is still single-threaded.
+        _eventLoop = new EventLoop("isthmus-mobility", LoopPriority.RealTime, scheduling => Latency.Scheduling = scheduling + Placement());
+        _inputs = _eventLoop.CreateMailbox<Input>(OnInput);
+
+        // Nothing posts to the mailbox yet: applying the running document here is still single-threaded (the
+        // sessions it starts only post to their own mailboxes).
         CheckConfig();
         Publish();
-        _loop = LoopThread.Start("isthmus-mobility", _inputs.Reader, OnInput, LoopPriority.RealTime, scheduling => Latency.Scheduling = scheduling + Placement());
 
-        // The worker wakes the loop itself (one thread hop from the RARP to the registry).
-        runtime.Mobility.Wake = () => _inputs.Writer.TryWrite(Input.Signals.Instance);
-        _inputs.Writer.TryWrite(Input.Signals.Instance);
-        _routesTimer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.FlushRoutes()), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        _tick = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.Tick()), null, TimeSpan.Zero, TickInterval);
-        _stunTimer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.StunCheck(time.GetTimestamp())), null, StunInterval, StunInterval);
+        // The worker wakes the loop itself (one thread hop from the RARP to the registry, and none to the sessions).
+        var inputs = _inputs;
+        runtime.Mobility.Wake = () => inputs.TryWrite(Input.Signals.Instance);
+        inputs.TryWrite(Input.Signals.Instance);
+        _routesTimer = time.CreateTimer(_ => inputs.TryWrite(new Input.FlushRoutes()), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _tick = time.CreateTimer(_ => inputs.TryWrite(new Input.Tick()), null, TimeSpan.Zero, TickInterval);
+        _stunTimer = time.CreateTimer(_ => inputs.TryWrite(new Input.StunCheck(time.GetTimestamp())), null, StunInterval, StunInterval);
         vips.Changed += OnVipsChanged;
         return Task.CompletedTask;
     }
+
+    /// <summary>Posts into the loop's mailbox; false before start and after stop.</summary>
+    private bool Post(Input input) => _inputs?.TryWrite(input) ?? false;
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -119,13 +132,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         _tick?.Dispose();
         _stunTimer?.Dispose();
         _routesTimer?.Dispose();
-        _inputs.Writer.TryComplete();
-        if (_loop is not null)
+        if (_inputs is { } inputs)
         {
-            await _loop.ConfigureAwait(false);
+            inputs.TryComplete();
+            await inputs.Completion.ConfigureAwait(false);
         }
 
-        // Graceful shutdown: every peer gets Cease / Administrative Shutdown (RFC 8203).
+        // Graceful shutdown: every peer gets Cease / Administrative Shutdown (RFC 8203), on the loop that still runs them.
         await Task.WhenAll(_peers.Select(p => p.Session.StopAsync("appliance stopping"))).ConfigureAwait(false);
     }
 
@@ -151,6 +164,9 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         _tick?.Dispose();
         _stunTimer?.Dispose();
         _routesTimer?.Dispose();
+
+        // Last: the sessions' mailboxes were served by it until they completed.
+        _eventLoop?.Stop();
     }
 
     /// <summary>An orchestrator reports a move: the MAC is now on <paramref name="segment"/> (behind <paramref name="vtep"/>), with these addresses.</summary>
@@ -166,7 +182,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private Task<T> Ask<T>(Func<TaskCompletionSource<T>, Input> input)
     {
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (!_inputs.Writer.TryWrite(input(done)))
+        if (!Post(input(done)))
         {
             done.TrySetException(new InvalidOperationException("the mobility service is stopped"));
         }
@@ -174,10 +190,17 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         return done.Task;
     }
 
-    private void OnVipsChanged() => _inputs.Writer.TryWrite(new Input.VipsChanged());
+    private void OnVipsChanged() => Post(new Input.VipsChanged());
 
     private void OnInput(Input input)
     {
+        if (input is Input.Settle)
+        {
+            _settlePending = false;
+            Settle();
+            return;
+        }
+
         try
         {
             Handle(input);
@@ -189,6 +212,20 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             LogFailed(logger, input.GetType().Name, e);
         }
 
+        // The status and the move log once the sessions (urgent mailboxes on this thread) sent what this input changed.
+        if (!_settlePending)
+        {
+            _settlePending = Post(Input.Settle.Instance);
+            if (!_settlePending)
+            {
+                Settle(); // stopping: nothing is queued any more
+            }
+        }
+    }
+
+    /// <summary>After an input: publish the status, log the moves it caused.</summary>
+    private void Settle()
+    {
         Publish();
         foreach (var (workload, location, source) in _moveLog)
         {
@@ -484,7 +521,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             }
             else if (burst.Timer is null)
             {
-                burst.Timer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.GarpDue(burst)), null, interval, interval);
+                burst.Timer = time.CreateTimer(_ => Post(new Input.GarpDue(burst)), null, interval, interval);
                 _bursts.Add(burst);
             }
             else
@@ -519,7 +556,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         if (started.Remaining > 0)
         {
             var burst = started;
-            burst.Timer = time.CreateTimer(_ => _inputs.Writer.TryWrite(new Input.GarpDue(burst)), null, interval, interval);
+            burst.Timer = time.CreateTimer(_ => Post(new Input.GarpDue(burst)), null, interval, interval);
             _bursts.Add(burst);
         }
     }
@@ -764,8 +801,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
                         NextHopIpv6 = bgp.NextHopIpv6 is { } nh6 ? IPAddress.Parse(nh6) : null,
                         SocketFactory = netns is null ? null : family => SocketIn(netns, family),
                         Latency = Latency.Bgp,
-                        LoopPriority = LoopPriority.RealTimeAbove,
-                        LoopStarted = _ => Placement(),
+                        Loop = _eventLoop,
                         Mode = spec.Mode switch { "passive" => BgpConnectMode.Passive, "both" => BgpConnectMode.Both, _ => BgpConnectMode.Active },
                         Fsm = new BgpFsmOptions
                         {
@@ -889,6 +925,12 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         public sealed record VipsChanged : Input;
 
         public sealed record FlushRoutes : Input;
+
+        /// <summary>Publish the status and log the moves (queued behind the sessions' sends).</summary>
+        public sealed record Settle : Input
+        {
+            public static readonly Settle Instance = new();
+        }
 
         public sealed record StunCheck(long Timestamp) : Input;
 

@@ -49,10 +49,17 @@ public sealed record BgpPeerOptions
     /// </summary>
     public BgpConnectMode Mode { get; init; } = BgpConnectMode.Active;
 
-    /// <summary>The session loop's thread: <see cref="LoopPriority.RealTime"/> in the appliance (UPDATE latency), ordinary by default.</summary>
+    /// <summary>
+    /// The event loop that runs the session (an urgent mailbox on it): the appliance runs every session on the mobility
+    /// service's loop, so a desired set posted by the mobility decision is reconciled and its UPDATE written on the same
+    /// thread, before it sleeps. Null: the session runs its own loop thread (<see cref="LoopPriority"/>, <see cref="LoopStarted"/>).
+    /// </summary>
+    public EventLoop? Loop { get; init; }
+
+    /// <summary>The session's own loop thread (without <see cref="Loop"/>): ordinary by default.</summary>
     public LoopPriority LoopPriority { get; init; } = LoopPriority.Normal;
 
-    /// <summary>Called on the session loop's thread when it starts, with its scheduling class (the appliance places the thread there).</summary>
+    /// <summary>Called on the session's own loop thread (without <see cref="Loop"/>) when it starts, with its scheduling class.</summary>
     public Action<string>? LoopStarted { get; init; }
 }
 
@@ -88,12 +95,14 @@ public sealed class BgpSession : IAsyncDisposable
     private readonly BgpPeerOptions _options;
     private readonly TimeProvider _time;
     private DateTimeOffset? _establishedAt;
-    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
+    private readonly Mailbox<Input> _inputs;
+
+    /// <summary>The loop thread of this session alone (no <see cref="BgpPeerOptions.Loop"/>), stopped with it.</summary>
+    private readonly EventLoop? _ownLoop;
     private readonly BgpFsm _fsm;
     private readonly AdjRibOut _ribOut = new();
     private readonly Dictionary<IPNetwork, Advertisement> _desired = [];
     private readonly Dictionary<IPNetwork, ReceivedRoute> _ribIn = [];
-    private readonly Task _loop;
     private Connection? _connection;
     private long _connectionId;
 
@@ -110,8 +119,9 @@ public sealed class BgpSession : IAsyncDisposable
     {
         _options = options;
         _time = time;
-        _fsm = new BgpFsm(options.Mode == BgpConnectMode.Passive ? options.Fsm with { Passive = true } : options.Fsm, new Host(this), time, e => _inputs.Writer.TryWrite(new Input.Fsm(e)));
-        _loop = LoopThread.Start("isthmus-bgp", _inputs.Reader, Handle, options.LoopPriority, options.LoopStarted);
+        _ownLoop = options.Loop is null ? new EventLoop("isthmus-bgp", options.LoopPriority, options.LoopStarted) : null;
+        _inputs = (options.Loop ?? _ownLoop!).CreateMailbox<Input>(Handle, urgent: true);
+        _fsm = new BgpFsm(options.Mode == BgpConnectMode.Passive ? options.Fsm with { Passive = true } : options.Fsm, new Host(this), time, e => _inputs.TryWrite(new Input.Fsm(e)));
     }
 
     public BgpState State => _snapshot.State;
@@ -136,7 +146,7 @@ public sealed class BgpSession : IAsyncDisposable
 
     public void Start()
     {
-        _inputs.Writer.TryWrite(new Input.Fsm(new BgpEvent.ManualStart()));
+        _inputs.TryWrite(new Input.Fsm(new BgpEvent.ManualStart()));
     }
 
     /// <summary>
@@ -149,7 +159,7 @@ public sealed class BgpSession : IAsyncDisposable
     public Task SetAdvertisementsAsync(IEnumerable<Advertisement> desired, long cause)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _inputs.Writer.TryWrite(new Input.SetAdvertisements([.. desired], done, cause));
+        _inputs.TryWrite(new Input.SetAdvertisements([.. desired], done, cause));
         return done.Task;
     }
 
@@ -162,7 +172,7 @@ public sealed class BgpSession : IAsyncDisposable
     public Task RefreshAsync()
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _inputs.Writer.TryWrite(new Input.Refresh(done));
+        _inputs.TryWrite(new Input.Refresh(done));
         return done.Task;
     }
 
@@ -174,7 +184,7 @@ public sealed class BgpSession : IAsyncDisposable
     public void AcceptIncoming(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
-        if (!_inputs.Writer.TryWrite(new Input.Incoming(socket)))
+        if (!_inputs.TryWrite(new Input.Incoming(socket)))
         {
             socket.Dispose();
         }
@@ -187,12 +197,19 @@ public sealed class BgpSession : IAsyncDisposable
     public async Task StopAsync(string? reason = null)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (_inputs.Writer.TryWrite(new Input.Stop(reason, done)))
+        if (_inputs.TryWrite(new Input.Stop(reason, done)))
         {
             await done.Task.ConfigureAwait(false);
         }
 
-        await _loop.ConfigureAwait(false);
+        try
+        {
+            await _inputs.Completion.ConfigureAwait(false);
+        }
+        finally
+        {
+            _ownLoop?.Stop();
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -258,11 +275,11 @@ public sealed class BgpSession : IAsyncDisposable
                 _fsm.Dispose();
                 var closing = _connection?.Closed ?? Task.CompletedTask;
                 Publish();
-                _inputs.Writer.TryComplete();
+                _inputs.TryComplete();
 
-                // The loop's own thread waits for the final NOTIFICATION to be flushed (at most 5 s).
-                closing.Wait();
-                stop.Done.TrySetResult();
+                // Done once the final NOTIFICATION was flushed (at most 5 s); the loop, maybe shared, does not wait for it.
+                var stopped = stop.Done;
+                _ = closing.ContinueWith(_ => stopped.TrySetResult(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 break;
         }
 
@@ -359,7 +376,7 @@ public sealed class BgpSession : IAsyncDisposable
         }
 
         var id = _connectionId;
-        _connection = new Connection(socket, id, _inputs.Writer, _options.Latency);
+        _connection = new Connection(socket, id, _inputs, _options.Latency);
         _fsm.Handle(new BgpEvent.TcpConnectionConfirmed());
     }
 
@@ -367,7 +384,7 @@ public sealed class BgpSession : IAsyncDisposable
     private void Reject(Socket socket)
     {
         _collisionsIncomingRejected++;
-        var loser = new Connection(socket, -1, _inputs.Writer, null);
+        var loser = new Connection(socket, -1, _inputs, null);
         var context = _fsm.Negotiated?.DecodeContext ?? BgpDecodeContext.Default;
         loser.Send(new NotificationMessage(BgpErrorCode.Cease, BgpSubcode.ConnectionCollisionResolution, []).Encode(context), 0);
         loser.Close();
@@ -381,7 +398,7 @@ public sealed class BgpSession : IAsyncDisposable
             return;
         }
 
-        _connection = new Connection(connected.Socket, connected.ConnectionId, _inputs.Writer, _options.Latency);
+        _connection = new Connection(connected.Socket, connected.ConnectionId, _inputs, _options.Latency);
         _fsm.Handle(new BgpEvent.TcpConnectionConfirmed());
     }
 
@@ -563,7 +580,7 @@ public sealed class BgpSession : IAsyncDisposable
         var local = _options.LocalAddress;
         var timeout = _options.ConnectTimeout;
         var factory = _options.SocketFactory;
-        var writer = _inputs.Writer;
+        var writer = _inputs;
         _ = Task.Run(async () =>
         {
             Socket socket;
@@ -684,7 +701,7 @@ public sealed class BgpSession : IAsyncDisposable
         private int _queued;
         private bool _closing;
 
-        public Connection(Socket socket, long id, ChannelWriter<Input> inputs, BgpLatency? latency)
+        public Connection(Socket socket, long id, Mailbox<Input> inputs, BgpLatency? latency)
         {
             _socket = socket;
             _latency = latency;
@@ -783,7 +800,7 @@ public sealed class BgpSession : IAsyncDisposable
             }
         }
 
-        private async Task ReadAsync(long id, ChannelWriter<Input> inputs)
+        private async Task ReadAsync(long id, Mailbox<Input> inputs)
         {
             var buffer = new byte[BgpMessage.MaxLength * 4];
             var filled = 0;

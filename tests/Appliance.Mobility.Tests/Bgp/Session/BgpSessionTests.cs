@@ -3,15 +3,17 @@ using Isthmus.Mobility.Bgp.Codec;
 using Isthmus.Mobility.Bgp.Fsm;
 using Isthmus.Mobility.Bgp.Session;
 using Isthmus.Mobility.Tests.Support;
+using Isthmus.Mobility.Threading;
 
 namespace Isthmus.Mobility.Tests.Bgp.Session;
 
 /// <summary>The session loop over real loopback TCP against a scripted peer.</summary>
 public class BgpSessionTests
 {
-    private static BgpSession NewSession(int port) => new(
+    private static BgpSession NewSession(int port, EventLoop? loop = null) => new(
         new BgpPeerOptions
         {
+            Loop = loop,
             PeerAddress = IPAddress.Loopback,
             PeerPort = port,
             NextHopIpv6 = IPAddress.Parse("2001:db8::fe"),
@@ -93,6 +95,51 @@ public class BgpSessionTests
         Assert.Equal((BgpErrorCode.Cease, BgpSubcode.AdministrativeShutdown), (cease.Code, cease.Subcode));
         Assert.Equal("moving to site B", cease.ShutdownMessage);
         Assert.Equal(BgpState.Idle, session.State);
+    }
+
+    [Fact]
+    public async Task Sessions_on_the_deciding_loop_send_the_update_before_that_loop_goes_on()
+    {
+        // The appliance's shape: the mobility decision and both sessions on one event loop thread.
+        using var loop = new EventLoop("test-mobility", LoopPriority.Normal);
+        await using var peerA = new FakePeer();
+        await using var peerB = new FakePeer();
+        await using var a = NewSession(peerA.Port, loop);
+        await using var b = NewSession(peerB.Port, loop);
+        a.Start();
+        b.Start();
+        await peerA.AcceptAndOpenAsync(65002);
+        await peerB.AcceptAndOpenAsync(65002);
+        await Eventually(() => a.State == BgpState.Established && b.State == BgpState.Established);
+
+        var host = new Advertisement(IPNetwork.Parse("10.9.0.9/32"));
+        var afterDecision = new TaskCompletionSource<(int, int, bool)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Mailbox<string>? decisions = null;
+        decisions = loop.CreateMailbox<string>(input =>
+        {
+            if (input == "rarp")
+            {
+                a.SetAdvertisements([host]);
+                b.SetAdvertisements([host]);
+                decisions!.TryWrite("bookkeeping");
+            }
+            else
+            {
+                // Queued right behind the decision: both sessions already reconciled and wrote their UPDATE.
+                afterDecision.SetResult((a.AdjRibOut.Count, b.AdjRibOut.Count, loop.IsLoopThread));
+            }
+        });
+        decisions.TryWrite("rarp");
+        Assert.Equal((1, 1, true), await afterDecision.Task.WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Equal([host.Prefix], Assert.IsType<UpdateMessage>(await peerA.NextAsync(skipHousekeeping: true)).Nlri);
+        Assert.Equal([host.Prefix], Assert.IsType<UpdateMessage>(await peerB.NextAsync(skipHousekeeping: true)).Nlri);
+
+        // Stopping one session (its NOTIFICATION flushed) leaves the other served by the shared loop.
+        await a.StopAsync("site B");
+        Assert.IsType<NotificationMessage>(await peerA.NextAsync(skipHousekeeping: true));
+        await b.SetAdvertisementsAsync([]);
+        Assert.Equal([host.Prefix], Assert.IsType<UpdateMessage>(await peerB.NextAsync(skipHousekeeping: true)).Withdrawn);
+        Assert.False(loop.Completion.IsCompleted);
     }
 
     [Fact]
