@@ -52,6 +52,9 @@ public enum ConntrackDrop : ushort
 /// </summary>
 public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(ConntrackDrop))
 {
+    /// <inheritdoc/>
+    public override bool SkipsFinished => true;
+
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var tables = context.Snapshot.Firewall;
@@ -71,8 +74,9 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
-            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Local | PacketFlags.Ipv6)) != 0)
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Local | PacketFlags.Ipv6 | PacketFlags.FastPath)) != 0)
             {
+                // Originated, IPv6 (not tracked), or forwarded by the fast-path stage already.
                 continue;
             }
 
@@ -118,10 +122,10 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     }
 
     /// <summary><see cref="EstablishedHit"/>: the packet was not looked up (Track looks it up).</summary>
-    private const int NotLookedUp = -2;
+    internal const int NotLookedUp = -2;
 
     /// <summary><see cref="EstablishedHit"/>: forwarded from its session's cached result.</summary>
-    private const int Forwarded = -3;
+    internal const int Forwarded = -3;
 
     /// <summary>
     /// The established-flow fast path's lookup, ahead of <see cref="Track"/>: a whole (unfragmented)
@@ -133,7 +137,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
     /// every other packet; the FsCheck twin tests hold both paths to the same bytes.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int EstablishedHit(ref PacketMeta p, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now, out int direction)
+    internal static int EstablishedHit(ref PacketMeta p, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now, out int direction)
     {
         direction = 0;
         int l3 = p.L3Offset;

@@ -31,6 +31,9 @@ public enum FirewallDrop : ushort
 /// </summary>
 public sealed class FirewallStage() : PipelineStage("firewall", typeof(FirewallDrop))
 {
+    /// <inheritdoc/>
+    public override bool SkipsFinished => true;
+
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var tables = context.Snapshot.Firewall;

@@ -53,6 +53,9 @@ public enum GatewayDrop : ushort
 /// </summary>
 public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop))
 {
+    /// <inheritdoc/>
+    public override bool SkipsFinished => true;
+
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var l3 = context.Snapshot.L3;
@@ -538,7 +541,7 @@ public sealed class GatewayStage() : PipelineStage("gateway", typeof(GatewayDrop
 
     /// <summary>Anti-spoofing (IPv4): on a connected subnet and, when bindings are configured, bound to this MAC.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Allowed(GatewayInterface gw, uint source, ulong mac)
+    internal static bool Allowed(GatewayInterface gw, uint source, ulong mac)
     {
         if (!gw.AntiSpoofing)
         {

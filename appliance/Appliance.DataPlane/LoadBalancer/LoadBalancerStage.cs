@@ -22,6 +22,9 @@ public enum LbDrop : ushort
 /// </summary>
 public sealed class LoadBalancerStage() : PipelineStage("lb", typeof(LbDrop))
 {
+    /// <inheritdoc/>
+    public override bool SkipsFinished => true;
+
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var tables = context.Snapshot.LoadBalancer;

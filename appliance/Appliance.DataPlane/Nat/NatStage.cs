@@ -27,6 +27,9 @@ public enum NatDrop : ushort
 /// </summary>
 public sealed class NatStage() : PipelineStage("nat", typeof(NatDrop))
 {
+    /// <inheritdoc/>
+    public override bool SkipsFinished => true;
+
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var tables = context.Snapshot.Firewall;

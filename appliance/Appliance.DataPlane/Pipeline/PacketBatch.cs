@@ -18,6 +18,14 @@ public sealed class PacketBatch
 
     public bool IsFull => Count == MaxSize;
 
+    /// <summary>
+    /// How many of the packets a shortcut stage forwarded completely (the established-flow fast path:
+    /// rewritten, egress set, <see cref="PacketFlags.FastPath"/>), so that only encap is left for them.
+    /// When every packet is finished the runner skips the stages that have nothing to do for such
+    /// packets (<see cref="PipelineStage.SkipsFinished"/>).
+    /// </summary>
+    public int Finished { get; set; }
+
     /// <summary>The live packets, by reference.</summary>
     public Span<PacketMeta> Packets => _packets.AsSpan(0, Count);
 
@@ -42,5 +50,9 @@ public sealed class PacketBatch
         return ref m;
     }
 
-    public void Clear() => Count = 0;
+    public void Clear()
+    {
+        Count = 0;
+        Finished = 0;
+    }
 }

@@ -32,7 +32,8 @@ public sealed class PacketPipeline
 
     /// <summary>
     /// The appliance's path, in netfilter's order for the L3 part:
-    /// decap → bridge → gateway (frames for the gateway MAC: ARP/ND/ping for its own addresses,
+    /// decap → bridge → fastpath (an established flow's packet with a current cached forwarding result
+    /// is rewritten and given its egress here: the stages up to encap leave it alone) → gateway (frames for the gateway MAC: ARP/ND/ping for its own addresses,
     /// anti-spoofing, L3 parse) → conntrack (flow lookup; DNAT for new flows, translation for
     /// known ones) → lb (a new flow to a VIP picks a backend and has its destination rewritten like
     /// a DNAT rule's, so route, firewall and nat see the backend and the commit stores the
@@ -42,7 +43,7 @@ public sealed class PacketPipeline
     /// Bridged frames pass the L3 stages untouched.
     /// </summary>
     public static PacketPipeline CreateDefault() =>
-        new([new BridgeStage(), new GatewayStage(), new ConntrackStage(), new LoadBalancerStage(), new RouteStage(), new FirewallStage(), new NatStage(), new NeighborStage()]);
+        new([new BridgeStage(), new FastPathStage(), new GatewayStage(), new ConntrackStage(), new LoadBalancerStage(), new RouteStage(), new FirewallStage(), new NatStage(), new NeighborStage()]);
 
     public IReadOnlyList<PipelineStage> Stages => _stages;
 
@@ -55,6 +56,12 @@ public sealed class PacketPipeline
     {
         foreach (var stage in _stages)
         {
+            if (batch.Finished == batch.Count && stage.SkipsFinished)
+            {
+                // Every packet was forwarded by the fast path: nothing here for this stage.
+                continue;
+            }
+
             stage.Process(batch, context);
         }
 

@@ -24,6 +24,14 @@ public abstract class PipelineStage
     /// <summary>Position in the pipeline, assigned when the pipeline is composed.</summary>
     public byte Index { get; internal set; }
 
+    /// <summary>
+    /// True for a stage that leaves packets finished by a shortcut stage alone (<see cref="PacketBatch.Finished"/>):
+    /// the runner does not call it for a batch whose packets are all finished, so such a batch costs
+    /// no loop over it in that stage (VPP's frame holds only the packets a node has work for; here one
+    /// count says whether the stage has any).
+    /// </summary>
+    public virtual bool SkipsFinished => false;
+
     public abstract void Process(PacketBatch batch, WorkerContext context);
 
     /// <summary>The worker's one-second heartbeat (aging, retries). What it originates leaves through encap.</summary>

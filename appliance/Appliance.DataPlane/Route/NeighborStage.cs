@@ -41,6 +41,11 @@ public sealed class NeighborStage() : PipelineStage("neighbor", typeof(NeighborD
         var neighbors = context.L3.Neighbors;
         var pool = context.Pool;
         ReleaseResolved(context, neighbors);
+        if (batch.Finished == batch.Count)
+        {
+            // Every packet was forwarded by the fast path (its next hop was resolved and fresh).
+            return;
+        }
 
         var packets = batch.Packets;
         for (var i = 0; i < packets.Length; i++)

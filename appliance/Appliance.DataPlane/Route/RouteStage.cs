@@ -33,6 +33,9 @@ public enum RouteDrop : ushort
 /// </summary>
 public sealed class RouteStage() : PipelineStage("route", typeof(RouteDrop))
 {
+    /// <inheritdoc/>
+    public override bool SkipsFinished => true;
+
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var l3 = context.Snapshot.L3;
