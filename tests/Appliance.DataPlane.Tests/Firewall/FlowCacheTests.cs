@@ -4,6 +4,7 @@ using FsCheck;
 using FsCheck.Fluent;
 using Isthmus.DataPlane.Firewall;
 using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
 using Isthmus.DataPlane.Tests.Support;
 using Isthmus.Packets;
@@ -24,7 +25,9 @@ public class FlowCacheTests
     private static readonly Ipv4Address Vip = Ipv4Address.Parse("10.20.0.100");
 
     /// <summary>Masquerade inside → outside, and port forwards from the outside to host A (TCP) and host B (UDP).</summary>
-    private static DataPlaneProgram Program() => L3Program.Create() with
+    private static DataPlaneProgram Program(bool antiSpoofing = false) => L3Program.Create(tweak10: antiSpoofing
+        ? g => g with { AntiSpoofing = true, Bindings = [new(HostAIp.ToString(), HostA.ToString()), new(HostBIp.ToString(), HostB.ToString())] }
+        : null) with
     {
         Firewall = new FirewallSpec
         {
@@ -87,6 +90,123 @@ public class FlowCacheTests
             using var twin = new Twin(Program());
             Run(twin, new Random(seed));
         }).QuickCheckThrowOnFailure();
+    }
+
+    /// <summary>
+    /// The same with anti-spoofing bindings on the inside and hostile packets among the established
+    /// ones: a damaged IPv4 header checksum, an inside packet from the other host's MAC (a binding
+    /// violation), and the upstream router's gratuitous ARP in the middle of batches. The fast-path
+    /// stage must leave all of them to the gateway, which drops or learns exactly as without it.
+    /// </summary>
+    [Fact]
+    public void The_fast_path_forwards_exactly_what_the_slow_path_forwards_among_hostile_packets()
+    {
+        var scenario = Gen.Choose(0, int.MaxValue);
+        Prop.ForAll(scenario.ToArbitrary(), seed =>
+        {
+            using var twin = new Twin(Program(antiSpoofing: true));
+            Run(twin, new Random(seed), hostile: true);
+            Assert.True(twin.Fast.Drops("gateway", "BadIpChecksum") + twin.Fast.Drops("gateway", "Spoofed") > 0, "no hostile packet was sent");
+        }).QuickCheckThrowOnFailure();
+    }
+
+    [Fact]
+    public void An_established_packet_with_a_bad_header_checksum_or_a_spoofed_source_is_dropped_by_the_gateway()
+    {
+        using var twin = new Twin(Program(antiSpoofing: true));
+        var internet = Ipv4Address.Parse("198.51.100.7");
+        byte[] Udp(MacAddress from) => Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(from, Gw10, HostAIp, internet), 40000, 53, new byte[18]));
+        twin.Send(Acc10, Udp(HostA)); // commits the session
+        twin.Send(Acc10, Udp(HostA)); // teaches it
+        twin.Send(Acc10, Udp(HostA), Udp(HostA));
+        var flows = twin.Fast.Worker.Context.Flows;
+        Assert.Equal(2, flows.FastForwarded);
+
+        var damaged = Udp(HostA);
+        damaged[EthernetHeader.Length + 10] ^= 0x40;
+        twin.Send(Acc10, damaged, Udp(HostB), Udp(HostA));
+        Assert.Equal(1, twin.Fast.Drops("gateway", "BadIpChecksum"));
+        Assert.Equal(1, twin.Fast.Drops("gateway", "Spoofed"));
+        Assert.Single(twin.LastSent[Acc20]);
+    }
+
+    [Fact]
+    public void A_batch_is_forwarded_with_what_was_known_when_each_packet_arrived()
+    {
+        // A station on the trunk's VLAN 10 talks to the internet; the upstream router's replacement
+        // announces itself on the trunk's VLAN 20 in the middle of one batch of the trunk's frames.
+        using var fixture = new L3Fixture(Program());
+        var station = MacAddress.Parse("02:00:00:00:10:30");
+        var stationIp = Ipv4Address.Parse("10.10.0.30");
+        var announce = new byte[64];
+        fixture.Receive(Trunk0, new MemoryFrame(announce[..PacketBuilder.GarpRequest(announce, station, stationIp)], VlanTci: 10));
+        fixture.Announce(Acc20, Upstream, UpstreamIp);
+        var packet = new MemoryFrame(Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(station, Gw10, stationIp, Ipv4Address.Parse("198.51.100.7")), 40000, 53, new byte[18])), VlanTci: 10);
+        foreach (var _ in Enumerable.Range(0, 3))
+        {
+            fixture.Receive(Trunk0, packet);
+        }
+
+        Assert.True(fixture.Worker.Context.Flows.FastForwarded >= 1);
+        fixture.ClearSent();
+
+        var replacement = MacAddress.Parse("02:00:00:00:20:fc");
+        var garp = new byte[64];
+        fixture.Ports[Trunk0].Enqueue(packet);
+        fixture.Ports[Trunk0].Enqueue(new MemoryFrame(garp[..PacketBuilder.GarpRequest(garp, replacement, UpstreamIp)], VlanTci: 20));
+        fixture.Ports[Trunk0].Enqueue(packet);
+        fixture.Ports[Trunk0].Enqueue(packet);
+        fixture.Run();
+
+        // The packet ahead of the announcement left toward the old router; the two after it toward the new one (trunk, VLAN 20).
+        Assert.Equal(Upstream, Destination(Assert.Single(fixture.Sent(Acc20), f => BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12)) == EtherType.Ipv4)));
+        var tagged = fixture.Sent(Trunk0).Where(f => BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12)) == EtherType.Vlan && BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(16)) == EtherType.Ipv4).ToList();
+        Assert.Equal(2, tagged.Count);
+        Assert.All(tagged, f => Assert.Equal(replacement, MacAddress.Read(f)));
+        Assert.All(tagged, f => Assert.Equal(20, BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(14)) & 0x0FFF));
+    }
+
+    [Fact]
+    public void A_batch_of_fast_forwarded_packets_skips_the_stages_that_have_nothing_to_do_for_them()
+    {
+        var probe = new Probe();
+        var pipeline = new PacketPipeline([.. PacketPipeline.CreateDefault().Stages.Skip(1).SkipLast(1), probe]);
+        using var fixture = new L3Fixture(Program(), pipeline);
+        fixture.Announce(Acc10, HostA, HostAIp);
+        fixture.Announce(Acc20, Upstream, UpstreamIp);
+        byte[] Udp(ushort port) => Build(b => PacketBuilder.Udp(b, new Ipv4FrameSpec(HostA, Gw10, HostAIp, Ipv4Address.Parse("198.51.100.7")), port, 53, new byte[18]));
+        fixture.Receive(Acc10, Udp(40000));
+        fixture.Receive(Acc10, Udp(40000));
+        fixture.Receive(Acc10, Udp(40000));
+        fixture.ClearSent();
+        var calls = probe.Calls;
+        var fast = fixture.Worker.Context.Flows.FastForwarded;
+
+        // Every packet forwarded by the fast path: the probe (like gateway ... neighbor) is not called.
+        fixture.Ports[Acc10].Enqueue(Udp(40000));
+        fixture.Ports[Acc10].Enqueue(Udp(40000));
+        fixture.Run();
+        Assert.Equal(calls, probe.Calls);
+        Assert.Equal(2, fixture.Sent(Acc20).Count);
+        Assert.Equal(fast + 2, fixture.Worker.Context.Flows.FastForwarded);
+
+        // One new flow among them: the whole batch walks every stage again.
+        fixture.Ports[Acc10].Enqueue(Udp(40000));
+        fixture.Ports[Acc10].Enqueue(Udp(40001));
+        fixture.Run();
+        Assert.Equal(calls + 1, probe.Calls);
+        Assert.Equal(2, fixture.Sent(Acc20).Count);
+        Assert.Equal(fast + 3, fixture.Worker.Context.Flows.FastForwarded);
+    }
+
+    /// <summary>A stage that only counts its calls and, like the L3 stages, has nothing to do for finished packets.</summary>
+    private sealed class Probe() : PipelineStage("probe", typeof(FastPathDrop))
+    {
+        public int Calls { get; private set; }
+
+        public override bool SkipsFinished => true;
+
+        public override void Process(PacketBatch batch, WorkerContext context) => Calls++;
     }
 
     [Fact]
@@ -262,7 +382,7 @@ public class FlowCacheTests
     /// inbound port-forwarded), then batches of mixed packets both ways with random TTLs (1 and 2
     /// included), payload sizes, zero UDP checksums, and finally FINs and resets.
     /// </summary>
-    private static void Run(Twin twin, Random random)
+    private static void Run(Twin twin, Random random, bool hostile = false)
     {
         var flows = new List<Flow>();
         var count = random.Next(1, 10);
@@ -310,6 +430,10 @@ public class FlowCacheTests
                     var ttl = (byte)(random.Next(8) switch { 0 => 1, 1 => 2, _ => random.Next(2, 255) });
                     var flags = flow.Tcp ? TcpFlags.Ack | (random.Next(2) == 0 ? TcpFlags.Psh : TcpFlags.None) : TcpFlags.None;
                     batch.Add((fromInside ? Acc10 : Acc20, Packet(flow, fromInside, flags, ttl, random.Next(0, 200), random)));
+                    if (hostile && round >= 2)
+                    {
+                        batch.Add(Hostile(flow, random));
+                    }
                 }
             }
 
@@ -328,6 +452,31 @@ public class FlowCacheTests
 
         twin.Send(closing);
         Assert.True(twin.Fast.Worker.Context.Flows.FastForwarded > 0, "no packet took the fast path");
+    }
+
+    /// <summary>
+    /// A hostile or disturbing frame among a flow's packets: its packet with a damaged IPv4 header
+    /// checksum, its inside packet from the other inside host's MAC (a binding violation), or the
+    /// upstream router's gratuitous ARP.
+    /// </summary>
+    private static (int Port, byte[] Frame) Hostile(Flow flow, Random random)
+    {
+        var flags = flow.Tcp ? TcpFlags.Ack : TcpFlags.None;
+        switch (random.Next(3))
+        {
+            case 0:
+                var fromInside = random.Next(2) == 0;
+                var damaged = Packet(flow, fromInside, flags, 64, random.Next(0, 40), random);
+                damaged[EthernetHeader.Length + 10] ^= (byte)(1 << random.Next(8));
+                return (fromInside ? Acc10 : Acc20, damaged);
+            case 1:
+                var spoofed = Packet(flow, fromInside: true, flags, 64, random.Next(0, 40), random);
+                (flow.InsideMac == HostA ? HostB : HostA).WriteTo(spoofed.AsSpan(6));
+                return (Acc10, spoofed);
+            default:
+                var garp = new byte[64];
+                return (Acc20, garp[..PacketBuilder.GarpRequest(garp, Upstream, UpstreamIp)]);
+        }
     }
 
     /// <summary>A packet of <paramref name="flow"/> as its inside or outside end sends it.</summary>
