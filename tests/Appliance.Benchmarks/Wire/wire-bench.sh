@@ -15,7 +15,14 @@
 #                               conntrack + masquerade). Direction fwd only; delivered = ist-out eth0
 #                               rx_packets (ist-out drops udp/9 in nftables: no port unreachable back).
 #   --directions "fwd rev"      fwd = access host ist-h10 -> VXLAN VM ist-vm10 (default);
-#                               rev = ist-vm10 -> ist-h10 (the VM's kernel VTEP encapsulates on CPU0)
+#                               rev = VXLAN VNI 5010 from VTEP 192.0.2.2 -> ist-h10 (see --rev-gen)
+#   --rev-gen vtep|vm           how rev is generated. vtep (default): WireGen emulates a hardware VTEP: it sends
+#                               the VM's frame (ist-vm10's MAC and 10.10.0.11 -> ist-h10) pre-encapsulated (outer
+#                               192.0.2.2 -> 192.0.2.1 UDP 4789, checksum 0, VNI 5010, from ul0's MAC to und0's)
+#                               from ist-vtep1's underlay interface ul0; CPU0 pays the send and the underlay
+#                               bridge (ist-ul), not a kernel VTEP. vm: the session 1-5 method, sending from
+#                               ist-vm10 through its kernel VTEP (bridge + vxlan encap on CPU0): that generator
+#                               tops out near 110k pps
 #   --out DIR                   raw results (default /tmp/isthmus-wire-bench)
 #   --no-build                  use the existing Release binaries
 #   --no-wait                   do not wait for another lab / integration run to finish
@@ -88,6 +95,7 @@ RX=packet
 TX=packet
 VXLAN_RX=socket
 PORT_INGRESS_DROP=0
+REV_GEN=vtep
 while (($#)); do
     case $1 in
         --rates) RATES=$2; shift ;;
@@ -107,8 +115,9 @@ while (($#)); do
         --tx) TX=$2; shift ;;
         --vxlan-rx) VXLAN_RX=$2; shift ;;
         --receiver-cpu) RECEIVER_CPU=$2; shift ;;
+        --rev-gen) REV_GEN=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,62p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,69p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -116,6 +125,7 @@ done
 
 log() { printf '[wire] %s\n' "$*" >&2; }
 die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
+[[ $REV_GEN == vtep || $REV_GEN == vm ]] || die "--rev-gen is vtep or vm"
 [[ $(id -u) -eq 0 ]] || die "run as root"
 (($(nproc) >= 2)) || die "needs 2 CPUs (generator on CPU0, forwarding on CPU1)"
 
@@ -179,19 +189,24 @@ softnet_drops() { local s=0 a b rest; while read -r a b rest; do s=$((s + 16#$b)
 # step MODE DIR RATE: one offered rate; appends a result line to $RES.
 step() {
     local mode=$1 dir=$2 rate=$3
-    local gns gif gsrc gdst sip dip rns rif
+    local gns gif gsrc gdst sip dip rns rif vtep=()
     if [[ $mode == snat* || $mode == kernel-snat* ]]; then
         gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$GW_MAC sip=10.10.0.10 dip=203.0.113.10 rns=ist-out rif=eth0
     elif [[ $dir == fwd ]]; then
         gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$VM_MAC sip=10.10.0.10 dip=10.10.0.99 rns=ist-vm10 rif=eth0
     else
         gns=ist-vm10 gif=eth0 gsrc=$VM_MAC gdst=$H_MAC sip=10.10.0.11 dip=10.10.0.98 rns=ist-h10 rif=eth0
+        if [[ $REV_GEN == vtep ]]; then
+            # The same inner frame, encapsulated as VTEP 192.0.2.2 would, sent from its underlay interface.
+            gns=ist-vtep1 gif=ul0
+            vtep=(--vxlan 5010 --outer-src-mac "$VTEP_MAC" --outer-dst-mac "$UND_MAC" --outer-src-ip 192.0.2.2 --outer-dst-ip 192.0.2.1)
+        fi
     fi
     local rx0 rx1 sd0 sd1 c0 c1 p0 p1 genout
     rx0=$(ctr "$rns" "$rif" rx_packets)
     sd0=$(softnet_drops)
     nsx "$gns" taskset -c 0 dotnet "$GEN_DLL" --iface "$gif" --src-mac "$gsrc" --dst-mac "$gdst" \
-        --src-ip "$sip" --dst-ip "$dip" --rate "$rate" --seconds "$SECONDS_PER_STEP" >"$OUT/gen.out" 2>&1 &
+        --src-ip "$sip" --dst-ip "$dip" --rate "$rate" --seconds "$SECONDS_PER_STEP" "${vtep[@]}" >"$OUT/gen.out" 2>&1 &
     local gpid=$!
     # CPU1 and appliance CPU over the middle of the step (after the generator's start-up).
     sleep 1
@@ -337,6 +352,8 @@ for mode in $MODES; do
     [[ -s $RUN_DIR/admin-token ]] && AUTH=(-H "Authorization: Bearer $(cat "$RUN_DIR/admin-token")")
     VM_MAC=$(nsx ist-vm10 cat /sys/class/net/eth0/address)
     H_MAC=$(nsx ist-h10 cat /sys/class/net/eth0/address)
+    VTEP_MAC=$(nsx ist-vtep1 cat /sys/class/net/ul0/address)
+    UND_MAC=$(nsx ist-app cat /sys/class/net/und0/address)
     APP_PID=
     if [[ $mode == snat ]]; then GW_MAC=02:15:7e:00:00:10; else GW_MAC=$(nsx ist-app cat /sys/class/net/acc10/address); fi
     if [[ $mode == appliance || $mode == snat ]]; then
@@ -467,6 +484,11 @@ zero_loss_any() {
     for dir in $DIRECTIONS; do
         echo
         echo "Direction: $dir"
+        if [[ $dir == rev && $REV_GEN == vtep ]]; then
+            echo "Generator (--rev-gen vtep): pre-encapsulated VXLAN (VNI 5010, outer 192.0.2.2 -> 192.0.2.1) from ist-vtep1 ul0, emulating a hardware VTEP"
+        elif [[ $dir == rev ]]; then
+            echo "Generator (--rev-gen vm): ist-vm10 through its kernel VTEP (bridge + vxlan encap on CPU0)"
+        fi
         echo
         printf '| target |'; for m in $MODES; do printf ' %s offered | %s delivered | %s loss %% | %s CPU1 %% |' "$m" "$m" "$m" "$m"; done; echo
         printf '|---:|'; for m in $MODES; do printf -- '---:|---:|---:|---:|'; done; echo
@@ -489,5 +511,5 @@ zero_loss_any() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Io.Native;
 using Isthmus.DataPlane.Pipeline;
+using Isthmus.Packets;
 using static Isthmus.DataPlane.Tests.Io.PortHarness;
 
 namespace Isthmus.DataPlane.Tests.Io;
@@ -209,6 +210,54 @@ public sealed unsafe class XdpReceiveTests
 
         Assert.Equal((2L, (long)(2 * payload.Length)), (counters.RxPackets, counters.RxBytes));
         Assert.Equal(0, pool.Outstanding);
+    }
+
+    /// <summary>
+    /// The wire benchmark's VTEP-emulating generator (WireGen --vxlan): its frame parses as valid VXLAN with the
+    /// Packets parsers (outer IPv4 checksum right, DF clear, UDP checksum 0, I flag, the VNI, the inner frame with its
+    /// own UDP checksum right), and the appliance's underlay receive takes it as a datagram from the emulated VTEP.
+    /// </summary>
+    [Fact]
+    public void The_wire_generators_vtep_frame_is_valid_vxlan_and_passes_the_underlay_checks()
+    {
+        var inner = new Ipv4FrameSpec(
+            MacAddress.Parse("02:00:00:00:10:11"), MacAddress.Parse("02:00:00:00:10:10"), Ipv4Address.Parse("10.10.0.11"), Ipv4Address.Parse("10.10.0.98"));
+        var vtep = new Isthmus.Benchmarks.Wire.VtepSpec(
+            MacAddress.Parse("02:00:00:00:02:02"), MacAddress.Parse("02:00:00:00:02:01"), Ipv4Address.Parse("192.0.2.2"), Ipv4Address.Parse("192.0.2.1"),
+            5010, 49152, 4789);
+        var buffer = new byte[Isthmus.Benchmarks.Wire.WireFrame.MaxLength];
+        var plainLength = Isthmus.Benchmarks.Wire.WireFrame.Write(buffer, inner, 40000, 9, 60, vtep: null);
+        var plain = buffer[..plainLength];
+        var length = Isthmus.Benchmarks.Wire.WireFrame.Write(buffer, inner, 40000, 9, 60, vtep);
+        var frame = buffer[..length];
+        Assert.Equal((60, 110), (plainLength, length));
+
+        Assert.Equal(ParseError.None, EthernetHeader.TryParse(frame, out var eth));
+        Assert.Equal((vtep.DestinationMac, vtep.SourceMac, EtherType.Ipv4), (eth.Destination, eth.Source, eth.EtherType));
+        Assert.Equal(ParseError.None, Ipv4Header.TryParse(frame.AsSpan(EthernetHeader.Length), out var ip));
+        Assert.True(ip.IsHeaderChecksumValid);
+        Assert.Equal((vtep.SourceIp, vtep.DestinationIp, IpProtocol.Udp, false, false), (ip.Source, ip.Destination, ip.Protocol, ip.DontFragment, ip.IsFragment));
+        Assert.Equal(ParseError.None, UdpHeader.TryParse(ip.Payload, out var udp));
+        Assert.Equal((49152, 4789, 0), (udp.SourcePort, udp.DestinationPort, udp.Checksum));
+        Assert.Equal(ParseError.None, VxlanHeader.TryParse(udp.Payload, out var vxlan));
+        Assert.Equal(5010u, vxlan.Vni);
+        Assert.False(vxlan.HasReservedBitsSet);
+        Assert.Equal(plain, vxlan.InnerFrame.ToArray());
+        Assert.NotEqual(0, (plain[40] << 8) | plain[41]); // the inner UDP checksum is filled in, and right
+        Assert.True(L4Checksum.IsValid(plain, EthernetHeader.Length));
+
+        // The appliance's AF_XDP underlay path: accepted (not rxMalformed), the sender is the emulated VTEP.
+        using var rings = new FakeRings(0, underlay: true);
+        var pool = new PacketPool(8);
+        var batch = new PacketBatch();
+        var counters = new PortCounters();
+        rings.Post(frame);
+        Assert.Equal(1, rings.Ring.Receive(batch, pool, 0, 64, counters));
+        Assert.Equal(0, counters.RxMalformed);
+        ref var m = ref batch.Packets[0];
+        Assert.Equal((0xC0000202u, (ushort)49152), (m.RemoteVtep, m.RemotePort));
+        Assert.Equal(udp.Payload.ToArray(), pool.Frame(m.Buffer, m.Offset, m.Length).ToArray());
+        pool.Return(m.Buffer);
     }
 
     [Fact]

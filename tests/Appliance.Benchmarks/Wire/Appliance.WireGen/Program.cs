@@ -11,6 +11,9 @@ namespace Isthmus.Benchmarks.Wire;
 /// one interface over an AF_PACKET socket with sendmmsg (batch ≤ 64), in small bursts spaced so that the
 /// offered rate is even (a burst of min(64, rate × tick) frames whenever that many are due). Prints one
 /// line: <c>offered_pps=… sent=… ingress_drops=… skipped=… seconds=… syscalls=…</c>.
+/// With <c>--vxlan VNI</c> it emulates a hardware VTEP: each frame leaves already encapsulated (outer
+/// Ethernet/IPv4/UDP/VXLAN from the <c>--outer-*</c> options, UDP checksum 0), so a receiver's VXLAN path is
+/// driven without a kernel VTEP's bridge and encapsulation on the generator's CPU.
 /// </summary>
 /// <remarks>
 /// <para>ingress_drops counts frames that sendmmsg reported as ENOBUFS: over veth that is the peer's
@@ -93,18 +96,17 @@ internal static unsafe class Program
 
     private static int Send(int fd, Options o)
     {
-        const int slot = 128;
+        const int slot = 256;
         var batch = o.Batch;
         var frames = (byte*)NativeMemory.AlignedAlloc((nuint)(batch * slot), 64);
         var iovs = (IoVec*)NativeMemory.AlignedAlloc((nuint)(batch * sizeof(IoVec)), 64);
         var msgs = (MMsgHdr*)NativeMemory.AlignedAlloc((nuint)(batch * sizeof(MMsgHdr)), 64);
         try
         {
-            // One 60-byte Ethernet/IPv4/UDP frame (14 + 20 + 8 + 18 bytes of payload), copied into every slot.
+            // One 60-byte Ethernet/IPv4/UDP frame (14 + 20 + 8 + 18 bytes of payload), or that frame in VXLAN
+            // (110 bytes), copied into every slot.
             var spec = new Ipv4FrameSpec(o.SourceMac, o.DestinationMac, o.SourceIp, o.DestinationIp);
-            Span<byte> payload = stackalloc byte[o.FrameSize - 42];
-            payload.Fill(0x5a);
-            var length = PacketBuilder.Udp(new Span<byte>(frames, slot), spec, o.SourcePort, o.DestinationPort, payload);
+            var length = WireFrame.Write(new Span<byte>(frames, slot), spec, o.SourcePort, o.DestinationPort, o.FrameSize, o.Vtep);
             for (var i = 0; i < batch; i++)
             {
                 new Span<byte>(frames, length).CopyTo(new Span<byte>(frames + (i * slot), slot));
@@ -189,7 +191,7 @@ internal static unsafe class Program
             var offered = (sent + drops) / seconds;
             Console.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"offered_pps={offered:F0} sent={sent} ingress_drops={drops} skipped={skipped} errors={otherErrors} seconds={seconds:F3} syscalls={syscalls} frame_bytes={length} burst={burst}"));
+                $"offered_pps={offered:F0} sent={sent} ingress_drops={drops} skipped={skipped} errors={otherErrors} seconds={seconds:F3} syscalls={syscalls} frame_bytes={length} burst={burst} vxlan_vni={(o.Vtep is { } v ? v.Vni.ToString(CultureInfo.InvariantCulture) : "none")}"));
             return 0;
         }
         finally
@@ -251,7 +253,9 @@ internal sealed class Options
     public const string Usage =
         "usage: Appliance.WireGen --iface IF --dst-mac MAC --src-mac MAC --rate PPS --seconds S\n" +
         "         [--src-ip 10.10.0.10] [--dst-ip 10.10.0.99] [--sport 40000] [--dport 9] [--size 60]\n" +
-        "         [--batch 64] [--tick-us 1000] [--max-lag-ms 2] [--netns NAME] [--qdisc-bypass]";
+        "         [--batch 64] [--tick-us 1000] [--max-lag-ms 2] [--netns NAME] [--qdisc-bypass]\n" +
+        "         [--vxlan VNI --outer-src-mac MAC --outer-dst-mac MAC --outer-src-ip IP --outer-dst-ip IP\n" +
+        "          [--outer-sport 49152] [--outer-dport 4789]]   (the frame leaves VXLAN-encapsulated, as from a VTEP)";
 
     public string Interface { get; private set; } = "";
 
@@ -285,10 +289,17 @@ internal sealed class Options
 
     public bool QdiscBypass { get; private set; }
 
+    /// <summary>The outer headers when the generator emulates a VTEP (--vxlan), or null.</summary>
+    public VtepSpec? Vtep { get; private set; }
+
     public static Options Parse(string[] args)
     {
         var o = new Options();
         bool dst = false, src = false;
+        uint? vni = null;
+        MacAddress? outerSrcMac = null, outerDstMac = null;
+        Ipv4Address? outerSrcIp = null, outerDstIp = null;
+        ushort outerSport = 49152, outerDport = 4789;
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -310,6 +321,13 @@ internal sealed class Options
                 case "--tick-us": o.TickMicros = double.Parse(Next(), inv); break;
                 case "--max-lag-ms": o.MaxLagMillis = double.Parse(Next(), inv); break;
                 case "--qdisc-bypass": o.QdiscBypass = true; break;
+                case "--vxlan": vni = uint.Parse(Next(), inv); break;
+                case "--outer-src-mac": outerSrcMac = MacAddress.Parse(Next()); break;
+                case "--outer-dst-mac": outerDstMac = MacAddress.Parse(Next()); break;
+                case "--outer-src-ip": outerSrcIp = Ipv4Address.Parse(Next()); break;
+                case "--outer-dst-ip": outerDstIp = Ipv4Address.Parse(Next()); break;
+                case "--outer-sport": outerSport = ushort.Parse(Next(), inv); break;
+                case "--outer-dport": outerDport = ushort.Parse(Next(), inv); break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
@@ -322,6 +340,16 @@ internal sealed class Options
         if (o.FrameSize is < 42 or > 128 || o.Batch is < 1 or > 1024)
         {
             throw new ArgumentException("--size must be 42..128 and --batch 1..1024");
+        }
+
+        if (vni is { } id)
+        {
+            if (id > VxlanHeader.MaxVni || outerSrcMac is not { } sm || outerDstMac is not { } dm || outerSrcIp is not { } si || outerDstIp is not { } di)
+            {
+                throw new ArgumentException("--vxlan needs a 24-bit VNI and --outer-src-mac, --outer-dst-mac, --outer-src-ip, --outer-dst-ip");
+            }
+
+            o.Vtep = new VtepSpec(sm, dm, si, di, id, outerSport, outerDport);
         }
 
         return o;
