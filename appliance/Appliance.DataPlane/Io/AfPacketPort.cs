@@ -228,6 +228,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// <summary>The AF_XDP transmit ring, or null (diagnostics and tests).</summary>
     public XdpTxRing? XdpTxRing => _xdp?.TxRing;
 
+    /// <summary>Most frames one AF_XDP transmit kick sends (<see cref="XdpSocket.TxBudget"/>), or 0 without AF_XDP transmit.</summary>
+    public int XdpTxBudget => _xdp?.TxRing is not null ? _xdp.TxBudget : 0;
+
     /// <summary>Why AF_XDP receive or transmit was asked for but the port uses its AF_PACKET socket, or null.</summary>
     public string? XdpError { get; }
 
@@ -242,6 +245,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
     public bool HasPendingFrames => _xdp?.Ring is { } ring ? ring.Available > 0 : _pendingStart < _pendingEnd;
 
     /// <inheritdoc />
+    public bool ReceiveRingVisible => _xdp?.Ring is not null;
+
+    /// <inheritdoc />
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -249,7 +255,8 @@ public sealed unsafe class AfPacketPort : IPacketPort
         ObjectDisposedException.ThrowIf(_fd < 0, this);
         if (_xdp?.Ring is { } ring)
         {
-            return ring.Receive(batch, pool, portIndex, _batchSize, Counters);
+            // No system call per batch on a ring: take as many as the batch holds (BatchSize sizes recvmmsg's vector).
+            return ring.Receive(batch, pool, portIndex, PacketBatch.MaxSize, Counters);
         }
 
         var before = batch.Count;

@@ -53,6 +53,14 @@ public interface IPacketPort : IDisposable
     /// </summary>
     bool HasPendingFrames { get; }
 
+    /// <summary>
+    /// The port's receive path is a ring in user memory (an AF_XDP RX ring): <see cref="HasPendingFrames"/> sees its
+    /// frames without a system call. While it is awake the worker peeks such rings every turn and asks the kernel
+    /// about <see cref="PollHandle"/> only now and then (for what else the handle reports: the VXLAN port's UDP
+    /// socket).
+    /// </summary>
+    bool ReceiveRingVisible => false;
+
     /// <summary>Refreshes counters the kernel keeps for the port (<see cref="PortCounters.RxKernelDrops"/>); called once a second.</summary>
     void RefreshKernelCounters()
     {

@@ -221,12 +221,15 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     public bool HasPendingFrames => _xdp?.Ring is { } ring && ring.Available > 0;
 
     /// <inheritdoc />
+    public bool ReceiveRingVisible => _xdp?.Ring is not null;
+
+    /// <inheritdoc />
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
     {
         ArgumentNullException.ThrowIfNull(batch);
         ArgumentNullException.ThrowIfNull(pool);
         ObjectDisposedException.ThrowIf(_fd < 0, this);
-        if (_xdp?.Ring is { } ring && ring.Receive(batch, pool, portIndex, _batchSize, Counters) is var fromRing and > 0)
+        if (_xdp?.Ring is { } ring && ring.Receive(batch, pool, portIndex, PacketBatch.MaxSize, Counters) is var fromRing and > 0)
         {
             // The UDP socket (fragments, IP options: what the program passes) is read when the ring is empty.
             return fromRing;

@@ -20,8 +20,9 @@ namespace Isthmus.DataPlane.Io;
 /// XDP hook, before any skb or stack work, and when the RX ring is full the kernel drops it right there
 /// (counted in XDP_STATISTICS, <see cref="PortCounters.RxKernelDrops"/>).</para>
 /// <para>Why transmit: the frames go to the driver's transmit (dev_direct_xmit) with no socket lookup,
-/// no per-frame message header and no qdisc, and a batch costs one sendto() per 32 frames (the kernel's
-/// copy-mode budget per call) instead of a sendmmsg walking a message vector.</para>
+/// no per-frame message header and no qdisc, and a batch costs one sendto() (XDP_MAX_TX_SKB_BUDGET raised to the
+/// TX ring's size; one per 32 frames, the kernel's copy-mode default, before Linux 6.17) instead of a sendmmsg
+/// walking a message vector.</para>
 /// <para>The program: <c>r2 = ctx->rx_queue_index; r1 = xskmap; r3 = XDP_PASS; return bpf_redirect_map(r1, r2, r3)</c>.
 /// Without a socket in the map (before bind, or another queue) frames pass to the stack. A transmit-only
 /// socket loads no program. The link, the program and the map go away with their file descriptors when the
@@ -144,6 +145,10 @@ public sealed unsafe class XdpSocket : IDisposable
                     (uint*)(tx + off.Tx.Producer), (uint*)(tx + off.Tx.Consumer), (uint*)(tx + off.Tx.Flags), (XdpDesc*)(tx + off.Tx.Desc), txFrames,
                     (uint*)(completion + off.Completion.Producer), (uint*)(completion + off.Completion.Consumer), (ulong*)(completion + off.Completion.Desc), completionSize,
                     _umem, (ulong)rxFrames * ChunkSize, txFrames, ChunkSize);
+
+                // One kick for a whole batch instead of one per 32 frames, where the kernel allows it.
+                var budget = txFrames;
+                TxBudget = Libc.SetSockOpt(_xsk, Xdp.SolXdp, Xdp.XdpMaxTxSkbBudget, &budget, sizeof(int)) == 0 ? budget : Xdp.DefaultTxBudget;
             }
 
             var sxdp = new SockAddrXdp { Family = Xdp.AfXdp, Flags = Xdp.XdpCopy | Xdp.XdpUseNeedWakeup, IfIndex = (uint)ifIndex, QueueId = 0 };
@@ -200,8 +205,14 @@ public sealed unsafe class XdpSocket : IDisposable
     public XdpTxRing? TxRing { get; }
 
     /// <summary>
+    /// Most frames one sendto() kick sends: the TX ring's size where the kernel takes XDP_MAX_TX_SKB_BUDGET
+    /// (Linux 6.17), else its copy-mode default of 32.
+    /// </summary>
+    public int TxBudget { get; } = Xdp.DefaultTxBudget;
+
+    /// <summary>
     /// Copies <paramref name="frames"/> onto the TX ring (<see cref="XdpTxRing.Enqueue"/>), then kicks the
-    /// kernel while it asks for it and makes progress: in copy mode each sendto() sends at most 32 frames.
+    /// kernel while it asks for it and makes progress: in copy mode each sendto() sends at most <see cref="TxBudget"/> frames.
     /// The frames' buffers stay the caller's.
     /// </summary>
     public void Transmit(ReadOnlySpan<TxFrame> frames, PacketPool pool, PortCounters counters)

@@ -37,6 +37,25 @@ public sealed class DataPlaneWorker : IDisposable
 
     /// <summary>Per port: frames are probably waiting (its last receive filled the batch, or it holds some).</summary>
     private readonly bool[] _hot;
+
+    /// <summary>Per port: its receive ring is visible without a system call (<see cref="IPacketPort.ReceiveRingVisible"/>).</summary>
+    private readonly bool[] _ringVisible;
+
+    /// <summary>Most turns between two poll(0)s of the cold ports while frames keep coming (see <see cref="PollCold"/>).</summary>
+    private const int PollEveryTurns = 16;
+
+    /// <summary>While idling in <see cref="Loop"/>, one turn in this many asks the kernel about cold ports.</summary>
+    private const int SpinPollEvery = 8;
+
+    // PollCold's schedule: a poll(0) is due (after an idle turn), turns and time since the last one, and the
+    // longest the cold ports wait while other ports keep the worker busy (50 µs).
+    private bool _pollDue = true;
+    private int _turnsSincePoll;
+    private long _lastPoll;
+    private readonly long _pollInterval;
+
+    /// <summary>Consecutive idle turns inside <see cref="Loop"/> (0 outside it, so a caller's every idle RunOnce polls).</summary>
+    private int _spin;
     private long _lastTick;
     private int _nextPort;
     private Thread? _thread;
@@ -72,6 +91,8 @@ public sealed class DataPlaneWorker : IDisposable
         _lastTick = Context.Now;
         _pollIndex = new int[_ports.Length];
         _hot = new bool[_ports.Length];
+        _ringVisible = [.. _ports.Select(p => p.PollHandle >= 0 && p.ReceiveRingVisible)];
+        _pollInterval = Math.Max(1, time.TimestampFrequency / 20_000);
         var pollable = _ports.Count(p => p.PollHandle >= 0);
         _poller = pollable > 0 ? new Poller(pollable + 1) : null;
         for (var i = 0; i < _ports.Length; i++)
@@ -104,6 +125,9 @@ public sealed class DataPlaneWorker : IDisposable
 
     /// <summary>How the loop waits when every port is idle (dataPlane.pollMode).</summary>
     public WorkerPollMode PollMode { get; init; }
+
+    /// <summary>poll(0) system calls made to find frames on cold ports (<see cref="PollCold"/>); written by the worker only.</summary>
+    public long ColdPolls { get; private set; }
 
     /// <summary>Threads allowed on <see cref="PinnedCpu"/> beside the worker (<see cref="ShareCpu"/>), by kernel thread id.</summary>
     private readonly ConcurrentDictionary<int, bool> _sharing = new();
@@ -219,6 +243,9 @@ public sealed class DataPlaneWorker : IDisposable
         }
 
         var count = _batch.Count;
+
+        // An idle turn makes the next one ask the kernel about cold ports; while the loop spins, one in SpinPollEvery.
+        _pollDue |= count == 0 && _spin % SpinPollEvery == 0;
         if (count > 0)
         {
             if (Capture.Armed)
@@ -299,31 +326,52 @@ public sealed class DataPlaneWorker : IDisposable
             Nice = CpuAffinity.TryRaiseNice(BusyNice);
         }
 
-        var idle = 0;
         while (!_stopping)
         {
             if (RunOnce() > 0)
             {
-                idle = 0;
+                _spin = 0;
                 continue;
             }
 
-            // Spin briefly (cheap when traffic is bursty), then sleep in poll() until a port is readable. Busy mode
-            // never sleeps: every turn polls the ports without waiting (PollCold), and the CPU never idles.
-            if (++idle < 64 || PollMode == WorkerPollMode.Busy)
+            // Spin briefly before sleeping (NAPI's idea: a burst that is still arriving is picked up without a
+            // wake-up), then sleep in poll() until a port is readable. While spinning, AF_XDP rings are peeked every
+            // turn and the kernel is asked about the other ports one turn in SpinPollEvery (PollCold). Busy mode
+            // never sleeps, and its CPU never idles.
+            if (++_spin < 64 || PollMode == WorkerPollMode.Busy)
             {
+                if (_spin >= 1 << 16)
+                {
+                    _spin = 64; // a busy worker idling for long: keep the count small, the schedule the same
+                }
+
                 Thread.SpinWait(20);
                 continue;
             }
 
-            if (_poller?.Wait(timeoutMs: 50) > 0 && _poller.IsReadable(_wakeupIndex))
-            {
-                _wakeup!.Drain();
-            }
-
+            _spin = 0;
             if (_poller is null)
             {
                 Thread.Sleep(1);
+                continue;
+            }
+
+            if (_poller.Wait(timeoutMs: 50) > 0)
+            {
+                // What woke us is what the next turn receives from: no second poll(0) to learn it again.
+                if (_poller.IsReadable(_wakeupIndex))
+                {
+                    _wakeup!.Drain();
+                }
+
+                for (var i = 0; i < _ports.Length; i++)
+                {
+                    _hot[i] |= _pollIndex[i] >= 0 && _poller.IsReadable(_pollIndex[i]);
+                }
+
+                _pollDue = false;
+                _turnsSincePoll = 0;
+                _lastPoll = _time.GetTimestamp();
             }
         }
     }
@@ -367,8 +415,12 @@ public sealed class DataPlaneWorker : IDisposable
     }
 
     /// <summary>
-    /// One poll(0) for every port not known to have frames, instead of one empty recvmmsg per idle
-    /// port per turn: with one busy port and three idle ones that is one system call instead of three.
+    /// Finds which cold ports (not known to have frames) have some. An AF_XDP ring is peeked in memory every turn.
+    /// The others take one poll(0) for all of them, instead of one empty recvmmsg per idle port per turn, and
+    /// only when due: after an idle turn (while the loop spins, one in <see cref="SpinPollEvery"/>), or once
+    /// <see cref="PollEveryTurns"/> turns or 50 µs have passed since the last one while other ports keep the
+    /// worker busy. On veth a poll(0) also runs the kernel's copy-mode transmit of every AF_XDP socket polled
+    /// (xsk_poll), so one per turn cost more than the batch it found when frames trickle in.
     /// </summary>
     private void PollCold()
     {
@@ -380,10 +432,31 @@ public sealed class DataPlaneWorker : IDisposable
         var cold = false;
         for (var i = 0; i < _ports.Length; i++)
         {
-            cold |= _pollIndex[i] >= 0 && !_hot[i];
+            if (_pollIndex[i] < 0 || _hot[i])
+            {
+                continue;
+            }
+
+            if (_ringVisible[i] && _ports[i].HasPendingFrames)
+            {
+                _hot[i] = true;
+                continue;
+            }
+
+            cold = true;
         }
 
-        if (!cold || _poller.Wait(timeoutMs: 0) <= 0)
+        var due = _pollDue || ++_turnsSincePoll >= PollEveryTurns || Context.Now - _lastPoll >= _pollInterval;
+        if (!cold || !due)
+        {
+            return;
+        }
+
+        _pollDue = false;
+        _turnsSincePoll = 0;
+        _lastPoll = Context.Now;
+        ColdPolls++;
+        if (_poller.Wait(timeoutMs: 0) <= 0)
         {
             return;
         }

@@ -437,8 +437,10 @@ for mode in $MODES; do
         curl -sf "${AUTH[@]}" "$API/counters" >"$OUT/counters-appliance-before.json"
         log "appliance learned $VM_MAC and $H_MAC: unicast path"
     else
-        nsx ist-app bridge fdb show br br5010 | grep -qi "$VM_MAC" || die "the kernel bridge did not learn $VM_MAC"
-        nsx ist-app bridge fdb show br br5010 | grep -qi "$H_MAC" || die "the kernel bridge did not learn $H_MAC"
+        # Read whole first: with pipefail, `bridge ... | grep -q` fails when grep exits before bridge has written all.
+        fdb=$(nsx ist-app bridge fdb show br br5010)
+        grep -qi "$VM_MAC" <<<"$fdb" || die "the kernel bridge did not learn $VM_MAC"
+        grep -qi "$H_MAC" <<<"$fdb" || die "the kernel bridge did not learn $H_MAC"
         log "kernel bridge br5010 learned $VM_MAC and $H_MAC: unicast path"
     fi
 

@@ -58,6 +58,54 @@ public sealed class WorkerPollModeTests
     }
 
     [Fact]
+    public void A_ring_port_is_seen_without_poll_and_the_other_ports_are_polled_every_few_turns_while_it_keeps_the_worker_busy()
+    {
+        using var l2 = new L2Fixture();
+        using var ports = new PolledPorts(l2.Ports, L2Fixture.Acc10);
+        using var worker = new DataPlaneWorker(ports.All, l2.Slot, PacketPipeline.CreateDefault(), l2.Time, poolSize: 1024);
+
+        // A frame on a ring is received on the next turn though its handle never becomes readable.
+        Assert.Equal(0, worker.RunOnce());
+        ports.Enqueue(L2Fixture.Acc10, FromHost);
+        Assert.Equal(1, worker.RunOnce());
+
+        // The ring delivers a frame every turn (the clock stands still: only the turn count schedules polls). A frame
+        // on acc20 (a socket: readable handle) is found by a poll(0) within PollEveryTurns turns, and 48 busy turns
+        // cost at most 48 / 16 + 1 polls, not one per turn.
+        var polls = worker.ColdPolls;
+        var acc20Seen = -1;
+        for (var turn = 0; turn < 48; turn++)
+        {
+            ports.Enqueue(L2Fixture.Acc10, FromHost);
+            if (turn == 4)
+            {
+                ports.Enqueue(L2Fixture.Acc20, FromHost);
+            }
+
+            var got = worker.RunOnce();
+            if (got == 2 && acc20Seen < 0)
+            {
+                acc20Seen = turn;
+            }
+
+            Assert.Equal(turn >= 4 && acc20Seen == turn ? 2 : 1, got);
+        }
+
+        Assert.InRange(acc20Seen, 4, 4 + 16);
+        Assert.InRange(worker.ColdPolls - polls, 1, (48 / 16) + 1);
+
+        // Idle turns outside the loop each ask the kernel again (a caller driving RunOnce misses nothing).
+        polls = worker.ColdPolls;
+        for (var turn = 0; turn < 4; turn++)
+        {
+            Assert.Equal(0, worker.RunOnce());
+        }
+
+        Assert.Equal(3, worker.ColdPolls - polls);
+        Assert.Equal(0, worker.Pool.Outstanding);
+    }
+
+    [Fact]
     public void In_busy_mode_with_a_worker_cpu_a_sharing_thread_joins_it_and_the_sweep_leaves_it_there()
     {
         var processCpus = CpuAffinity.Get();
@@ -139,7 +187,8 @@ public sealed class WorkerPollModeTests
     {
         private readonly Port[] _ports;
 
-        public PolledPorts(MemoryPort[] inner) => _ports = [.. inner.Select(p => new Port(p))];
+        /// <param name="ringVisible">Ports that behave as AF_XDP rings: <see cref="IPacketPort.ReceiveRingVisible"/>, and their handle never becomes readable.</param>
+        public PolledPorts(MemoryPort[] inner, params int[] ringVisible) => _ports = [.. inner.Select((p, i) => new Port(p, ringVisible.Contains(i)))];
 
         public IReadOnlyList<IPacketPort> All => _ports;
 
@@ -157,7 +206,7 @@ public sealed class WorkerPollModeTests
             }
         }
 
-        private sealed class Port(MemoryPort inner) : IPacketPort
+        private sealed class Port(MemoryPort inner, bool ringVisible) : IPacketPort
         {
             private readonly WorkerWakeup _readable = new();
             private readonly Lock _gate = new();
@@ -170,6 +219,8 @@ public sealed class WorkerPollModeTests
             public int PollHandle => _readable.Handle;
 
             public PortCounters Counters => inner.Counters;
+
+            public bool ReceiveRingVisible => ringVisible;
 
             public bool HasPendingFrames
             {
@@ -198,7 +249,10 @@ public sealed class WorkerPollModeTests
                 lock (_gate)
                 {
                     inner.Enqueue(frame);
-                    _readable.Signal();
+                    if (!ringVisible)
+                    {
+                        _readable.Signal();
+                    }
                 }
             }
 

@@ -21,6 +21,15 @@ internal static unsafe partial class Xdp
     public const int XdpUmemFillRing = 5;
     public const int XdpUmemCompletionRing = 6;
 
+    /// <summary>
+    /// XDP_MAX_TX_SKB_BUDGET (Linux 6.17): how many descriptors one copy-mode sendto() may send, from the kernel's
+    /// 32 (TX_BATCH_SIZE) up to the TX ring's size. Older kernels answer ENOPROTOOPT.
+    /// </summary>
+    public const int XdpMaxTxSkbBudget = 9;
+
+    /// <summary>Descriptors a copy-mode sendto() sends when <see cref="XdpMaxTxSkbBudget"/> is not set (TX_BATCH_SIZE).</summary>
+    public const int DefaultTxBudget = 32;
+
     // sockaddr_xdp.sxdp_flags
     public const ushort XdpCopy = 1 << 1;
     public const ushort XdpUseNeedWakeup = 1 << 3;
