@@ -14,6 +14,10 @@ namespace Isthmus.DataPlane.Bridge;
 /// (RFC 8415 §7.3, server/relay port 547 to client port 546) binds every address of its IA_NA options (IAADDR with a
 /// non-zero valid lifetime, in an IA without a failure status) to the Reply's destination MAC (the client: a Reply is
 /// sent to the client's link-local address), signalled as an IPv6 <see cref="MobilitySignalKind.DhcpBinding"/>.
+/// A Relay-Reply (RFC 8415 §9.2, server to relay agent, 547 → 547) is unwrapped down to the Reply it carries for the
+/// client (<see cref="UnwrapRelayReply6"/>); its client is the MAC named by the innermost relay's peer-address (a
+/// modified EUI-64 link-local address) or by the Reply's Client Identifier (DUID-LLT / DUID-LL), whichever the bridge
+/// has learned (<see cref="RelayedClientMac"/>).
 /// </summary>
 /// <remarks>
 /// Worker-owned (set by the mobility service through a worker query; null = off). Snooping never changes
@@ -33,6 +37,13 @@ public sealed class DhcpSnooping
     private const ushort ServerPort6 = 547, ClientPort6 = 546;
     private const byte Reply6 = 7;
     private const ushort OptionIaNa = 3, OptionIaAddr = 5, OptionStatusCode = 13;
+
+    // RFC 8415 §9: relay messages (msg-type, hop-count, link-address, peer-address, options); §21.10 Relay Message
+    // option; §21.2 Client Identifier; §11.2 DUID-LLT and §11.4 DUID-LL (hardware type 1 = Ethernet); §7.6 HOP_COUNT_LIMIT.
+    private const byte RelayReply6 = 13;
+    private const int RelayHeader6 = 34;
+    private const ushort OptionClientId = 1, OptionRelayMessage = 9;
+    private const int HopCountLimit = 8;
 
     /// <summary>Addresses of one Reply bound at most (the rest are ignored): a client asks for a few, not hundreds.</summary>
     public const int MaxAddresses6 = 8;
@@ -77,24 +88,43 @@ public sealed class DhcpSnooping
     {
         const int ip = EthernetHeader.Length;
         const int udp = ip + 40;
-        if (frame.Length < udp + 8 || frame[ip + 6] != 17
-            || BinaryPrimitives.ReadUInt16BigEndian(frame[udp..]) != ServerPort6 || BinaryPrimitives.ReadUInt16BigEndian(frame[(udp + 2)..]) != ClientPort6)
+        if (frame.Length < udp + 8 || frame[ip + 6] != 17 || BinaryPrimitives.ReadUInt16BigEndian(frame[udp..]) != ServerPort6)
+        {
+            return;
+        }
+
+        var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(frame[(udp + 2)..]);
+        var message = frame[(udp + 8)..];
+        var peer = default(Ipv6Address);
+        var relayed = destinationPort == ServerPort6;
+        if (relayed)
+        {
+            // Server (or relay) to relay agent: only a Relay-Reply carries a client's Reply; a Relay-Forward is ignored.
+            var unwrapped = UnwrapRelayReply6(message, out message, out peer);
+            if (unwrapped != DhcpParse.Ack)
+            {
+                Malformed += unwrapped == DhcpParse.Malformed ? 1 : 0;
+                return;
+            }
+        }
+        else if (destinationPort != ClientPort6)
         {
             return;
         }
 
         Span<Ipv6Address> bound = stackalloc Ipv6Address[MaxAddresses6];
-        var result = ParseReply6(frame[(udp + 8)..], bound, out var count);
+        var result = ParseReply6(message, bound, out var count);
         if (result != DhcpParse.Ack)
         {
             Malformed += result == DhcpParse.Malformed ? 1 : 0;
             return;
         }
 
-        // The client: the Reply's destination (a Reply goes to the client's link-local address, RFC 8415 §18.3).
-        var mac = MacAddress.Read(frame);
+        // The client: the Reply's destination (a Reply goes to the client's link-local address, RFC 8415 §18.3); a
+        // relayed Reply goes to the relay, so its client is named inside it.
+        var mac = relayed ? RelayedClientMac(state, peer, message) : MacAddress.Read(frame);
         ref var client = ref state.Table.Find(mac.Value);
-        if (!mac.IsUnicast || Unsafe.IsNullRef(ref client))
+        if (!mac.IsUnicast || mac.IsZero || Unsafe.IsNullRef(ref client))
         {
             NoLocation++;
             return;
@@ -105,6 +135,120 @@ public sealed class DhcpSnooping
         {
             context.Mobility.Post(new MobilitySignal(MobilitySignalKind.DhcpBinding, domain, client.Segment, client.Vtep, mac.Value, true, bound[i].High, bound[i].Low, now));
         }
+    }
+
+    /// <summary>
+    /// Unwraps a Relay-Reply (RFC 8415 §9.2) to the message for the client: each level's Relay Message option holds the
+    /// message for the next hop down, itself a Relay-Reply while relays are chained (at most <see cref="HopCountLimit"/>
+    /// + 1 levels). <see cref="DhcpParse.Ack"/>: <paramref name="inner"/> is that message and <paramref name="peer"/> the
+    /// innermost relay's peer-address (the client's address on its link); <see cref="DhcpParse.NotAnAck"/>: not a
+    /// Relay-Reply; <see cref="DhcpParse.Malformed"/>: a header cut short, an option overrunning, no or an empty Relay
+    /// Message, or nested deeper than the hop-count limit.
+    /// </summary>
+    public static DhcpParse UnwrapRelayReply6(ReadOnlySpan<byte> message, out ReadOnlySpan<byte> inner, out Ipv6Address peer)
+    {
+        inner = default;
+        peer = default;
+        if (message.Length < 1 || message[0] != RelayReply6)
+        {
+            return message.Length < 1 ? DhcpParse.Malformed : DhcpParse.NotAnAck;
+        }
+
+        for (var level = 0; level <= HopCountLimit; level++)
+        {
+            if (message.Length < RelayHeader6)
+            {
+                return DhcpParse.Malformed;
+            }
+
+            peer = Ipv6Address.Read(message[18..]);
+            var options = message[RelayHeader6..];
+            var (start, length) = (0, 0);
+            while (options.Length > 0)
+            {
+                if (!NextOption(ref options, out var code, out var body))
+                {
+                    return DhcpParse.Malformed;
+                }
+
+                if (code == OptionRelayMessage)
+                {
+                    // The option's body ends where the rest of the options begin.
+                    (start, length) = (message.Length - options.Length - body.Length, body.Length);
+                }
+            }
+
+            if (length == 0)
+            {
+                return DhcpParse.Malformed;
+            }
+
+            var relayed = message.Slice(start, length);
+
+            if (relayed[0] != RelayReply6)
+            {
+                inner = relayed;
+                return DhcpParse.Ack;
+            }
+
+            message = relayed;
+        }
+
+        return DhcpParse.Malformed;
+    }
+
+    /// <summary>
+    /// The client of a relayed Reply: the MAC in <paramref name="peer"/>'s modified EUI-64 interface identifier (a
+    /// link-local address made from the MAC, RFC 4291 Appendix A) if the bridge has learned it, else the link-layer
+    /// address of the Reply's Client Identifier (DUID-LLT or DUID-LL with hardware type Ethernet) if learned; else that
+    /// candidate which exists (0 when none), for the caller to count.
+    /// </summary>
+    public static MacAddress RelayedClientMac(DomainState state, Ipv6Address peer, ReadOnlySpan<byte> reply)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var eui = EuiMac(peer);
+        if (eui != 0 && !Unsafe.IsNullRef(ref state.Table.Find(eui)))
+        {
+            return new MacAddress(eui);
+        }
+
+        var duid = DuidMac(reply);
+        return new MacAddress(duid != 0 ? duid : eui);
+    }
+
+    /// <summary>The MAC of a link-local address whose interface identifier is a modified EUI-64 (ff:fe in its middle, U/L bit flipped back); 0 otherwise.</summary>
+    public static ulong EuiMac(Ipv6Address address)
+    {
+        var id = address.Low;
+        if (!address.IsLinkLocal || ((id >> 24) & 0xFFFF) != 0xFFFE)
+        {
+            return 0;
+        }
+
+        return ((((id >> 56) ^ 0x02) & 0xFF) << 40) | (((id >> 40) & 0xFFFF) << 24) | (id & 0xFF_FFFF);
+    }
+
+    /// <summary>The Ethernet address in a DHCPv6 message's Client Identifier (DUID-LLT: type 1, DUID-LL: type 3; hardware type 1, 6 octets); 0 otherwise.</summary>
+    public static ulong DuidMac(ReadOnlySpan<byte> message)
+    {
+        var options = message.Length >= 4 ? message[4..] : default;
+        while (options.Length > 0 && NextOption(ref options, out var code, out var duid))
+        {
+            if (code != OptionClientId || duid.Length < 4 || BinaryPrimitives.ReadUInt16BigEndian(duid[2..]) != 1)
+            {
+                continue;
+            }
+
+            var address = BinaryPrimitives.ReadUInt16BigEndian(duid) switch
+            {
+                1 when duid.Length >= 8 => duid[8..], // type, hardware type, time, link-layer address
+                3 => duid[4..], // type, hardware type, link-layer address
+                _ => default,
+            };
+            return address.Length == 6 ? MacAddress.Read(address).Value : 0;
+        }
+
+        return 0;
     }
 
     /// <summary>

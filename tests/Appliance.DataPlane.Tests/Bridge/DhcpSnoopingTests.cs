@@ -283,6 +283,132 @@ public class DhcpSnoopingTests
         }
     }
 
+    /// <summary>A Relay-Reply (RFC 8415 §9.2): type 13, hop count, link-address, peer-address, then the Relay Message option (9).</summary>
+    private static byte[] RelayReply6(Ipv6Address peer, byte[] relayed, byte type = 13)
+    {
+        var header = new byte[34];
+        header[0] = type;
+        Ipv6Address.Parse("2001:db8:10::1").WriteTo(header.AsSpan(2));
+        peer.WriteTo(header.AsSpan(18));
+        return [.. header, .. Option6(18, [0, 0, 0, 1]), .. Option6(9, relayed)]; // an Interface-Id, then the message
+    }
+
+    /// <summary>Client Identifier (§21.2) holding DUID-LL (§11.4: type 3, hardware type 1, the MAC).</summary>
+    private static byte[] ClientIdLl(MacAddress mac) => Option6(1, [0, 3, 0, 1, .. MacBytes(mac)]);
+
+    /// <summary>Client Identifier holding DUID-LLT (§11.2: type 1, hardware type 1, time, the MAC).</summary>
+    private static byte[] ClientIdLlt(MacAddress mac) => Option6(1, [0, 1, 0, 1, 0x2a, 0, 0, 1, .. MacBytes(mac)]);
+
+    private static byte[] MacBytes(MacAddress mac) => [.. Enumerable.Range(0, 6).Select(i => (byte)(mac.Value >> (40 - (8 * i))))];
+
+    private static readonly MacAddress Relay = MacAddress.Parse("00:50:56:ee:00:01");
+
+    [Fact]
+    public void A_relay_reply_is_unwrapped_and_binds_to_the_client_its_peer_address_names()
+    {
+        using var lab = Armed(out var dhcp);
+        Signals(lab);
+
+        // Server → relay agent (547 → 547, to the relay's MAC): the client is fe80::250:56ff:feaa:bb01 = 00:50:56:aa:bb:01.
+        var reply = Reply6(ServerId6, IaNa(IaAddr(Leased6)));
+        lab.Receive(Und0, FromServer(Frame6(RelayReply6(ClientLinkLocal, reply), Relay, 547, 547)));
+
+        var signal = Assert.Single(Signals(lab));
+        var acc10 = lab.Slot.Current.Segments.Single(s => s.Name == "acc10").Index;
+        Assert.Equal((MobilitySignalKind.DhcpBinding, Client.Value, true, acc10), (signal.Kind, signal.Mac, signal.Ipv6, signal.Segment));
+        Assert.Equal(Leased6, new Ipv6Address(signal.AddressHi, signal.AddressLo));
+        Assert.Equal((1L, 0L, 0L), (dhcp.Replies6, dhcp.Malformed, dhcp.NoLocation));
+        lab.ClearSent();
+    }
+
+    [Fact]
+    public void Chained_relays_are_unwrapped_and_a_client_identifier_names_the_client_when_the_peer_address_does_not()
+    {
+        using var lab = Armed(out var dhcp);
+        Signals(lab);
+
+        // Two relays; the innermost peer-address is a stable-privacy link-local (no ff:fe): the DUID names the client.
+        var privacy = Ipv6Address.Parse("fe80::1c3a:9d2f:5b41:7e08");
+        var inner = RelayReply6(privacy, Reply6(ClientIdLl(Client), IaNa(IaAddr(Leased6))));
+        lab.Receive(Und0, FromServer(Frame6(RelayReply6(Ipv6Address.Parse("2001:db8:20::1"), inner), Relay, 547, 547)));
+        var signal = Assert.Single(Signals(lab));
+        Assert.Equal((Client.Value, Leased6), (signal.Mac, new Ipv6Address(signal.AddressHi, signal.AddressLo)));
+
+        // DUID-LLT the same way; an EUI-64 peer-address of a MAC nobody learned falls back to the DUID too.
+        var stranger = Ipv6Address.Parse("fe80::250:56ff:feaa:bb99");
+        lab.Receive(Und0, FromServer(Frame6(RelayReply6(stranger, Reply6(ClientIdLlt(Client), IaNa(IaAddr(Second6)))), Relay, 547, 547)));
+        signal = Assert.Single(Signals(lab));
+        Assert.Equal((Client.Value, Second6), (signal.Mac, new Ipv6Address(signal.AddressHi, signal.AddressLo)));
+        Assert.Equal((2L, 0L, 0L), (dhcp.Replies6, dhcp.Malformed, dhcp.NoLocation));
+        lab.ClearSent();
+    }
+
+    [Fact]
+    public void Relay_messages_that_name_no_learned_client_or_do_not_parse_bind_nothing_and_are_counted()
+    {
+        using var lab = Armed(out var dhcp);
+        Signals(lab);
+        var reply = Reply6(IaNa(IaAddr(Leased6)));
+        var stranger = Ipv6Address.Parse("fe80::250:56ff:feaa:bb99");
+        var tooDeep = reply;
+        for (var i = 0; i < 10; i++)
+        {
+            tooDeep = RelayReply6(ClientLinkLocal, tooDeep);
+        }
+
+        var ignored = new[]
+        {
+            RelayReply6(ClientLinkLocal, Message6(1, IaNa(IaAddr(Leased6))), type: 12), // a Relay-Forward (relay → server)
+            RelayReply6(ClientLinkLocal, Message6(2, IaNa(IaAddr(Leased6)))), // a relayed ADVERTISE
+            RelayReply6(stranger, reply), // the peer-address names a MAC nobody learned, and no Client Identifier
+            RelayReply6(Ipv6Address.Parse("fe80::1c3a:9d2f:5b41:7e08"), reply), // neither peer-address nor DUID names one
+        };
+        var malformed = new[]
+        {
+            RelayReply6(ClientLinkLocal, reply)[..20], // the relay header cut short
+            RelayReply6(ClientLinkLocal, reply)[..40], // an option cut short
+            [.. RelayReply6(ClientLinkLocal, reply)[..34], .. Option6(18, [1])], // no Relay Message
+            RelayReply6(ClientLinkLocal, []), // an empty Relay Message
+            tooDeep, // more relays than the hop-count limit
+            RelayReply6(ClientLinkLocal, reply[..6]), // the relayed Reply malformed
+        };
+        foreach (var message in ignored.Concat(malformed))
+        {
+            lab.Receive(Und0, FromServer(Frame6(message, Relay, 547, 547)));
+        }
+
+        Assert.Empty(Signals(lab));
+        Assert.Equal((0L, 6L, 2L), (dhcp.Replies6, dhcp.Malformed, dhcp.NoLocation));
+        lab.ClearSent();
+    }
+
+    [Fact]
+    public void Eui64_and_duid_macs_are_read_exactly_and_random_mutations_of_a_relay_reply_never_throw()
+    {
+        Assert.Equal(Client.Value, DhcpSnooping.EuiMac(ClientLinkLocal));
+        Assert.Equal(0UL, DhcpSnooping.EuiMac(Ipv6Address.Parse("2001:db8::250:56ff:feaa:bb01"))); // not link-local
+        Assert.Equal(0UL, DhcpSnooping.EuiMac(Ipv6Address.Parse("fe80::1c3a:9d2f:5b41:7e08")));
+        Assert.Equal(MacAddress.Parse("02:00:00:00:00:01").Value, DhcpSnooping.EuiMac(Ipv6Address.Parse("fe80::ff:fe00:1"))); // U/L bit flipped back
+        Assert.Equal(Client.Value, DhcpSnooping.DuidMac(Reply6(ServerId6, ClientIdLl(Client))));
+        Assert.Equal(Client.Value, DhcpSnooping.DuidMac(Reply6(ClientIdLlt(Client))));
+        Assert.Equal(0UL, DhcpSnooping.DuidMac(Reply6(Option6(1, [0, 3, 0, 6, 1, 2, 3, 4, 5, 6])))); // not Ethernet
+        Assert.Equal(0UL, DhcpSnooping.DuidMac(Reply6(Option6(1, [0, 2, 0, 0, 0, 9, 1, 2])))); // DUID-EN: no MAC
+
+        var valid = RelayReply6(Ipv6Address.Parse("2001:db8:20::1"), RelayReply6(ClientLinkLocal, Reply6(ClientIdLlt(Client), IaNa(IaAddr(Leased6)))));
+        var bound = new Ipv6Address[DhcpSnooping.MaxAddresses6];
+        Assert.Equal(DhcpParse.Ack, DhcpSnooping.UnwrapRelayReply6(valid, out var inner, out var peer));
+        Assert.Equal((ClientLinkLocal, DhcpParse.Ack), (peer, DhcpSnooping.ParseReply6(inner, bound, out _)));
+        foreach (var message in Mutations(valid, seed: 67))
+        {
+            if (DhcpSnooping.UnwrapRelayReply6(message, out inner, out _) == DhcpParse.Ack)
+            {
+                Assert.NotEqual(13, inner[0]);
+                _ = DhcpSnooping.ParseReply6(inner, bound, out _);
+                _ = DhcpSnooping.DuidMac(inner);
+            }
+        }
+    }
+
     [Fact]
     public void With_snooping_off_an_ack_is_only_forwarded()
     {
