@@ -303,6 +303,9 @@ public class DhcpSnoopingTests
 
     private static readonly MacAddress Relay = MacAddress.Parse("00:50:56:ee:00:01");
 
+    /// <summary>A modified EUI-64 link-local address of a MAC the bridge never learned.</summary>
+    private static readonly Ipv6Address Stranger = Ipv6Address.Parse("fe80::250:56ff:feaa:bb99");
+
     [Fact]
     public void A_relay_reply_is_unwrapped_and_binds_to_the_client_its_peer_address_names()
     {
@@ -335,8 +338,7 @@ public class DhcpSnoopingTests
         Assert.Equal((Client.Value, Leased6), (signal.Mac, new Ipv6Address(signal.AddressHi, signal.AddressLo)));
 
         // DUID-LLT the same way; an EUI-64 peer-address of a MAC nobody learned falls back to the DUID too.
-        var stranger = Ipv6Address.Parse("fe80::250:56ff:feaa:bb99");
-        lab.Receive(Und0, FromServer(Frame6(RelayReply6(stranger, Reply6(ClientIdLlt(Client), IaNa(IaAddr(Second6)))), Relay, 547, 547)));
+        lab.Receive(Und0, FromServer(Frame6(RelayReply6(Stranger, Reply6(ClientIdLlt(Client), IaNa(IaAddr(Second6)))), Relay, 547, 547)));
         signal = Assert.Single(Signals(lab));
         Assert.Equal((Client.Value, Second6), (signal.Mac, new Ipv6Address(signal.AddressHi, signal.AddressLo)));
         Assert.Equal((2L, 0L, 0L), (dhcp.Replies6, dhcp.Malformed, dhcp.NoLocation));
@@ -349,7 +351,6 @@ public class DhcpSnoopingTests
         using var lab = Armed(out var dhcp);
         Signals(lab);
         var reply = Reply6(IaNa(IaAddr(Leased6)));
-        var stranger = Ipv6Address.Parse("fe80::250:56ff:feaa:bb99");
         var tooDeep = reply;
         for (var i = 0; i < 10; i++)
         {
@@ -360,7 +361,7 @@ public class DhcpSnoopingTests
         {
             RelayReply6(ClientLinkLocal, Message6(1, IaNa(IaAddr(Leased6))), type: 12), // a Relay-Forward (relay → server)
             RelayReply6(ClientLinkLocal, Message6(2, IaNa(IaAddr(Leased6)))), // a relayed ADVERTISE
-            RelayReply6(stranger, reply), // the peer-address names a MAC nobody learned, and no Client Identifier
+            RelayReply6(Stranger, reply), // the peer-address names a MAC nobody learned, and no Client Identifier
             RelayReply6(Ipv6Address.Parse("fe80::1c3a:9d2f:5b41:7e08"), reply), // neither peer-address nor DUID names one
         };
         var malformed = new[]
