@@ -25,6 +25,27 @@ public class UncheckedBytesTests
                 Assert.Equal(BinaryPrimitives.ReadUInt64LittleEndian(at), UncheckedBytes.ReadUInt64LittleEndian(ref first, offset));
             });
 
+    /// <summary>Every write leaves the bytes the bounds-checked BinaryPrimitives write leaves, at any offset, and nothing else changes.</summary>
+    [Fact]
+    public void Writes_equal_the_checked_writes_at_every_offset() =>
+        Properties.Check(
+            from bytes in Properties.Bytes(8, 80)
+            from offset in Gen.Choose(0, bytes.Length - 8)
+            from value in Gen.Choose(int.MinValue, int.MaxValue)
+            select (bytes, offset, (uint)value),
+            sample =>
+            {
+                var (bytes, offset, value) = sample;
+                var expected = bytes.ToArray();
+                var actual = bytes.ToArray();
+                BinaryPrimitives.WriteUInt16BigEndian(expected.AsSpan(offset), (ushort)value);
+                UncheckedBytes.WriteUInt16BigEndian(ref MemoryMarshal.GetArrayDataReference(actual), offset, (ushort)value);
+                Assert.Equal(expected, actual);
+                BinaryPrimitives.WriteUInt32BigEndian(expected.AsSpan(offset), value);
+                UncheckedBytes.WriteUInt32BigEndian(ref MemoryMarshal.GetArrayDataReference(actual), offset, value);
+                Assert.Equal(expected, actual);
+            });
+
     [Fact]
     public void Big_endian_means_network_order()
     {

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Route;
 using Isthmus.Packets;
@@ -46,8 +47,19 @@ public static class FlowCache
             return false;
         }
 
+        // One length check for every byte read or written below (MACs, the IPv4 header, the transport
+        // checksum); then unchecked accesses (Packets/UncheckedBytes).
+        var tcp = e.Protocol == IpProtocol.Tcp;
+        var checksumAt = l4 + (tcp ? 16 : 6);
+        if (l3 < EthernetHeader.Length || l4 < l3 + Ipv4Header.MinLength || checksumAt + 2 > frame.Length)
+        {
+            return false;
+        }
+
+        ref var b = ref MemoryMarshal.GetReference(frame);
         ref readonly var adjacency = ref context.L3.Adjacencies[cached.Adjacency];
-        if (frame[l3 + 8] <= 1 || BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 2)..]) > adjacency.Mtu || context.Now >= adjacency.FreshUntil)
+        var ttl = Unsafe.Add(ref b, l3 + 8);
+        if (ttl <= 1 || UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2) > adjacency.Mtu || context.Now >= adjacency.FreshUntil)
         {
             return false;
         }
@@ -55,43 +67,44 @@ public static class FlowCache
         if (cached.Translated != 0)
         {
             // Translating direction d is "the other direction's tuple, reversed" (ConntrackEntry).
-            uint source, destination;
-            ushort sourcePort, destinationPort;
             if (direction == 0)
             {
-                (source, destination, sourcePort, destinationPort) = (e.ReplyDestination, e.ReplySource, e.ReplyDestinationPort, e.ReplySourcePort);
+                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 12, e.ReplyDestination);
+                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 16, e.ReplySource);
+                UncheckedBytes.WriteUInt16BigEndian(ref b, l4, e.ReplyDestinationPort);
+                UncheckedBytes.WriteUInt16BigEndian(ref b, l4 + 2, e.ReplySourcePort);
             }
             else
             {
-                (source, destination, sourcePort, destinationPort) = (e.OriginalDestination, e.OriginalSource, e.OriginalDestinationPort, e.OriginalSourcePort);
+                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 12, e.OriginalDestination);
+                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 16, e.OriginalSource);
+                UncheckedBytes.WriteUInt16BigEndian(ref b, l4, e.OriginalDestinationPort);
+                UncheckedBytes.WriteUInt16BigEndian(ref b, l4 + 2, e.OriginalSourcePort);
             }
 
-            BinaryPrimitives.WriteUInt32BigEndian(frame[(l3 + 12)..], source);
-            BinaryPrimitives.WriteUInt32BigEndian(frame[(l3 + 16)..], destination);
-            BinaryPrimitives.WriteUInt16BigEndian(frame[l4..], sourcePort);
-            BinaryPrimitives.WriteUInt16BigEndian(frame[(l4 + 2)..], destinationPort);
-            var at = l4 + (e.Protocol == IpProtocol.Tcp ? 16 : 6);
-            var checksum = BinaryPrimitives.ReadUInt16BigEndian(frame[at..]);
-            if (checksum != 0 || e.Protocol == IpProtocol.Tcp)
+            var checksum = UncheckedBytes.ReadUInt16BigEndian(ref b, checksumAt);
+            if (checksum != 0 || tcp)
             {
                 // RFC 1624 eqn. 3; a UDP checksum that comes out 0 is sent as 0xFFFF (RFC 768), and
                 // a zero UDP checksum (none) stays zero, as in NatRewriter.
                 checksum = Checksum.Apply(checksum, cached.L4Delta);
-                if (checksum == 0 && e.Protocol == IpProtocol.Udp)
+                if (checksum == 0 && !tcp)
                 {
                     checksum = 0xFFFF;
                 }
 
-                BinaryPrimitives.WriteUInt16BigEndian(frame[at..], checksum);
+                UncheckedBytes.WriteUInt16BigEndian(ref b, checksumAt, checksum);
             }
         }
 
-        frame[l3 + 8]--;
-        var header = BinaryPrimitives.ReadUInt16BigEndian(frame[(l3 + 10)..]);
-        BinaryPrimitives.WriteUInt16BigEndian(frame[(l3 + 10)..], Checksum.Apply(header, cached.IpDelta));
+        Unsafe.Add(ref b, l3 + 8) = (byte)(ttl - 1);
+        UncheckedBytes.WriteUInt16BigEndian(ref b, l3 + 10, Checksum.Apply(UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 10), cached.IpDelta));
 
-        new MacAddress(adjacency.Mac).WriteTo(frame);
-        new MacAddress(adjacency.GatewayMac).WriteTo(frame[6..]);
+        // The next hop's MAC, then the egress gateway's (48-bit values: high 32 bits, then low 16).
+        UncheckedBytes.WriteUInt32BigEndian(ref b, 0, (uint)(adjacency.Mac >> 16));
+        UncheckedBytes.WriteUInt16BigEndian(ref b, 4, (ushort)adjacency.Mac);
+        UncheckedBytes.WriteUInt32BigEndian(ref b, 6, (uint)(adjacency.GatewayMac >> 16));
+        UncheckedBytes.WriteUInt16BigEndian(ref b, 10, (ushort)adjacency.GatewayMac);
         p.IngressDomain = p.Domain;
         p.Domain = adjacency.Domain;
         p.EgressSegment = adjacency.Segment;

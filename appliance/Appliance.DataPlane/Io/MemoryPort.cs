@@ -45,6 +45,7 @@ public sealed class MemoryPort(string name, PortKind kind) : IPacketPort
     public int Receive(PacketBatch batch, PacketPool pool, ushort portIndex)
     {
         var received = 0;
+        long bytes = 0;
         while (!batch.IsFull)
         {
             MemoryFrame? frame;
@@ -82,29 +83,34 @@ public sealed class MemoryPort(string name, PortKind kind) : IPacketPort
 
             p.RemoteVtep = frame.RemoteVtep;
             p.RemotePort = frame.RemotePort;
-            Counters.RxPackets++;
-            Counters.RxBytes += length;
+            bytes += length;
             received++;
         }
 
+        // Counted once per call, as the socket ports do per system call.
+        Counters.RxPackets += received;
+        Counters.RxBytes += bytes;
         Counters.RxSyscalls++;
         return received;
     }
 
     public void Transmit(TxQueue queue, PacketPool pool)
     {
-        foreach (var tx in queue.Frames)
+        long bytes = 0;
+        var capture = CaptureTransmitted;
+        foreach (ref readonly var tx in queue.Frames)
         {
-            if (CaptureTransmitted)
+            if (capture)
             {
                 Transmitted.Add(new MemoryFrame(pool.Frame(tx.Buffer, tx.Offset, tx.Length).ToArray(), DestinationIp: tx.DestinationIp, DestinationPort: tx.DestinationPort));
             }
 
-            Counters.TxPackets++;
-            Counters.TxBytes += tx.Length;
+            bytes += tx.Length;
             pool.Return(tx.Buffer);
         }
 
+        Counters.TxPackets += queue.Count;
+        Counters.TxBytes += bytes;
         Counters.TxSyscalls++;
         queue.Clear();
     }
