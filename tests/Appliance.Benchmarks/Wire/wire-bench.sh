@@ -158,7 +158,9 @@ take_lab() {
         if flock -n 9; then
             local n t
             n=$(ip netns list | grep -c '^ist-' || true)
-            t=$(pgrep -f 'Appliance.Integration.Tests|testhost' || true)
+            # Only the integration tests use the lab (any project's test host is "testhost": other unit test runs
+            # on a shared machine kept this waiting for its whole 15 minutes).
+            t=$(pgrep -f 'Appliance.Integration.Tests' || true)
             if [[ $n -eq 0 && -z $t ]]; then export ISTHMUS_LAB_LOCKED=1; return 0; fi
             flock -u 9
             log "lab namespaces present ($n) or integration run active (${t//$'\n'/ }); waiting 20 s"
