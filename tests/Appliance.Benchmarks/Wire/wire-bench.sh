@@ -22,7 +22,9 @@
 #                               from ist-vtep1's underlay interface ul0; CPU0 pays the send and the underlay
 #                               bridge (ist-ul), not a kernel VTEP. vm: the session 1-5 method, sending from
 #                               ist-vm10 through its kernel VTEP (bridge + vxlan encap on CPU0): that generator
-#                               tops out near 110k pps
+#                               tops out near 110k pps. port: the VTEP's frames sent from the underlay switch's
+#                               port facing the appliance (ist-ul ul-app), as fwd's generator sits on the access
+#                               port: CPU0 pays no bridge hop
 #   --out DIR                   raw results (default /tmp/isthmus-wire-bench)
 #   --no-build                  use the existing Release binaries
 #   --no-wait                   do not wait for another lab / integration run to finish
@@ -117,7 +119,7 @@ while (($#)); do
         --receiver-cpu) RECEIVER_CPU=$2; shift ;;
         --rev-gen) REV_GEN=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,69p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,72p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -125,7 +127,7 @@ done
 
 log() { printf '[wire] %s\n' "$*" >&2; }
 die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
-[[ $REV_GEN == vtep || $REV_GEN == vm ]] || die "--rev-gen is vtep or vm"
+[[ $REV_GEN == vtep || $REV_GEN == vm || $REV_GEN == port ]] || die "--rev-gen is vtep, port or vm"
 [[ $(id -u) -eq 0 ]] || die "run as root"
 (($(nproc) >= 2)) || die "needs 2 CPUs (generator on CPU0, forwarding on CPU1)"
 
@@ -198,9 +200,11 @@ step() {
         gns=ist-h10 gif=eth0 gsrc=$H_MAC gdst=$VM_MAC sip=10.10.0.10 dip=10.10.0.99 rns=ist-vm10 rif=eth0
     else
         gns=ist-vm10 gif=eth0 gsrc=$VM_MAC gdst=$H_MAC sip=10.10.0.11 dip=10.10.0.98 rns=ist-h10 rif=eth0
-        if [[ $REV_GEN == vtep ]]; then
-            # The same inner frame, encapsulated as VTEP 192.0.2.2 would, sent from its underlay interface.
+        if [[ $REV_GEN == vtep || $REV_GEN == port ]]; then
+            # The same inner frame, encapsulated as VTEP 192.0.2.2 would, sent from its underlay interface (or from
+            # the switch port facing the appliance).
             gns=ist-vtep1 gif=ul0
+            [[ $REV_GEN == port ]] && gns=ist-ul gif=ul-app
             vtep=(--vxlan 5010 --outer-src-mac "$VTEP_MAC" --outer-dst-mac "$UND_MAC" --outer-src-ip 192.0.2.2 --outer-dst-ip 192.0.2.1)
         fi
     fi
@@ -490,6 +494,8 @@ zero_loss_any() {
         echo "Direction: $dir"
         if [[ $dir == rev && $REV_GEN == vtep ]]; then
             echo "Generator (--rev-gen vtep): pre-encapsulated VXLAN (VNI 5010, outer 192.0.2.2 -> 192.0.2.1) from ist-vtep1 ul0, emulating a hardware VTEP"
+        elif [[ $dir == rev && $REV_GEN == port ]]; then
+            echo "Generator (--rev-gen port): pre-encapsulated VXLAN (VNI 5010, outer 192.0.2.2 -> 192.0.2.1) from ist-ul ul-app, the switch port facing the appliance"
         elif [[ $dir == rev ]]; then
             echo "Generator (--rev-gen vm): ist-vm10 through its kernel VTEP (bridge + vxlan encap on CPU0)"
         fi
