@@ -30,8 +30,19 @@
 #   --no-wait                   do not wait for another lab / integration run to finish
 #   --worktree                  build and run the appliance from the working tree instead of a clean
 #                               `git archive HEAD` snapshot in DIR/src (the default: the commit is recorded)
-#   --perf RATE                 at that offered rate, `perf record -C 1 -g` over the step's middle second;
-#                               the top symbols of CPU1 go to DIR/perf-MODE-DIR-RATE.txt (livelock analysis)
+#   --perf RATE                 at that offered rate, `perf record -a -g` over the step's middle second; the top
+#                               symbols per CPU go to DIR/perf-MODE-DIR-RATE.txt (sorted by cpu, comm, symbol)
+#   --sink drop|stack           what the receiving host (ist-vm10 / ist-h10 / ist-out eth0) does with the frames, every
+#                               mode alike. drop (default): an nftables netdev ingress chain drops udp/9 as it arrives
+#                               (delivered = rx_packets, counted when the veth accepts the frame), so the receiver's IP
+#                               input (for rev: a route lookup and a dst allocated and RCU-freed per frame, ~half of
+#                               the forwarding CPU's time in session 5) is not charged to the forwarding CPU. stack:
+#                               the frames go up the receiver's IP stack and die there (sessions 1-5)
+#   --gen xdp|packet            how the generator sends (every mode alike). xdp (default): WireGen --xdp, an AF_XDP TX
+#                               ring in copy mode, one sendto() kick per burst (~0.6x the per-frame cost on CPU0);
+#                               a frame the forwarder's ingress refuses ends the kick with EBUSY and counts as
+#                               offered and lost. packet: AF_PACKET sendmmsg (sessions 1-5; a refused frame of a
+#                               batch's first message is counted, the rest of the batch is sent again)
 #   --worker-nice N             renice the appliance's data-plane thread (isthmus-worker) to N, e.g. -20
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
 #   --port-ingress-drop         appliance modes: an nftables netdev ingress chain (policy drop) on the appliance's
@@ -67,7 +78,8 @@
 #
 # Measured: delivered = rx_packets of the receiver's interface (ist-vm10 eth0 for fwd, ist-h10 eth0
 # for rev), before/after each step plus a short drain. Offered = frames the generator handed to the
-# kernel (sent + ENOBUFS, i.e. frames the forwarder's ingress backlog refused) / step time.
+# kernel (sent + refused: ENOBUFS with --gen packet, EBUSY with --gen xdp, i.e. frames the forwarder's ingress
+# refused) / step time.
 # Bounded: every step is S seconds plus ~1 s of overhead; the lab is always torn down (trap).
 set -euo pipefail
 
@@ -98,6 +110,8 @@ TX=packet
 VXLAN_RX=socket
 PORT_INGRESS_DROP=0
 REV_GEN=vtep
+GEN=xdp
+SINK=drop
 while (($#)); do
     case $1 in
         --rates) RATES=$2; shift ;;
@@ -118,8 +132,10 @@ while (($#)); do
         --vxlan-rx) VXLAN_RX=$2; shift ;;
         --receiver-cpu) RECEIVER_CPU=$2; shift ;;
         --rev-gen) REV_GEN=$2; shift ;;
+        --gen) GEN=$2; shift ;;
+        --sink) SINK=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,72p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,83p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -128,6 +144,10 @@ done
 log() { printf '[wire] %s\n' "$*" >&2; }
 die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $REV_GEN == vtep || $REV_GEN == vm || $REV_GEN == port ]] || die "--rev-gen is vtep, port or vm"
+[[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
+[[ $SINK == drop || $SINK == stack ]] || die "--sink is drop or stack"
+GEN_ARGS=()
+[[ $GEN == xdp ]] && GEN_ARGS=(--xdp --batch 256)
 [[ $(id -u) -eq 0 ]] || die "run as root"
 (($(nproc) >= 2)) || die "needs 2 CPUs (generator on CPU0, forwarding on CPU1)"
 
@@ -212,7 +232,7 @@ step() {
     rx0=$(ctr "$rns" "$rif" rx_packets)
     sd0=$(softnet_drops)
     nsx "$gns" taskset -c 0 dotnet "$GEN_DLL" --iface "$gif" --src-mac "$gsrc" --dst-mac "$gdst" \
-        --src-ip "$sip" --dst-ip "$dip" --rate "$rate" --seconds "$SECONDS_PER_STEP" "${vtep[@]}" >"$OUT/gen.out" 2>&1 &
+        --src-ip "$sip" --dst-ip "$dip" --rate "$rate" --seconds "$SECONDS_PER_STEP" "${vtep[@]}" "${GEN_ARGS[@]}" >"$OUT/gen.out" 2>&1 &
     local gpid=$!
     # CPU1 and appliance CPU over the middle of the step (after the generator's start-up).
     sleep 1
@@ -223,7 +243,7 @@ step() {
     [[ -n ${APP_PID:-} ]] && thread_ticks "$APP_PID" >"$OUT/threads0"
     if [[ $rate == "$PERF_RATE" && $mode != *-warmup ]]; then
         local pdata="$OUT/perf-$mode-$dir-$rate"
-        perf record -q -C 1 -g -o "$pdata.data" -- sleep 1 >/dev/null 2>&1 || log "perf record failed"
+        perf record -q -a -g -o "$pdata.data" -- sleep 1 >/dev/null 2>&1 || log "perf record failed"
     else
         sleep 1
     fi
@@ -237,7 +257,7 @@ step() {
     fi
     wait "$gpid" || { cat "$OUT/gen.out" >&2; die "generator failed"; }
     if [[ $rate == "$PERF_RATE" && $mode != *-warmup && -f $OUT/perf-$mode-$dir-$rate.data ]]; then
-        perf report -i "$OUT/perf-$mode-$dir-$rate.data" --stdio --no-children --sort comm,sym --percent-limit 0.7 -g none \
+        perf report -i "$OUT/perf-$mode-$dir-$rate.data" --stdio --no-children --sort cpu,comm,sym --percent-limit 0.5 -g none \
             >"$OUT/perf-$mode-$dir-$rate.txt" 2>/dev/null || true
     fi
     sleep 0.3 # drain
@@ -405,6 +425,13 @@ for mode in $MODES; do
         echo 1 | nsx ist-out tee /sys/class/net/eth0/queues/rx-0/rps_cpus >/dev/null
     fi
 
+    if [[ $SINK == drop ]]; then
+        # Every receiver drops the benchmark's udp/9 frames at its ingress (see --sink), in every mode alike.
+        for rcv in ist-vm10 ist-h10 ist-out; do
+            nsx "$rcv" nft "add table netdev istsink; add chain netdev istsink in { type filter hook ingress device eth0 priority 0; policy accept; }; add rule netdev istsink in udp dport 9 drop"
+        done
+    fi
+
     if [[ $mode == snat || $mode == kernel-snat ]]; then
         # The sink: ist-out counts the frames (rx_packets) and drops them without a port unreachable.
         nsx ist-out nft 'add table inet istsink; add chain inet istsink in { type filter hook input priority 0; policy accept; }; add rule inet istsink in udp dport 9 drop'
@@ -521,5 +548,5 @@ zero_loss_any() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
