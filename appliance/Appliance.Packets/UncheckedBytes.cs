@@ -32,6 +32,13 @@ public static class UncheckedBytes
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong ReadUInt64BigEndian(ref byte frame, int offset)
+    {
+        var value = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, offset));
+        return BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong ReadUInt64LittleEndian(ref byte frame, int offset)
     {
         var value = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref frame, offset));
@@ -44,5 +51,9 @@ public static class UncheckedBytes
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void WriteUInt32BigEndian(ref byte frame, int offset, uint value) =>
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref frame, offset), BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteUInt64BigEndian(ref byte frame, int offset, ulong value) =>
         Unsafe.WriteUnaligned(ref Unsafe.Add(ref frame, offset), BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value);
 }

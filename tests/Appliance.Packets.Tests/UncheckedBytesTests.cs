@@ -23,6 +23,7 @@ public class UncheckedBytesTests
                 Assert.Equal(BinaryPrimitives.ReadUInt32BigEndian(at), UncheckedBytes.ReadUInt32BigEndian(ref first, offset));
                 Assert.Equal(BinaryPrimitives.ReadUInt32LittleEndian(at), UncheckedBytes.ReadUInt32LittleEndian(ref first, offset));
                 Assert.Equal(BinaryPrimitives.ReadUInt64LittleEndian(at), UncheckedBytes.ReadUInt64LittleEndian(ref first, offset));
+                Assert.Equal(BinaryPrimitives.ReadUInt64BigEndian(at), UncheckedBytes.ReadUInt64BigEndian(ref first, offset));
             });
 
     /// <summary>Every write leaves the bytes the bounds-checked BinaryPrimitives write leaves, at any offset, and nothing else changes.</summary>
@@ -43,6 +44,10 @@ public class UncheckedBytesTests
                 Assert.Equal(expected, actual);
                 BinaryPrimitives.WriteUInt32BigEndian(expected.AsSpan(offset), value);
                 UncheckedBytes.WriteUInt32BigEndian(ref MemoryMarshal.GetArrayDataReference(actual), offset, value);
+                Assert.Equal(expected, actual);
+                var wide = ((ulong)value << 32) | (~value ^ (uint)offset);
+                BinaryPrimitives.WriteUInt64BigEndian(expected.AsSpan(offset), wide);
+                UncheckedBytes.WriteUInt64BigEndian(ref MemoryMarshal.GetArrayDataReference(actual), offset, wide);
                 Assert.Equal(expected, actual);
             });
 

@@ -196,22 +196,7 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             return entry;
         }
 
-        // Known()'s state step for such a segment (idempotent, so Track may repeat it when the
-        // cache turns out unusable below).
-        if (protocol == IpProtocol.Tcp)
-        {
-            if (!TcpConntrack.Advance(ref e, direction, tcpFlags))
-            {
-                return entry;
-            }
-        }
-        else if (direction == 1 && e.State == ConntrackState.Unreplied)
-        {
-            e.State = ConntrackState.Replied;
-        }
-
-        e.Expires = now + tables.Timeouts.For(protocol, e.State);
-        if (!FlowCache.TryForward(ref p, frame, l3, l4, e, direction, context))
+        if (!StepEstablished(ref e, direction, protocol, tcpFlags, now, tables.Timeouts) || !FlowCache.TryForward(ref p, frame, l3, l4, e, direction, context))
         {
             return entry;
         }
@@ -220,6 +205,31 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         p.Flow = entry;
         p.FlowDirection = (byte)direction;
         return Forwarded;
+    }
+
+    /// <summary>
+    /// Known()'s state step for a whole TCP segment without SYN/FIN/RST or a UDP datagram of a session
+    /// (idempotent, so Track may repeat it when the cache turns out unusable afterwards): TCP advances
+    /// (false, nothing changed, when the state refuses the segment), UDP is replied by its first reply;
+    /// the session's expiry moves on.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool StepEstablished(ref ConntrackEntry e, int direction, byte protocol, TcpFlags tcpFlags, uint now, ConntrackTimeouts timeouts)
+    {
+        if (protocol == IpProtocol.Tcp)
+        {
+            if (!TcpConntrack.Advance(ref e, direction, tcpFlags))
+            {
+                return false;
+            }
+        }
+        else if (direction == 1 && e.State == ConntrackState.Unreplied)
+        {
+            e.State = ConntrackState.Replied;
+        }
+
+        e.Expires = now + timeouts.For(protocol, e.State);
+        return true;
     }
 
     private void Track(ref PacketMeta p, ref PendingFlow pending, WorkerContext context, FirewallTables tables, ConntrackTable table, uint now, int found, int foundDirection)

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -80,6 +81,11 @@ public struct CachedForward
 /// from after SNAT). Translating a packet of direction d is "take the other direction's tuple,
 /// reversed", for both directions and for ICMP errors alike.
 /// </summary>
+/// <remarks>
+/// The field order is part of the lookup: <see cref="ConntrackTable.Find(ulong, uint, byte, uint, out int)"/>
+/// reads direction d's addresses as one 64-bit word at offset 8·d and its ports as one 32-bit word
+/// at offset 16 + 4·d (ConntrackTableTests checks the offsets).
+/// </remarks>
 [StructLayout(LayoutKind.Sequential, Pack = 4)]
 public struct ConntrackEntry
 {
@@ -192,14 +198,34 @@ public sealed class ConntrackTable
     /// here and reported as absent, so expiry is exact to the second whatever the sweep's pace.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Find(in FlowTuple tuple, uint now, out int direction)
+    public int Find(in FlowTuple tuple, uint now, out int direction) =>
+        Find(((ulong)tuple.Source << 32) | tuple.Destination, ((uint)tuple.SourcePort << 16) | tuple.DestinationPort, tuple.Protocol, now, out direction);
+
+    /// <summary>
+    /// <see cref="Find(in FlowTuple, uint, out int)"/> for a key as a packet carries it: the addresses
+    /// as one 64-bit value (source in the high half, as the 8 bytes at IPv4 offset 12 read big-endian)
+    /// and the ports as one 32-bit value (source port high, as the transport header's first 4 bytes
+    /// read big-endian). The hash is computed once from them; a candidate entry is compared with two
+    /// wide compares and the protocol (the tuple's fields lie side by side in <see cref="ConntrackEntry"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Find(ulong addresses, uint ports, byte protocol, uint now, out int direction)
     {
-        var hash = Hash(tuple);
+        var hash = Hash(addresses, ((ulong)ports << 8) | protocol);
+
+        // The same key as the entry holds it in memory: OriginalSource (or ReplySource) first,
+        // then the destination; the source port, then the destination port.
+        var addressKey = BitConverter.IsLittleEndian ? BitOperations.RotateRight(addresses, 32) : addresses;
+        var portKey = BitConverter.IsLittleEndian ? BitOperations.RotateRight(ports, 16) : ports;
+
+        // The index's length is a power of two and i is masked by it; an index slot's reference
+        // always names an entry of the table: no bounds checks needed below.
+        ref var index = ref MemoryMarshal.GetArrayDataReference(_index);
+        ref var entries = ref MemoryMarshal.GetArrayDataReference(_entries);
         var i = (int)hash & _mask;
-        var index = _index;
         while (true)
         {
-            ref readonly var slot = ref index[i];
+            var slot = Unsafe.Add(ref index, i);
             if (slot.Ref == 0)
             {
                 direction = 0;
@@ -210,8 +236,10 @@ public sealed class ConntrackTable
             {
                 var entry = (slot.Ref - 1) >> 1;
                 var dir = (slot.Ref - 1) & 1;
-                ref var e = ref _entries[entry];
-                if (KeyEquals(ref e, dir, tuple))
+                ref var e = ref Unsafe.Add(ref entries, entry);
+                if (Unsafe.Add(ref Unsafe.As<uint, ulong>(ref e.OriginalSource), dir) == addressKey
+                    && Unsafe.Add(ref Unsafe.As<ushort, uint>(ref e.OriginalSourcePort), dir) == portKey
+                    && e.Protocol == protocol)
                 {
                     if (e.Expires <= now)
                     {
@@ -343,18 +371,13 @@ public sealed class ConntrackTable
     public static FlowTuple TupleOf(in ConntrackEntry e, int direction) => direction == 0 ? OriginalTuple(e) : ReplyTuple(e);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool KeyEquals(ref ConntrackEntry e, int direction, in FlowTuple t) =>
-        direction == 0
-            ? e.OriginalSource == t.Source && e.OriginalDestination == t.Destination && e.OriginalSourcePort == t.SourcePort
-              && e.OriginalDestinationPort == t.DestinationPort && e.Protocol == t.Protocol
-            : e.ReplySource == t.Source && e.ReplyDestination == t.Destination && e.ReplySourcePort == t.SourcePort
-              && e.ReplyDestinationPort == t.DestinationPort && e.Protocol == t.Protocol;
+    public static uint Hash(in FlowTuple t) =>
+        Hash(((ulong)t.Source << 32) | t.Destination, ((ulong)t.SourcePort << 24) | ((ulong)t.DestinationPort << 8) | t.Protocol);
 
+    /// <summary>The hash of addresses (source high) and ports·256 + protocol (source port highest).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static uint Hash(in FlowTuple t)
+    private static uint Hash(ulong a, ulong b)
     {
-        var a = ((ulong)t.Source << 32) | t.Destination;
-        var b = ((ulong)t.SourcePort << 24) | ((ulong)t.DestinationPort << 8) | t.Protocol;
         var h = (a * 0x9E37_79B9_7F4A_7C15UL) ^ (b * 0xC2B2_AE3D_27D4_EB4FUL);
         h ^= h >> 31;
         h *= 0xBF58_476D_1CE4_E5B9UL;

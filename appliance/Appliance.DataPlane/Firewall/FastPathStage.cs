@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Gateway;
 using Isthmus.DataPlane.Pipeline;
+using Isthmus.DataPlane.Route;
 using Isthmus.Packets;
 
 namespace Isthmus.DataPlane.Firewall;
@@ -45,16 +46,18 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
     {
         var snapshot = context.Snapshot;
         var tables = snapshot.Firewall;
-        var l3 = snapshot.L3;
-        if (!context.FastPathEnabled || !tables.Tracking || l3.Gateways.Length == 0)
+        var gateways = snapshot.L3.Gateways;
+        if (!context.FastPathEnabled || !tables.Tracking || gateways.Length == 0)
         {
             return;
         }
 
         var flows = context.Flows;
         flows.Tick(context.Now, context.TicksPerSecond);
-        var table = flows.Table!;
-        var now = flows.Now;
+
+        // What every packet's forwarding reads, loaded once per batch: the stage stops before anything
+        // that may change them (an ARP can move the epoch; only the slow path binds adjacencies).
+        var at = new Lookup(flows.Table!, flows.Now, context.Epoch.Value, tables.Timeouts, context.L3.Adjacencies, context.Now);
         var pool = context.Pool;
         var packets = batch.Packets;
         var forwarded = 0;
@@ -97,7 +100,7 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
                 continue;
             }
 
-            if ((p.Flags & PacketFlags.Traced) != 0 || !Admissible(ref b, frame.Length, context, p.Domain))
+            if ((p.Flags & PacketFlags.Traced) != 0 || !Admissible(ref b, frame.Length, gateways, p.Domain, out var totalLength))
             {
                 // The slow path may track it (or drop it): the rest of the batch goes after it.
                 break;
@@ -106,7 +109,7 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
             p.L3Offset = EthernetHeader.Length;
             p.L4Offset = EthernetHeader.Length + Ipv4Header.MinLength;
             p.IpProtocol = Unsafe.Add(ref b, EthernetHeader.Length + 9);
-            var found = ConntrackStage.EstablishedHit(ref p, context, tables, table, now, out _);
+            var found = Established(ref p, ref b, totalLength, p.IpProtocol, at);
             if (found == ConntrackStage.Forwarded)
             {
                 p.Flags |= PacketFlags.L3Parsed;
@@ -129,32 +132,95 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
         flows.FastForwarded += forwarded;
     }
 
+    /// <summary>The batch-invariant inputs of <see cref="Established"/>.</summary>
+    private readonly record struct Lookup(ConntrackTable Table, uint Now, uint Epoch, ConntrackTimeouts Timeouts, AdjacencyTable Adjacencies, long Ticks);
+
+    /// <summary>
+    /// <see cref="ConntrackStage.EstablishedHit"/> for an admissible packet (IPv4 header without options
+    /// at offset 14, total length within the frame), reading each field once from where
+    /// <see cref="Admissible"/> left off: a whole TCP segment with ACK and no SYN/FIN/RST or a UDP
+    /// datagram, looked up by its address and port words (<see cref="ConntrackTable.Find(ulong, uint, byte, uint, out int)"/>),
+    /// stepped and rewritten from its session's cached result. Returns <see cref="ConntrackStage.Forwarded"/>,
+    /// the entry (or -1, no session) when the cache cannot serve it, or <see cref="ConntrackStage.NotLookedUp"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Established(ref PacketMeta p, ref byte b, int totalLength, byte protocol, in Lookup at)
+    {
+        const int l3 = EthernetHeader.Length;
+        const int l4 = l3 + Ipv4Header.MinLength;
+        var end = l3 + totalLength;
+        var tcpFlags = TcpFlags.None;
+        if (protocol == IpProtocol.Tcp)
+        {
+            if (l4 + TcpHeader.MinLength > end)
+            {
+                return ConntrackStage.NotLookedUp;
+            }
+
+            // ACK without SYN, FIN or RST: of the valid combinations without SYN/FIN/RST
+            // (TcpConntrack.IsValid) the only one.
+            tcpFlags = (TcpFlags)Unsafe.Add(ref b, l4 + 13);
+            if ((tcpFlags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst | TcpFlags.Ack)) != TcpFlags.Ack)
+            {
+                return ConntrackStage.NotLookedUp;
+            }
+        }
+        else if (protocol != IpProtocol.Udp || l4 + UdpHeader.Length > end)
+        {
+            return ConntrackStage.NotLookedUp;
+        }
+
+        if ((UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 6) & 0x3FFF) != 0)
+        {
+            // A fragment: conntrack remembers or recalls its ports.
+            return ConntrackStage.NotLookedUp;
+        }
+
+        var entry = at.Table.Find(UncheckedBytes.ReadUInt64BigEndian(ref b, l3 + 12), UncheckedBytes.ReadUInt32BigEndian(ref b, l4), protocol, at.Now, out var direction);
+        if (entry < 0)
+        {
+            return entry;
+        }
+
+        ref var e = ref at.Table[entry];
+        ref readonly var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
+        if (cached.Epoch != at.Epoch
+            || !ConntrackStage.StepEstablished(ref e, direction, protocol, tcpFlags, at.Now, at.Timeouts)
+            || !FlowCache.TryRewrite(ref p, ref b, l3, l4, totalLength, e, direction, cached, at.Adjacencies, at.Ticks))
+        {
+            return entry;
+        }
+
+        p.Flags |= PacketFlags.KnownFlow;
+        p.Flow = entry;
+        p.FlowDirection = (byte)direction;
+        return ConntrackStage.Forwarded;
+    }
+
     /// <summary>
     /// What the gateway checks on an IPv4 packet for its MAC, for a header without options: version
     /// 4 and IHL 5, total length within the frame, a valid header checksum (RFC 1812 section 5.2.2),
     /// no martian source (section 5.3.7), anti-spoofing on the ingress domain's gateway.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Admissible(ref byte b, int frameLength, WorkerContext context, int domain)
+    private static bool Admissible(ref byte b, int frameLength, GatewayInterface?[] gateways, int domain, out int totalLength)
     {
         const int l3 = EthernetHeader.Length;
-        if (Unsafe.Add(ref b, l3) != 0x45)
+        totalLength = UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2);
+        if (Unsafe.Add(ref b, l3) != 0x45 || totalLength < Ipv4Header.MinLength || totalLength > frameLength - l3)
         {
             return false;
         }
 
-        var totalLength = UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2);
-        if (totalLength < Ipv4Header.MinLength || totalLength > frameLength - l3)
-        {
-            return false;
-        }
-
-        // The one's complement sum is byte-order independent (RFC 1071 section 2(B)): five
-        // native-order 32-bit words, folded, are all ones exactly when the big-endian words are.
+        // The one's complement sum of the header's 16-bit words is all ones exactly when their plain
+        // sum is a non-zero multiple of 0xFFFF (end-around carry is arithmetic modulo 0xFFFF; the first
+        // byte, 0x45, makes the sum non-zero). Five native-order 32-bit words have the same sum modulo
+        // 0xFFFF up to a factor of 256 (2^16 ≡ 1, and a byte swap multiplies by 256, a unit): so the
+        // test holds in either byte order (RFC 1071 section 2(B)) and costs one multiply, not a fold.
         var sum = (ulong)UncheckedBytes.ReadUInt32LittleEndian(ref b, l3) + UncheckedBytes.ReadUInt32LittleEndian(ref b, l3 + 4)
             + UncheckedBytes.ReadUInt32LittleEndian(ref b, l3 + 8) + UncheckedBytes.ReadUInt32LittleEndian(ref b, l3 + 12)
             + UncheckedBytes.ReadUInt32LittleEndian(ref b, l3 + 16);
-        if (Checksum.Fold(sum) != 0xFFFF)
+        if (sum % 0xFFFF != 0)
         {
             return false;
         }
@@ -165,8 +231,8 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
             return false;
         }
 
-        var gw = context.Snapshot.L3.Gateway(domain);
-        var sourceMac = ((ulong)UncheckedBytes.ReadUInt32BigEndian(ref b, 6) << 16) | UncheckedBytes.ReadUInt16BigEndian(ref b, 10);
-        return gw is not null && GatewayStage.Allowed(gw, source.Value, sourceMac);
+        var gw = (uint)domain < (uint)gateways.Length ? gateways[domain] : null;
+        return gw is not null && (!gw.AntiSpoofing
+            || GatewayStage.Allowed(gw, source.Value, ((ulong)UncheckedBytes.ReadUInt32BigEndian(ref b, 6) << 16) | UncheckedBytes.ReadUInt16BigEndian(ref b, 10)));
     }
 }

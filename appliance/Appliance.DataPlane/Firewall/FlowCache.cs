@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Pipeline;
@@ -47,41 +48,48 @@ public static class FlowCache
             return false;
         }
 
-        // One length check for every byte read or written below (MACs, the IPv4 header, the transport
-        // checksum); then unchecked accesses (Packets/UncheckedBytes).
-        var tcp = e.Protocol == IpProtocol.Tcp;
-        var checksumAt = l4 + (tcp ? 16 : 6);
+        // One length check for every byte read or written by TryRewrite (MACs, the IPv4 header, the
+        // transport checksum); then unchecked accesses (Packets/UncheckedBytes).
+        var checksumAt = l4 + (e.Protocol == IpProtocol.Tcp ? 16 : 6);
         if (l3 < EthernetHeader.Length || l4 < l3 + Ipv4Header.MinLength || checksumAt + 2 > frame.Length)
         {
             return false;
         }
 
         ref var b = ref MemoryMarshal.GetReference(frame);
-        ref readonly var adjacency = ref context.L3.Adjacencies[cached.Adjacency];
+        return TryRewrite(ref p, ref b, l3, l4, UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2), e, direction, cached, context.L3.Adjacencies, context.Now);
+    }
+
+    /// <summary>
+    /// <see cref="TryForward"/> once its caller has checked the cached result's epoch and that the
+    /// frame at <paramref name="b"/> holds the Ethernet and IPv4 headers (at <paramref name="l3"/>) and
+    /// the transport header up to its checksum (at <paramref name="l4"/>); <paramref name="totalLength"/>
+    /// is the IPv4 total length, <paramref name="now"/> the worker's clock (the neighbor's freshness).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool TryRewrite(ref PacketMeta p, ref byte b, int l3, int l4, int totalLength, in ConntrackEntry e, int direction, in CachedForward cached, AdjacencyTable adjacencies, long now)
+    {
+        ref readonly var adjacency = ref adjacencies[cached.Adjacency];
         var ttl = Unsafe.Add(ref b, l3 + 8);
-        if (ttl <= 1 || UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2) > adjacency.Mtu || context.Now >= adjacency.FreshUntil)
+        if (ttl <= 1 || totalLength > adjacency.Mtu || now >= adjacency.FreshUntil)
         {
             return false;
         }
 
         if (cached.Translated != 0)
         {
-            // Translating direction d is "the other direction's tuple, reversed" (ConntrackEntry).
-            if (direction == 0)
-            {
-                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 12, e.ReplyDestination);
-                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 16, e.ReplySource);
-                UncheckedBytes.WriteUInt16BigEndian(ref b, l4, e.ReplyDestinationPort);
-                UncheckedBytes.WriteUInt16BigEndian(ref b, l4 + 2, e.ReplySourcePort);
-            }
-            else
-            {
-                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 12, e.OriginalDestination);
-                UncheckedBytes.WriteUInt32BigEndian(ref b, l3 + 16, e.OriginalSource);
-                UncheckedBytes.WriteUInt16BigEndian(ref b, l4, e.OriginalDestinationPort);
-                UncheckedBytes.WriteUInt16BigEndian(ref b, l4 + 2, e.OriginalSourcePort);
-            }
+            // Translating direction d is "the other direction's tuple, reversed" (ConntrackEntry). The
+            // other direction's addresses as they lie in the entry (source, then destination, each
+            // native) read as one little-endian 64-bit word are (destination << 32 | source): written
+            // big-endian, that is the reversed pair in network order at IPv4 offset 12; the ports likewise.
+            var other = 1 - direction;
+            var addresses = Unsafe.Add(ref Unsafe.As<uint, ulong>(ref Unsafe.AsRef(in e.OriginalSource)), other);
+            var ports = Unsafe.Add(ref Unsafe.As<ushort, uint>(ref Unsafe.AsRef(in e.OriginalSourcePort)), other);
+            UncheckedBytes.WriteUInt64BigEndian(ref b, l3 + 12, BitConverter.IsLittleEndian ? addresses : BitOperations.RotateRight(addresses, 32));
+            UncheckedBytes.WriteUInt32BigEndian(ref b, l4, BitConverter.IsLittleEndian ? ports : BitOperations.RotateRight(ports, 16));
 
+            var tcp = e.Protocol == IpProtocol.Tcp;
+            var checksumAt = l4 + (tcp ? 16 : 6);
             var checksum = UncheckedBytes.ReadUInt16BigEndian(ref b, checksumAt);
             if (checksum != 0 || tcp)
             {

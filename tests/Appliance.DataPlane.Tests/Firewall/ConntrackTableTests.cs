@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using FsCheck;
 using FsCheck.Fluent;
 using Isthmus.DataPlane.Firewall;
@@ -26,6 +27,65 @@ public class ConntrackTableTests
         Assert.Equal(-1, table.Find(original, 1, out _));
         Assert.Equal(-1, table.Find(reply, 1, out _));
         Assert.Equal(0, table.Count);
+    }
+
+    /// <summary>
+    /// The lookup compares a key as two wide words and the protocol: a tuple that differs from a
+    /// session's key in any one field (either address, either port, the protocol, a bit anywhere)
+    /// is not that session, and both keys, and only those, find it.
+    /// </summary>
+    [Fact]
+    public void A_key_differing_in_any_one_field_is_not_found()
+    {
+        var words = ArbMap.Default.GeneratorFor<uint>();
+        var tuples =
+            from source in words
+            from destination in words
+            from ports in words
+            from protocol in Gen.Elements<byte>(6, 17, 1)
+            select new FlowTuple(source, destination, (ushort)(ports >> 16), (ushort)ports, protocol);
+        var sample =
+            from original in tuples
+            from reply in tuples
+            from field in Gen.Choose(0, 4)
+            from bit in Gen.Choose(0, 31)
+            select (original, reply, field, bit);
+        Prop.ForAll(sample.ToArbitrary(), s =>
+        {
+            var (original, reply, field, bit) = s;
+            reply = reply with { Protocol = original.Protocol };
+            var table = new ConntrackTable(4);
+            var entry = table.Insert(original, reply, ConntrackState.Unreplied, FlowFlags.None, expires: 10);
+            var found0 = table.Find(original, 1, out var d0) == entry && d0 == 0;
+            var found1 = table.Find(reply, 1, out var d1) == entry && d1 == 1;
+            var other = field switch
+            {
+                0 => original with { Source = original.Source ^ (1u << bit) },
+                1 => original with { Destination = original.Destination ^ (1u << bit) },
+                2 => original with { SourcePort = (ushort)(original.SourcePort ^ (1 << (bit & 15))) },
+                3 => original with { DestinationPort = (ushort)(original.DestinationPort ^ (1 << (bit & 15))) },
+                _ => original with { Protocol = (byte)(original.Protocol ^ (1 << (bit & 7))) },
+            };
+            var wrong = other != reply && table.Find(other, 1, out _) >= 0;
+            return found0 && found1 && !wrong;
+        }).QuickCheckThrowOnFailure();
+    }
+
+    /// <summary>The field offsets the wide key compare reads (ConntrackEntry's remarks).</summary>
+    [Fact]
+    public void The_key_fields_lie_where_the_wide_compare_reads_them()
+    {
+        var entries = new ConntrackEntry[1];
+        ref var e = ref entries[0];
+        ref var start = ref Unsafe.As<ConntrackEntry, byte>(ref e);
+        Assert.Equal(0, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<uint, byte>(ref e.OriginalSource)));
+        Assert.Equal(4, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<uint, byte>(ref e.OriginalDestination)));
+        Assert.Equal(8, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<uint, byte>(ref e.ReplySource)));
+        Assert.Equal(12, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<uint, byte>(ref e.ReplyDestination)));
+        Assert.Equal(16, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<ushort, byte>(ref e.OriginalSourcePort)));
+        Assert.Equal(18, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<ushort, byte>(ref e.OriginalDestinationPort)));
+        Assert.Equal(20, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<ushort, byte>(ref e.ReplySourcePort)));
+        Assert.Equal(22, (int)Unsafe.ByteOffset(ref start, ref Unsafe.As<ushort, byte>(ref e.ReplyDestinationPort)));
     }
 
     [Fact]
