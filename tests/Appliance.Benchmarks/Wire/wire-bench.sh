@@ -280,11 +280,18 @@ step() {
         apcpu=-
     fi
     local delivered=$((rx1 - rx0))
+    # The forwarder's CPU1 time in the measured second: the worker thread (appliance; it includes the softirq work run
+    # inside its transmit kicks, i.e. the receiver's ingress) or CPU1's softirq (kernel: all of its forwarding).
+    local fticks=$((s1 - s0))
+    if [[ -n ${APP_PID:-} && $mode != *-warmup ]]; then
+        fticks=$(awk '$3=="isthmus-worker" {print $1; f=1} END {if (!f) print 0}' "$OUT/threads-$mode-$dir-$rate.txt")
+    fi
     awk -v m="$mode" -v d="$dir" -v r="$rate" -v o="$offered" -v s="$secs" -v dl="$delivered" -v nb="$drops" \
-        -v sd=$((sd1 - sd0)) -v c1="$cpu1" -v ap="$apcpu" -v si="$sirq" 'BEGIN {
+        -v sd=$((sd1 - sd0)) -v c1="$cpu1" -v ap="$apcpu" -v si="$sirq" -v ft="$fticks" -v hz="$hz" -v w=$((tot1 - tot0)) 'BEGIN {
             loss = (o > 0) ? 100 * (o - dl) / o : 0; if (loss < 0) loss = 0;
-            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s %s\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap, si }' >>"$RES"
-    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, CPU1 %s%% (softirq %s%%), appliance %s%%\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$11,$10}' >&2
+            us = (dl > 0 && w > 0) ? 1e6 * (ft / hz) / (dl / s * w / hz) : 0;
+            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s %s %.2f\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap, si, us }' >>"$RES"
+    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, CPU1 %s%% (softirq %s%%), appliance %s%%, forwarder %s us/packet on CPU1\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$11,$10,$12}' >&2
 }
 
 # Kernel reference for routed + SNAT: ist-app routes acc10 (10.10.0.1) <-> up0 (203.0.113.1) with
@@ -544,9 +551,12 @@ zero_loss_any() {
         if [[ " $MODES " == *" snat "* && " $MODES " == *" kernel-snat "* ]]; then
             ratio_line snat kernel-snat "snat/kernel-snat (routed + SNAT)"
         fi
+        for m in $MODES; do
+            awk -v m="$m" -v d="$dir" '$1==m && $2==d && $12 > 0 { printf "%s%s %.2f", (n++ ? ", " : "- " m " " d ": forwarder CPU1 time per delivered packet (worker thread, or CPU1 softirq for the kernel), us: "), $3, $12 } END { if (n) print "" }' "$RES"
+        done
         awk -v d="$dir" '($1=="appliance" || $1=="snat") && $2==d && $10!="-" { printf "- %s: appliance process CPU at %d pps offered: %s %% of one core (%.1f µs per delivered packet); CPU1 softirq %s %%\n", $1, $3, $10, ($5 > 0 ? 10000 * $10 / $5 : 0), $11 }' "$RES"
     done
     echo
-    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq%)"
+    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq% forwarder_us_per_packet)"
     echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
