@@ -53,7 +53,11 @@ public sealed class PortCounters
     /// <summary>AF_XDP transmit: frames dropped because the TX ring was full or every TX chunk was in flight.</summary>
     public long TxRingFull;
 
-    /// <summary>Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on).</summary>
+    /// <summary>
+    /// Frames the kernel refused to send (ENOBUFS, EAGAIN, and so on). AF_XDP: also each frame a kick reports the device
+    /// dropped (EBUSY: a veth whose peer is down or whose backlog is full); those were counted in <see cref="TxPackets"/>
+    /// when they went on the ring.
+    /// </summary>
     public long TxErrors;
 
     /// <summary>System calls made, to show what batching buys.</summary>

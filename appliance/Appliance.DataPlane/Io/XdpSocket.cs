@@ -222,7 +222,10 @@ public sealed unsafe class XdpSocket : IDisposable
         Flush(counters);
     }
 
-    /// <summary>Kicks the kernel until the TX ring is empty, it stops asking, or a kick makes no progress.</summary>
+    /// <summary>
+    /// Kicks the kernel until the TX ring is empty, it stops asking, or a kick makes no progress. A kick that ends with
+    /// EBUSY dropped one frame in the device: counted in <see cref="PortCounters.TxErrors"/>, and the kicks go on.
+    /// </summary>
     public void Flush(PortCounters counters)
     {
         var tx = TxRing!;
@@ -233,7 +236,13 @@ public sealed unsafe class XdpSocket : IDisposable
             if (Libc.SendTo(_xsk, null, 0, Libc.MsgDontWait, null, 0) < 0)
             {
                 var errno = Libc.Errno;
-                if (errno is not (Libc.EAgain or Libc.EBusy or Libc.ENoBufs))
+                if (errno == Libc.EBusy)
+                {
+                    // The device dropped the frame the kick was sending (dev_direct_xmit: NET_XMIT_DROP, e.g. a veth
+                    // whose peer is down or whose backlog is full); the kernel consumed it and completes its chunk.
+                    counters.TxErrors++;
+                }
+                else if (errno is not (Libc.EAgain or Libc.ENoBufs))
                 {
                     counters.TxErrors += pending;
                     return;

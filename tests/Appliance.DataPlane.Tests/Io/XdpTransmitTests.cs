@@ -264,6 +264,48 @@ public sealed unsafe class XdpTransmitTests
         }
     }
 
+    [Fact]
+    public void On_a_veth_whose_peer_is_down_every_frame_the_device_drops_is_a_counted_tx_error_and_its_chunk_comes_back()
+    {
+        if (!Requires.RootAndNetns())
+        {
+            return;
+        }
+
+        using var net = new VethPair();
+        var pool = new PacketPool(1024);
+        using var b = OpenAfPacket(net.NamespaceB, net.LinkB, kind: PortKind.Access);
+        XdpSocket xsk;
+        using (NetworkNamespace.Enter(net.NamespaceA))
+        {
+            xsk = new XdpSocket((int)Libc.IfNameToIndex(net.LinkA), receive: false, txFrames: 64);
+        }
+
+        using (xsk)
+        {
+            // The peer down: veth's carrier drops, dev_direct_xmit drops each frame and the kick returns EBUSY.
+            Ip.Run("-n", net.NamespaceB, "link", "set", net.LinkB, "down");
+            var counters = new PortCounters();
+            var queue = Queue(pool, 0, 10);
+            xsk.Transmit(queue.Frames, pool, counters);
+            Release(queue, pool);
+            Assert.Equal((10L, 0L, 10L), (counters.TxPackets, counters.TxRingFull, counters.TxErrors));
+            Assert.Equal(0, xsk.TxRing!.Pending);
+            Assert.Equal(0, WaitForCompletions(xsk.TxRing));
+
+            // The peer back up: the same socket sends again, nothing more is counted as an error.
+            Ip.Run("-n", net.NamespaceB, "link", "set", net.LinkB, "up");
+            Ip.WaitOperUp(net.NamespaceA, net.LinkA);
+            var again = Queue(pool, 100, 5);
+            xsk.Transmit(again.Frames, pool, counters);
+            Release(again, pool);
+            var got = Collect(b, pool, 5, (_, f) => IsTestFrame(f));
+            Assert.Equal(Enumerable.Range(100, 5).Select(i => TestFrame(i)), got.Select(r => r.Bytes));
+            Assert.Equal((15L, 10L), (counters.TxPackets, counters.TxErrors));
+            Assert.Equal(0, pool.Outstanding);
+        }
+    }
+
     // ---- partial checksums (XdpChecksum) ----
 
     private static byte[] Frame(bool ipv6, byte protocol, int payload, int padding = 0, ushort fragment = 0)
