@@ -149,6 +149,17 @@ public static class Checksum
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort Apply(ushort checksum, ulong delta) => (ushort)~Fold((ulong)(ushort)~checksum + delta);
 
+    /// <summary>
+    /// <see cref="Apply"/> with a delta already folded to 16 bits (a cached one): ~HC + delta is at
+    /// most 0x1FFFE, so one end-around carry completes the sum (the per-packet rewrite of the fast path).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort ApplyFolded(ushort checksum, ushort delta)
+    {
+        var sum = (uint)(ushort)~checksum + delta;
+        return (ushort)~((sum & 0xFFFF) + (sum >> 16));
+    }
+
     /// <summary>RFC 1624 eqn. 3 applied to a 128-bit field (an IPv6 address).</summary>
     public static ushort Update(ushort checksum, in Ipv6Address oldValue, in Ipv6Address newValue)
     {

@@ -43,6 +43,27 @@ public class ChecksumTests
             select (a, b),
             t => Checksum.Fold(Checksum.Add(t.b, Checksum.Add(t.a))) == ReferenceFold([.. t.a, .. t.b]));
 
+    /// <summary>A folded delta applied with one carry equals the general Apply, for every checksum and delta.</summary>
+    [Fact]
+    public void Apply_of_a_folded_delta_equals_the_general_apply()
+    {
+        Properties.Check(
+            from checksum in Properties.UInt16
+            from delta in Properties.UInt16
+            select (checksum, delta),
+            s => Checksum.ApplyFolded(s.checksum, s.delta) == Checksum.Apply(s.checksum, (ulong)s.delta),
+            runs: 2000);
+
+        // Every checksum with the deltas at the carry's edges.
+        foreach (ushort delta in new ushort[] { 0, 1, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF })
+        {
+            for (var checksum = 0; checksum <= 0xFFFF; checksum++)
+            {
+                Assert.Equal(Checksum.Apply((ushort)checksum, (ulong)delta), Checksum.ApplyFolded((ushort)checksum, delta));
+            }
+        }
+    }
+
     [Fact]
     public void Incremental_16_bit_update_equals_full_recompute() =>
         Properties.Check(

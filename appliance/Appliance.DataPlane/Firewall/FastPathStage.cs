@@ -112,7 +112,6 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
             var found = Established(ref p, ref b, totalLength, p.IpProtocol, at);
             if (found == ConntrackStage.Forwarded)
             {
-                p.Flags |= PacketFlags.L3Parsed;
                 forwarded++;
                 continue;
             }
@@ -186,12 +185,11 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
         ref readonly var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
         if (cached.Epoch != at.Epoch
             || !ConntrackStage.StepEstablished(ref e, direction, protocol, tcpFlags, at.Now, at.Timeouts)
-            || !FlowCache.TryRewrite(ref p, ref b, l3, l4, totalLength, e, direction, cached, at.Adjacencies, at.Ticks))
+            || !FlowCache.TryRewrite(ref p, ref b, l3, l4, totalLength, e, direction, cached, at.Adjacencies, at.Ticks, PacketFlags.KnownFlow | PacketFlags.L3Parsed))
         {
             return entry;
         }
 
-        p.Flags |= PacketFlags.KnownFlow;
         p.Flow = entry;
         p.FlowDirection = (byte)direction;
         return ConntrackStage.Forwarded;

@@ -64,10 +64,11 @@ public static class FlowCache
     /// <see cref="TryForward"/> once its caller has checked the cached result's epoch and that the
     /// frame at <paramref name="b"/> holds the Ethernet and IPv4 headers (at <paramref name="l3"/>) and
     /// the transport header up to its checksum (at <paramref name="l4"/>); <paramref name="totalLength"/>
-    /// is the IPv4 total length, <paramref name="now"/> the worker's clock (the neighbor's freshness).
+    /// is the IPv4 total length, <paramref name="now"/> the worker's clock (the neighbor's freshness);
+    /// <paramref name="alsoSet"/> joins the flags a forwarded packet gets in the same write.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool TryRewrite(ref PacketMeta p, ref byte b, int l3, int l4, int totalLength, in ConntrackEntry e, int direction, in CachedForward cached, AdjacencyTable adjacencies, long now)
+    internal static bool TryRewrite(ref PacketMeta p, ref byte b, int l3, int l4, int totalLength, in ConntrackEntry e, int direction, in CachedForward cached, AdjacencyTable adjacencies, long now, PacketFlags alsoSet = PacketFlags.None)
     {
         ref readonly var adjacency = ref adjacencies[cached.Adjacency];
         var ttl = Unsafe.Add(ref b, l3 + 8);
@@ -95,7 +96,7 @@ public static class FlowCache
             {
                 // RFC 1624 eqn. 3; a UDP checksum that comes out 0 is sent as 0xFFFF (RFC 768), and
                 // a zero UDP checksum (none) stays zero, as in NatRewriter.
-                checksum = Checksum.Apply(checksum, cached.L4Delta);
+                checksum = Checksum.ApplyFolded(checksum, cached.L4Delta);
                 if (checksum == 0 && !tcp)
                 {
                     checksum = 0xFFFF;
@@ -106,7 +107,7 @@ public static class FlowCache
         }
 
         Unsafe.Add(ref b, l3 + 8) = (byte)(ttl - 1);
-        UncheckedBytes.WriteUInt16BigEndian(ref b, l3 + 10, Checksum.Apply(UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 10), cached.IpDelta));
+        UncheckedBytes.WriteUInt16BigEndian(ref b, l3 + 10, Checksum.ApplyFolded(UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 10), cached.IpDelta));
 
         // The next hop's MAC, then the egress gateway's (48-bit values: high 32 bits, then low 16).
         UncheckedBytes.WriteUInt32BigEndian(ref b, 0, (uint)(adjacency.Mac >> 16));
@@ -117,7 +118,7 @@ public static class FlowCache
         p.Domain = adjacency.Domain;
         p.EgressSegment = adjacency.Segment;
         p.EgressVtep = adjacency.Vtep;
-        p.Flags = (p.Flags & ~(PacketFlags.Flood | PacketFlags.Bum | PacketFlags.ToGateway)) | PacketFlags.Routed | PacketFlags.FastPath;
+        p.Flags = (p.Flags & ~(PacketFlags.Flood | PacketFlags.Bum | PacketFlags.ToGateway)) | PacketFlags.Routed | PacketFlags.FastPath | alsoSet;
         return true;
     }
 
