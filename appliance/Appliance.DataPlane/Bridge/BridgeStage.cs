@@ -44,6 +44,11 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         Domain domain = null!;
         DomainState state = null!;
         var lastDestination = new Destination(0, -1, 0, 0);
+
+        // The last ingress segment and whether it is VXLAN (its frames' stations live behind a VTEP).
+        var lastSegment = -1;
+        var segmentIsVxlan = false;
+        var dhcpSnooping = context.DhcpSnooping;
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -61,7 +66,13 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
 
             var frame = pool.Frame(p.Buffer, p.Offset, EthernetHeader.Length);
             var source = MacAddress.Read(frame[6..]).Value;
-            var vtep = snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan ? p.RemoteVtep : 0;
+            if (p.IngressSegment != lastSegment)
+            {
+                lastSegment = p.IngressSegment;
+                segmentIsVxlan = snapshot.Segments[lastSegment].Kind == PortKind.Vxlan;
+            }
+
+            var vtep = segmentIsVxlan ? p.RemoteVtep : 0;
 
             // A train of frames from one station in one batch: the first refreshed the entry at this
             // same timestamp, so the rest need no table access. (Segments are unique across domains.)
@@ -102,7 +113,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
                 continue;
             }
 
-            if (context.DhcpSnooping is { } dhcp)
+            if (dhcpSnooping is { } dhcp)
             {
                 var etherType = L3Messages.EtherTypeOf(frame);
                 if (etherType == EtherType.Ipv4)

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Diagnostics;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
@@ -57,10 +59,15 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
     {
         var snapshot = context.Snapshot;
         var pool = context.Pool;
-        var tracer = context.Tracer;
-        var tracing = tracer.Armed;
+        var tracing = context.Tracer.Armed;
         var packets = batch.Packets;
         var lastTunnel = new TunnelCache(0, 0, -1);
+
+        // Per-batch caches for trains of frames: the last ingress port's binding, the last segment's domain.
+        var lastPort = -1;
+        PortBinding port = null!;
+        var lastSegment = -1;
+        ushort domain = 0;
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -75,7 +82,12 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
                 continue;
             }
 
-            var port = snapshot.Ports[p.IngressPort];
+            if (p.IngressPort != lastPort)
+            {
+                lastPort = p.IngressPort;
+                port = snapshot.Ports[lastPort];
+            }
+
             var slot = pool.Slot(p.Buffer);
             var segment = port.Kind switch
             {
@@ -94,10 +106,13 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
                 continue;
             }
 
+            // One slice for the frame's bounds; the 14 bytes checked above are read unchecked.
             var frame = slot.Slice(p.Offset, p.Length);
-            var source = MacAddress.Read(frame[6..]);
-            if (source.IsMulticast || source.IsZero)
+            ref var start = ref MemoryMarshal.GetReference(frame);
+            var sourceHigh = UncheckedBytes.ReadUInt32BigEndian(ref start, 6);
+            if ((sourceHigh & 0x0100_0000) != 0 || (sourceHigh | UncheckedBytes.ReadUInt16BigEndian(ref start, 10)) == 0)
             {
+                // Multicast or all-zero source.
                 Drop(ref p, (ushort)DecapDrop.InvalidSourceMac);
                 continue;
             }
@@ -111,23 +126,40 @@ public sealed class DecapStage() : PipelineStage("decap", typeof(DecapDrop))
             }
 
             p.IngressSegment = segment;
-            p.Domain = (ushort)snapshot.Segments[segment].Domain;
-
-            if (tracing && (p.Flags & PacketFlags.Traced) == 0 && Matches(tracer.Filter, port.Name, frame))
+            if (segment != lastSegment)
             {
-                p.TraceId = tracer.Claim();
-                if (p.TraceId != 0)
-                {
-                    p.Flags |= PacketFlags.Traced;
-                }
+                lastSegment = segment;
+                domain = (ushort)snapshot.Segments[segment].Domain;
             }
 
-            if ((p.Flags & PacketFlags.Traced) != 0)
+            p.Domain = domain;
+            if (tracing || (p.Flags & PacketFlags.Traced) != 0)
             {
-                var seg = snapshot.Segments[segment];
-                tracer.Record(p.TraceId, Name, "continue",
-                    $"port {port.Name} → segment {seg.Name}, domain {snapshot.Domains[seg.Domain].Name}, {source} → {MacAddress.Read(frame)}, {p.Length} bytes");
+                Trace(ref p, context, port, frame, tracing);
             }
+        }
+    }
+
+    /// <summary>Arms the trace for a frame matching the filter and records decap's verdict for traced ones.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Trace(ref PacketMeta p, WorkerContext context, PortBinding port, ReadOnlySpan<byte> frame, bool tracing)
+    {
+        var tracer = context.Tracer;
+        if (tracing && (p.Flags & PacketFlags.Traced) == 0 && Matches(tracer.Filter, port.Name, frame))
+        {
+            p.TraceId = tracer.Claim();
+            if (p.TraceId != 0)
+            {
+                p.Flags |= PacketFlags.Traced;
+            }
+        }
+
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            var snapshot = context.Snapshot;
+            var seg = snapshot.Segments[p.IngressSegment];
+            tracer.Record(p.TraceId, Name, "continue",
+                $"port {port.Name} → segment {seg.Name}, domain {snapshot.Domains[seg.Domain].Name}, {MacAddress.Read(frame[6..])} → {MacAddress.Read(frame)}, {p.Length} bytes");
         }
     }
 

@@ -37,6 +37,7 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
     {
         var snapshot = context.Snapshot;
         var packets = batch.Packets;
+        var unicast = new UnicastCache(snapshot.Segments, context.TxQueues);
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -45,51 +46,175 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
                 continue;
             }
 
-            // Split horizon and "not back where it came from" apply to bridged frames only: a routed
-            // or appliance-originated packet may leave on any segment of its (egress) domain.
-            var bridged = (p.Flags & (PacketFlags.Routed | PacketFlags.Local)) == 0;
-            var ingressIsVxlan = bridged && snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
-            if ((p.Flags & PacketFlags.Flood) == 0)
+            if (!TryEmitUnicast(ref p, context.Pool, ref unicast))
             {
-                var egress = snapshot.Segments[p.EgressSegment];
-                if (ingressIsVxlan && egress.Kind == PortKind.Vxlan)
+                ProcessOne(ref p, context, snapshot);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The last unicast egress segment of the batch and what sending there needs (its queue, MTU, the VXLAN
+    /// header as one 8-byte word), and the last ingress segment's kind: a train of frames to one segment
+    /// looks nothing up again.
+    /// </summary>
+    private struct UnicastCache(Segment[] segments, TxQueue[] queues)
+    {
+        public readonly Segment[] Segments = segments;
+        public readonly TxQueue[] Queues = queues;
+        public int Egress = -1;
+        public PortKind Kind;
+        public int Mtu;
+        public TxQueue Queue = null!;
+        public ulong VxlanWord;
+        public ushort VtepPort;
+        public VlanTag Tag;
+        public int Ingress = -1;
+        public bool IngressIsVxlan;
+
+        public void Load(int egress)
+        {
+            var segment = Segments[egress];
+            Egress = egress;
+            Kind = segment.Kind;
+            Mtu = segment.Mtu;
+            Queue = Queues[segment.Port];
+            VtepPort = segment.VtepUdpPort;
+            Tag = VlanTag.Customer(segment.Vlan);
+            VxlanWord = HeaderWord(segment.Vni);
+        }
+
+        /// <summary>The segment's 8-byte VXLAN header as the word that stores it (written by <see cref="VxlanHeader.Write"/>).</summary>
+        private static ulong HeaderWord(uint vni)
+        {
+            Span<byte> header = stackalloc byte[VxlanHeader.Length];
+            VxlanHeader.Write(header, vni);
+            return MemoryMarshal.Read<ulong>(header);
+        }
+    }
+
+    /// <summary>
+    /// A bridged or routed unicast frame to a known segment (and VTEP), untraced, that fits the MTU and the
+    /// queue: queued here with no per-frame lookups. Anything else (floods, split horizon, a static MAC on a
+    /// VNI without a VTEP, MTU, a full queue, a traced packet) returns false for <see cref="ProcessOne"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe bool TryEmitUnicast(ref PacketMeta p, PacketPool pool, ref UnicastCache cache)
+    {
+        var flags = p.Flags;
+        if ((flags & (PacketFlags.Flood | PacketFlags.Traced)) != 0)
+        {
+            return false;
+        }
+
+        if (p.EgressSegment != cache.Egress)
+        {
+            cache.Load(p.EgressSegment);
+        }
+
+        if (p.Length - EthernetHeader.Length > cache.Mtu || cache.Queue.IsFull)
+        {
+            return false;
+        }
+
+        var offset = p.Offset;
+        var length = p.Length;
+        switch (cache.Kind)
+        {
+            case PortKind.Vxlan:
+            {
+                if (p.EgressVtep == 0)
                 {
-                    Drop(ref p, (ushort)EncapDrop.SplitHorizon);
-                }
-                else if (egress.Kind != PortKind.Vxlan || p.EgressVtep != 0)
-                {
-                    Emit(ref p, context, egress, p.EgressVtep, original: true);
-                }
-                else
-                {
-                    // A MAC known on the VNI but not behind a particular VTEP (a static entry): replicate.
-                    var pending = new Target(-1, 0);
-                    FloodSegment(ref p, context, egress, ref pending);
-                    Finish(ref p, context, snapshot, pending);
+                    return false;
                 }
 
+                if ((flags & (PacketFlags.Routed | PacketFlags.Local)) == 0)
+                {
+                    // Split horizon: a bridged frame from a VXLAN segment never goes back to one.
+                    if (p.IngressSegment != cache.Ingress)
+                    {
+                        cache.Ingress = p.IngressSegment;
+                        cache.IngressIsVxlan = cache.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
+                    }
+
+                    if (cache.IngressIsVxlan)
+                    {
+                        return false;
+                    }
+                }
+
+                var frame = pool.Pointer(p.Buffer) + offset;
+                Unsafe.WriteUnaligned(frame - VxlanHeader.Length, cache.VxlanWord);
+                var entropy = FlowEntropy(new ReadOnlySpan<byte>(frame, length));
+                cache.Queue.Add(p.Buffer, offset - VxlanHeader.Length, length + VxlanHeader.Length, p.EgressVtep, cache.VtepPort, entropy);
+                break;
+            }
+
+            case PortKind.Trunk:
+                if (!VlanTags.TryInsert(pool.Slot(p.Buffer), offset, length, cache.Tag, out offset))
+                {
+                    return false;
+                }
+
+                cache.Queue.Add(p.Buffer, offset, length + VlanTag.Length, 0, 0, 0);
+                break;
+            default:
+                cache.Queue.Add(p.Buffer, offset, length, 0, 0, 0);
+                break;
+        }
+
+        p.Disposition = Disposition.Consumed;
+        return true;
+    }
+
+    /// <summary>One packet the unicast path left: floods, split horizon, MTU, full queues, traced packets.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ProcessOne(ref PacketMeta p, WorkerContext context, DataPlaneSnapshot snapshot)
+    {
+        // Split horizon and "not back where it came from" apply to bridged frames only: a routed
+        // or appliance-originated packet may leave on any segment of its (egress) domain.
+        var bridged = (p.Flags & (PacketFlags.Routed | PacketFlags.Local)) == 0;
+        var ingressIsVxlan = bridged && snapshot.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
+        if ((p.Flags & PacketFlags.Flood) == 0)
+        {
+            var egress = snapshot.Segments[p.EgressSegment];
+            if (ingressIsVxlan && egress.Kind == PortKind.Vxlan)
+            {
+                Drop(ref p, (ushort)EncapDrop.SplitHorizon);
+            }
+            else if (egress.Kind != PortKind.Vxlan || p.EgressVtep != 0)
+            {
+                Emit(ref p, context, egress, p.EgressVtep, original: true);
+            }
+            else
+            {
+                // A MAC known on the VNI but not behind a particular VTEP (a static entry): replicate.
+                var pending = new Target(-1, 0);
+                FloodSegment(ref p, context, egress, ref pending);
+                Finish(ref p, context, snapshot, pending);
+            }
+
+            return;
+        }
+
+        var next = new Target(-1, 0);
+        foreach (var s in snapshot.Domains[p.Domain].Segments)
+        {
+            if (s < 0 || (bridged && s == p.IngressSegment))
+            {
                 continue;
             }
 
-            var next = new Target(-1, 0);
-            foreach (var s in snapshot.Domains[p.Domain].Segments)
+            var segment = snapshot.Segments[s];
+            if (ingressIsVxlan && segment.Kind == PortKind.Vxlan)
             {
-                if (s < 0 || (bridged && s == p.IngressSegment))
-                {
-                    continue;
-                }
-
-                var segment = snapshot.Segments[s];
-                if (ingressIsVxlan && segment.Kind == PortKind.Vxlan)
-                {
-                    continue;
-                }
-
-                FloodSegment(ref p, context, segment, ref next);
+                continue;
             }
 
-            Finish(ref p, context, snapshot, next);
+            FloodSegment(ref p, context, segment, ref next);
         }
+
+        Finish(ref p, context, snapshot, next);
     }
 
     /// <summary>A destination: a segment, and a VTEP when the segment is VXLAN.</summary>

@@ -25,5 +25,21 @@ public sealed class TxQueue
         return ref f;
     }
 
+    /// <summary>
+    /// Queues a frame with every field given (no zeroing first): the encap stage's unicast path. The caller
+    /// checked <see cref="IsFull"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Add(int buffer, int offset, int length, uint destinationIp, ushort destinationPort, ushort sourcePort)
+    {
+        ref var f = ref _frames[Count++];
+        f.Buffer = buffer;
+        f.Offset = offset;
+        f.Length = length;
+        f.DestinationIp = destinationIp;
+        f.DestinationPort = destinationPort;
+        f.SourcePort = sourcePort;
+    }
+
     public void Clear() => Count = 0;
 }
