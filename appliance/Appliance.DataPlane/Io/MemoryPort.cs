@@ -3,7 +3,8 @@ using Isthmus.DataPlane.Pipeline;
 namespace Isthmus.DataPlane.Io;
 
 /// <summary>A frame as a test or benchmark hands it to a <see cref="MemoryPort"/>, or gets it back.</summary>
-public sealed record MemoryFrame(byte[] Bytes, ushort? VlanTci = null, uint RemoteVtep = 0, ushort RemotePort = 0, uint DestinationIp = 0, ushort DestinationPort = 0);
+/// <remarks>Transmitted VXLAN frames carry the VTEP, its UDP port and the flow-entropy source port encap chose.</remarks>
+public sealed record MemoryFrame(byte[] Bytes, ushort? VlanTci = null, uint RemoteVtep = 0, ushort RemotePort = 0, uint DestinationIp = 0, ushort DestinationPort = 0, ushort SourcePort = 0);
 
 /// <summary>
 /// An in-memory port (Kestrel's in-memory transport, for packets): tests enqueue frames to be
@@ -102,7 +103,7 @@ public sealed class MemoryPort(string name, PortKind kind) : IPacketPort
         {
             if (capture)
             {
-                Transmitted.Add(new MemoryFrame(pool.Frame(tx.Buffer, tx.Offset, tx.Length).ToArray(), DestinationIp: tx.DestinationIp, DestinationPort: tx.DestinationPort));
+                Transmitted.Add(new MemoryFrame(pool.Frame(tx.Buffer, tx.Offset, tx.Length).ToArray(), DestinationIp: tx.DestinationIp, DestinationPort: tx.DestinationPort, SourcePort: tx.SourcePort));
             }
 
             bytes += tx.Length;

@@ -1,0 +1,122 @@
+using Isthmus.DataPlane.Encap;
+using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Tests.Support;
+using Isthmus.Packets;
+using static Isthmus.DataPlane.Tests.Support.Frames;
+using static Isthmus.DataPlane.Tests.Support.L2Fixture;
+
+namespace Isthmus.DataPlane.Tests.Pipeline;
+
+/// <summary>
+/// Decap, bridge and encap keep per-batch caches for trains of frames (the last ingress port, segment and
+/// domain; the last egress segment's queue, MTU and VXLAN header). A batch that keeps switching ports,
+/// domains, VNIs and fates must give every frame exactly what it gets in a batch of its own.
+/// </summary>
+public sealed class L2BatchTests
+{
+    private static readonly MacAddress HostA = Mac("02:00:00:00:10:0a");
+    private static readonly MacAddress Vm1 = Mac("02:00:00:00:10:0b");
+    private static readonly MacAddress TrunkHost = Mac("02:00:00:00:10:0c");
+    private static readonly MacAddress HostB = Mac("02:00:00:00:20:0a");
+    private static readonly MacAddress Vm2 = Mac("02:00:00:00:20:0b");
+
+    /// <summary>Stations learned first: HostA on acc10, Vm1 behind VTEP .3 (VNI 5010), TrunkHost on VLAN 10, HostB on acc20, Vm2 behind .2 (VNI 5020).</summary>
+    private static readonly (int Port, MemoryFrame Frame)[] Learn =
+    [
+        (Acc10, new MemoryFrame(Ethernet(Broadcast, HostA))),
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(Broadcast, Vm1)), RemoteVtep: Vtep2)),
+        (Trunk0, new MemoryFrame(Ethernet(Broadcast, TrunkHost), VlanTci: 10)),
+        (Acc20, new MemoryFrame(Ethernet(Broadcast, HostB))),
+        (Und0, new MemoryFrame(Vxlan(5020, Ethernet(Broadcast, Vm2)), RemoteVtep: Vtep1)),
+    ];
+
+    /// <summary>In port order, as one worker turn takes them into its batch.</summary>
+    private static readonly (int Port, MemoryFrame Frame)[] Mixed =
+    [
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(HostA, Vm1)), RemoteVtep: Vtep2)),
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(TrunkHost, Vm1, payload: 80)), RemoteVtep: Vtep2)),
+        (Und0, new MemoryFrame(Vxlan(5020, Ethernet(HostB, Vm2)), RemoteVtep: Vtep1)),
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(Vm1, Vm1)), RemoteVtep: Vtep2)),
+        (Acc10, new MemoryFrame(Ethernet(Vm1, HostA))),
+        (Acc10, new MemoryFrame(Ethernet(TrunkHost, HostA))),
+        (Acc10, new MemoryFrame(Ethernet(Vm1, HostA, payload: 1480))),
+        (Acc10, new MemoryFrame(Ethernet(Vm1, HostA, payload: 100))),
+        (Acc20, new MemoryFrame(Ethernet(Vm2, HostB))),
+        (Acc20, new MemoryFrame(Ethernet(Vm2, HostB, payload: 60))),
+        (Acc20, new MemoryFrame(Ethernet(Broadcast, HostB))),
+        (Acc20, new MemoryFrame(Ethernet(Vm2, HostB, payload: 70))),
+        (Trunk0, new MemoryFrame(Ethernet(Vm1, TrunkHost), VlanTci: 10)),
+        (Trunk0, new MemoryFrame(Ethernet(HostA, TrunkHost), VlanTci: 10)),
+        (Trunk0, new MemoryFrame(Tagged(Ethernet(Vm1, TrunkHost, payload: 90), 10))),
+    ];
+
+    [Fact]
+    public void A_batch_switching_ports_domains_vnis_and_fates_treats_each_frame_as_a_batch_of_its_own()
+    {
+        using var together = Learned();
+        foreach (var (port, frame) in Mixed)
+        {
+            together.Port(port).Enqueue(frame);
+        }
+
+        together.Run();
+
+        using var alone = Learned();
+        foreach (var (port, frame) in Mixed)
+        {
+            alone.Receive(port, frame);
+        }
+
+        for (var port = 0; port < alone.Ports.Length; port++)
+        {
+            Assert.Equal(Describe(alone.Sent(port)), Describe(together.Sent(port)));
+        }
+
+        foreach (var (stage, reason) in new[] { ("encap", "MtuExceeded"), ("bridge", "SameSegment") })
+        {
+            Assert.Equal(1, alone.Drops(stage, reason));
+            Assert.Equal(1, together.Drops(stage, reason));
+        }
+    }
+
+    [Fact]
+    public void Unicast_vxlan_from_a_mixed_batch_carries_its_segments_vni_vtep_and_the_inner_frames_entropy()
+    {
+        using var lab = Learned();
+        foreach (var (port, frame) in Mixed)
+        {
+            lab.Port(port).Enqueue(frame);
+        }
+
+        lab.Run();
+
+        // acc10 → Vm1 (2, the jumbo dropped), acc20 → Vm2 (3) and its broadcast (one VTEP on 5020), trunk → Vm1 (2).
+        var sent = lab.Sent(Und0).Select(f => (f, Unvxlan(f.Bytes))).ToList();
+        Assert.Equal(8, sent.Count);
+        Assert.All(sent, s =>
+        {
+            var (frame, (vni, inner)) = s;
+            var destination = MacAddress.Read(inner);
+            Assert.Equal(destination == Vm1 ? 5010u : 5020u, vni);
+            Assert.Equal(destination == Vm1 ? Vtep2 : Vtep1, frame.DestinationIp);
+            Assert.Equal(4789, frame.DestinationPort);
+            Assert.Equal(EncapStage.FlowEntropy(inner), frame.SourcePort);
+        });
+        Assert.Equal(3, lab.Sent(Trunk0).Count); // from und0 and acc10 on VLAN 10, the acc20 broadcast on VLAN 20
+    }
+
+    private static L2Fixture Learned()
+    {
+        var lab = new L2Fixture();
+        foreach (var (port, frame) in Learn)
+        {
+            lab.Receive(port, frame);
+        }
+
+        lab.ClearSent();
+        return lab;
+    }
+
+    private static List<string> Describe(List<MemoryFrame> sent) =>
+        [.. sent.Select(f => $"{Convert.ToHexString(f.Bytes)} to {f.DestinationIp}:{f.DestinationPort} from {f.SourcePort}")];
+}
