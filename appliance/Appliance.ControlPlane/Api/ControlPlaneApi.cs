@@ -30,6 +30,7 @@ public static class ControlPlaneApi
         services.AddSingleton<HealthMonitor>();
         // The load balancer's VIP view for mobility (registered before mobility's NoVips fallback).
         services.AddSingleton<IVipHealth>(sp => sp.GetRequiredService<HealthMonitor>());
+        services.TryAddSingleton(_ => new CpuIdleLatency()); // tests register one holding a file instead of the device
         services.AddSingleton<DataPlaneRuntime>();
         services.AddHostedService(sp => sp.GetRequiredService<DataPlaneRuntime>());
         services.TryAddSingleton<IVipHealth, NoVips>();

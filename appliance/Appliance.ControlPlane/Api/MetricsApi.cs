@@ -62,6 +62,9 @@ public static class MetricsApi
         Gauge(sb, "isthmus_config_revision", "Revision the data plane runs.", dp.SnapshotVersion);
         Gauge(sb, "isthmus_config_confirm_pending", "1 while a commit-confirmed waits for its confirmation.", config.Pending is null ? 0 : 1);
         Gauge(sb, "isthmus_up", "1 while the data plane forwards.", dp.Forwarding ? 1 : 0);
+        var cpuIdle = dp.CpuIdle.Status;
+        Gauge(sb, "isthmus_cpu_idle_latency_request_us", "The PM QoS CPU latency request held (dataPlane.cpuIdleLatencyUs); -1 when none is in force.", cpuIdle.Held ?? -1);
+        Counter(sb, "isthmus_cpu_idle_latency_failures_total", "CPU latency requests that could not be made (device absent or not permitted).", [("", cpuIdle.Failures)]);
         Counter(sb, "isthmus_log_suppressed_total", "Data-plane log lines suppressed by the rate limit.", [("", dp.SuppressedLogLines)]);
         Counter(sb, "isthmus_conntrack_table_full_drops_total", "New flows dropped because the conntrack table was full (nat.ConntrackFull).",
             [("", StateApi.Drops(dp).Where(d => d.Stage == "nat" && d.Reason == "ConntrackFull").Sum(d => d.Count))]);

@@ -273,11 +273,12 @@ public sealed partial class ConfigService : IDisposable
 
     /// <summary>
     /// Ports and data-plane settings are opened once, at start (sockets, namespaces, the pool). A commit
-    /// that changes them is refused with the reason; import it offline and restart (README).
+    /// that changes them is refused with the reason; import it offline and restart (README). The exception is
+    /// <c>dataPlane.cpuIdleLatencyUs</c>, a PM QoS request the runtime changes in place at publish.
     /// </summary>
     private static IEnumerable<ProgramError> FixedWhileRunning(ConfigDocument running, ConfigDocument next)
     {
-        if (running.DataPlane != next.DataPlane)
+        if (running.DataPlane with { CpuIdleLatencyUs = null } != next.DataPlane with { CpuIdleLatencyUs = null })
         {
             yield return new("dataPlane", "data-plane settings (namespace, pool, batch) are fixed while the appliance runs: import the document with `Appliance.Host import` and restart");
         }

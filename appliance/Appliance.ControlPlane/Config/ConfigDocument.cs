@@ -92,6 +92,15 @@ public sealed record DataPlaneSettings
     /// a 2 KiB UMEM chunk: 16384 (the default) = 32 MiB per port receiving through AF_XDP.
     /// </summary>
     public int XdpRingFrames { get; init; } = Isthmus.DataPlane.Io.XdpSocket.DefaultFrames;
+
+    /// <summary>
+    /// A CPU latency request (PM QoS, µs) held for the appliance's lifetime: the cpuidle governor then only uses idle
+    /// states that wake within this time; 0 = CPUs never halt (they poll when idle), so a RARP wakes the worker and the
+    /// mobility loop without a halted-vCPU round trip (issue 6's latency). Costs power / host CPU while idle, as tuned's
+    /// network-latency profile. null (the default) = no request. Applied at start and by a commit (the one data-plane setting that changes without a restart); if the device
+    /// (<c>/dev/cpu_dma_latency</c>) is absent or not permitted the appliance runs without it (status and metrics say so).
+    /// </summary>
+    public int? CpuIdleLatencyUs { get; init; }
 }
 
 public enum Role

@@ -37,6 +37,11 @@ public static class ConfigValidator
             errors.Add(new("dataPlane.xdpRingFrames", $"{document.DataPlane.XdpRingFrames} frames is not an AF_XDP ring size: a power of two from {Isthmus.DataPlane.Io.XdpSocket.MinFrames} to {Isthmus.DataPlane.Io.XdpSocket.MaxFrames} (each frame is 2 KiB of memory per port)"));
         }
 
+        if (document.DataPlane.CpuIdleLatencyUs is { } latency and (< 0 or > Runtime.CpuIdleLatency.MaxMicroseconds))
+        {
+            errors.Add(new("dataPlane.cpuIdleLatencyUs", $"{latency} µs is out of range: 0 (CPUs never halt) to {Runtime.CpuIdleLatency.MaxMicroseconds}, or null for no request"));
+        }
+
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < document.Users.Count; i++)
         {

@@ -10,6 +10,8 @@ public static class LogEvents
     public const int DataPlaneForwarding = 1001;
     public const int DataPlaneStopped = 1002;
     public const int SnapshotPublished = 1003;
+    public const int CpuIdleLatency = 1004;
+    public const int CpuIdleLatencyFailed = 1005;
     public const int MacMoved = 1101;
     public const int MacDamped = 1102;
     public const int RateLimitedSuppressed = 1199;

@@ -19,7 +19,7 @@ namespace Isthmus.ControlPlane.Runtime;
 /// starts the worker; from then on <see cref="ConfigService"/> publishes every commit to it with one
 /// <see cref="SnapshotSlot.Publish"/>. It also drains MAC moves into the rate-limited log.
 /// </summary>
-public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory portFactory, TimeProvider time, HealthMonitor health, ILogger<DataPlaneRuntime> logger)
+public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory portFactory, TimeProvider time, HealthMonitor health, ILogger<DataPlaneRuntime> logger, CpuIdleLatency? cpuIdle = null)
     : IHostedService, IDataPlaneTarget, IDisposable
 {
     private readonly RateLimitedLog _rateLimited = new(logger, time);
@@ -49,6 +49,9 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     public long SuppressedLogLines => _rateLimited.Suppressed;
 
+    /// <summary>dataPlane.cpuIdleLatencyUs: the PM QoS request held while the data plane runs.</summary>
+    public CpuIdleLatency CpuIdle { get; } = cpuIdle ?? new CpuIdleLatency();
+
     /// <summary>The load balancer's health checks (their verdicts are overlaid on every published snapshot).</summary>
     public HealthMonitor Health => health;
 
@@ -58,6 +61,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
         {
             var document = current.Document;
             health.Netns = document.DataPlane.Netns;
+            ApplyCpuIdle(document.DataPlane.CpuIdleLatencyUs);
             var compiled = SnapshotCompiler.Compile(document.Program, current.Revision?.Id ?? 0, time.TimestampFrequency);
             lock (_publishGate)
             {
@@ -91,7 +95,27 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
             Slot.Publish(WithHealth(snapshot));
         }
 
+        ApplyCpuIdle(config.Current.Document.DataPlane.CpuIdleLatencyUs);
         LogPublished(logger, snapshot.Version);
+    }
+
+    /// <summary>Makes (or changes, or drops) the PM QoS request; a device that cannot be used is logged, and the data plane runs without it.</summary>
+    private void ApplyCpuIdle(int? microseconds)
+    {
+        var before = CpuIdle.Status;
+        if (before.Requested == microseconds && (microseconds is null || before.Held is not null))
+        {
+            return;
+        }
+
+        if (CpuIdle.Apply(microseconds))
+        {
+            LogCpuIdle(logger, microseconds is { } us ? $"{us} µs" : "none", CpuIdle.DevicePath);
+        }
+        else
+        {
+            LogCpuIdleFailed(logger, microseconds ?? 0, CpuIdle.Status.LastError ?? "");
+        }
     }
 
     /// <summary>A backend went up or down: the committed snapshot again, with only its load-balancer tables recompiled (one swap, no packet lost).</summary>
@@ -128,6 +152,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
         _drain?.Dispose();
         Worker?.Dispose();
         Mobility.Dispose();
+        CpuIdle.Dispose();
         foreach (var port in _ports)
         {
             port.Dispose();
@@ -152,6 +177,12 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     [LoggerMessage(EventId = LogEvents.DataPlaneForwarding, Level = LogLevel.Information, Message = "Data plane forwarding revision {Revision}: {Ports} ports, {Domains} bridge domains, namespace {Netns}")]
     private static partial void LogForwarding(ILogger logger, long revision, int ports, int domains, string netns);
+
+    [LoggerMessage(EventId = LogEvents.CpuIdleLatency, Level = LogLevel.Information, Message = "CPU idle latency request (PM QoS): {Value} through {Device}")]
+    private static partial void LogCpuIdle(ILogger logger, string value, string device);
+
+    [LoggerMessage(EventId = LogEvents.CpuIdleLatencyFailed, Level = LogLevel.Warning, Message = "CPU idle latency request of {Value} µs not made, running without it: {Reason}")]
+    private static partial void LogCpuIdleFailed(ILogger logger, int value, string reason);
 
     [LoggerMessage(EventId = LogEvents.DataPlaneStopped, Level = LogLevel.Information, Message = "Data plane stopped")]
     private static partial void LogStopped(ILogger logger);

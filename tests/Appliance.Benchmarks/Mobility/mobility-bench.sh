@@ -3,7 +3,7 @@
 # RIB (p50/p99 over N moves), and 10,000 workloads failing over to this site at once.
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
-#        [--poll interrupt,busy,busy-unpinned] [--rounds R] [--pin worker|none] [--external] [--no-build]
+#        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--rounds R] [--pin worker|none] [--external] [--no-build]
 #
 # --warmup K (default 10): K moves first, not counted (printed apart): the first move after start-up runs the
 # path for the first time (JIT compilation: 10-20 ms here) and the next few still tier up; N + K <= 140.
@@ -13,6 +13,9 @@
 #   busy: dataPlane.pollMode "busy" and dataPlane.workerCpu = the last CPU: the worker polls without sleeping on
 #         that CPU, and the mobility and BGP session loops share it (one CPU busy all the time, as VPP's polling mode).
 #   busy-unpinned: dataPlane.pollMode "busy" alone: the worker never sleeps, the scheduler places it and the loops.
+# --cpu-idle-latency (default off): a list of off or microseconds; every poll mode is run once per value, in that order
+#   (A/B in one window). A value sets dataPlane.cpuIdleLatencyUs: the appliance holds /dev/cpu_dma_latency with it (PM QoS),
+#   so no vCPU enters an idle state slower to leave than that; 0 = the vCPUs poll instead of halting ("PM QoS 0 us").
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -33,6 +36,7 @@ EXTERNAL=0
 PIN=none
 POLL=interrupt,busy,busy-unpinned
 ROUNDS=1
+QOS=off
 BUILD=()
 while (($#)); do
     case $1 in
@@ -42,6 +46,7 @@ while (($#)); do
         --pin) PIN=$2; shift ;;
         --poll) POLL=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
+        --cpu-idle-latency) QOS=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -52,6 +57,10 @@ done
 IFS=, read -r -a MODES <<< "$POLL"
 for mode in "${MODES[@]}"; do
     [[ $mode == interrupt || $mode == busy || $mode == busy-unpinned ]] || { echo "--poll: a list of interrupt, busy and busy-unpinned" >&2; exit 2; }
+done
+IFS=, read -r -a QOSES <<< "$QOS"
+for qos in "${QOSES[@]}"; do
+    [[ $qos == off || $qos =~ ^[0-9]+$ ]] || { echo "--cpu-idle-latency: a list of off and microseconds" >&2; exit 2; }
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
 (( $(nproc) >= 2 )) || PIN=none
@@ -90,6 +99,7 @@ RUNS=()
 run=0
 for ((round = 1; round <= ROUNDS; round++)); do
     for mode in "${MODES[@]}"; do
+      for qos in "${QOSES[@]}"; do
         run=$((run + 1))
         keys=()
         label="pollMode $mode"
@@ -103,15 +113,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
             keys=("workerCpu=$LAST_CPU")
             label+=", workerCpu $LAST_CPU (the worker alone)"
         fi
-        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode.json" "${keys[@]}"
+        if [[ $qos != off ]]; then
+            keys+=("cpuIdleLatencyUs=$qos")
+            label+=", PM QoS $qos us"
+        fi
+        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos.json" "${keys[@]}"
         lab_up=1
-        "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode.json" > "$OUT/lab-up-$run.log" 2>&1 \
+        "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos.json" > "$OUT/lab-up-$run.log" 2>&1 \
             || { cat "$OUT/lab-up-$run.log" >&2; exit 1; }
         BUILD=(--no-build)
         measure "run $run, $label" "$OUT/run-$run-$mode.txt"
         "$LAB" down > /dev/null 2>&1
         lab_up=0
         RUNS+=("$OUT/run-$run-$mode.txt")
+      done
     done
 done
 echo

@@ -243,6 +243,11 @@ def hop_lines():
         r = view["runtime"]
         lines.append(f"  during the measured moves: GC gen0/1/2 {r['gen0']}/{r['gen1']}/{r['gen2']} (pause {r['gcPauseMs']:.2f} ms in all), "
                      f"methods JIT-compiled {r['jitMethods']}")
+    if "cpuIdle" in view:
+        q = view["cpuIdle"]
+        lines.append(f"  CPU idle latency request (PM QoS, dataPlane.cpuIdleLatencyUs): {q['state']}"
+                     + (f", {q['held']} us held on {q['device']}" if q.get("held") is not None else "")
+                     + (f" ({q['lastError']})" if q.get("lastError") else ""))
     return lines
 
 

@@ -33,6 +33,8 @@ public sealed class ApplianceFactory : WebApplicationFactory<ApplianceFactory>
     {
         _firstBoot = firstBoot;
         StorePath = _dir.File("config.db");
+        CpuDmaLatencyPath = _dir.File("cpu_dma_latency");
+        File.WriteAllBytes(CpuDmaLatencyPath, []);
         if (seed is not null)
         {
             using var store = ConfigStore.Open(StorePath, TimeProvider.System);
@@ -50,6 +52,9 @@ public sealed class ApplianceFactory : WebApplicationFactory<ApplianceFactory>
     public string StorePath { get; }
 
     public MemoryPortFactory Ports { get; } = new();
+
+    /// <summary>A file standing in for /dev/cpu_dma_latency (dataPlane.cpuIdleLatencyUs): tests never touch the device.</summary>
+    public string CpuDmaLatencyPath { get; }
 
     public CollectingLoggerProvider Logs { get; } = new();
 
@@ -87,6 +92,7 @@ public sealed class ApplianceFactory : WebApplicationFactory<ApplianceFactory>
                     services.AddHostedService(sp => new FirstBootService(sp.GetRequiredService<FirstBoot>(), options));
                 }
 
+                services.AddSingleton(new CpuIdleLatency(CpuDmaLatencyPath));
                 services.AddControlPlane(StorePath);
             })
             .Configure(app =>
