@@ -461,34 +461,42 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         }
 
         _waiting = waiting;
-        if (Same(next, _announced))
+        var changed = Changed(_announced, next);
+        if (changed.Count == 0)
         {
             return;
         }
 
+        // Every session was given _announced last (RestartPeers empties it with the new sessions): each reconciles
+        // only the changed prefixes; next is never mutated (it is replaced), so the sessions read it without a copy.
         _announced = next;
         foreach (var peer in _peers)
         {
-            peer.Session.SetAdvertisements(next.Values, _routeCause);
+            peer.Session.UpdateAdvertisements(next, changed, _routeCause);
         }
     }
 
-    private static bool Same(Dictionary<IPNetwork, Advertisement> a, Dictionary<IPNetwork, Advertisement> b)
+    /// <summary>The prefixes added, changed or removed from <paramref name="before"/> to <paramref name="after"/>.</summary>
+    private static List<IPNetwork> Changed(Dictionary<IPNetwork, Advertisement> before, Dictionary<IPNetwork, Advertisement> after)
     {
-        if (a.Count != b.Count)
+        var changed = new List<IPNetwork>();
+        foreach (var (prefix, advertisement) in after)
         {
-            return false;
-        }
-
-        foreach (var (prefix, advertisement) in a)
-        {
-            if (!b.TryGetValue(prefix, out var other) || !advertisement.Equals(other))
+            if (!before.TryGetValue(prefix, out var old) || !advertisement.Equals(old))
             {
-                return false;
+                changed.Add(prefix);
             }
         }
 
-        return true;
+        foreach (var prefix in before.Keys)
+        {
+            if (!after.ContainsKey(prefix))
+            {
+                changed.Add(prefix);
+            }
+        }
+
+        return changed;
     }
 
     // ------------------------------------------------------------------ GARP

@@ -86,6 +86,37 @@ public sealed class AdjRibOut
         return new RibDiff(announce, withdraw);
     }
 
+    /// <summary>
+    /// Reconciles only the <paramref name="dirty"/> prefixes (<paramref name="desired"/> holds their wanted advertisements;
+    /// a dirty prefix missing from it is withdrawn if it was sent). Every other prefix is left as it is: the same result
+    /// as <see cref="Reconcile(IReadOnlyDictionary{IPNetwork, Advertisement})"/> when only the dirty ones changed, in
+    /// time proportional to the dirty set.
+    /// </summary>
+    public RibDiff Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired, IEnumerable<IPNetwork> dirty)
+    {
+        ArgumentNullException.ThrowIfNull(desired);
+        ArgumentNullException.ThrowIfNull(dirty);
+        var announce = new List<Advertisement>();
+        var withdraw = new List<IPNetwork>();
+        foreach (var prefix in dirty)
+        {
+            if (desired.TryGetValue(prefix, out var advertisement))
+            {
+                if (!_sent.TryGetValue(prefix, out var sent) || !sent.Equals(advertisement))
+                {
+                    announce.Add(advertisement);
+                    _sent[prefix] = advertisement;
+                }
+            }
+            else if (_sent.Remove(prefix))
+            {
+                withdraw.Add(prefix);
+            }
+        }
+
+        return new RibDiff(announce, withdraw);
+    }
+
     /// <summary>The session went down: without Graceful Restart (RFC 4724) the peer dropped all our routes.</summary>
     public void Clear() => _sent.Clear();
 }

@@ -166,6 +166,20 @@ public sealed class BgpSession : IAsyncDisposable
     public void SetAdvertisements(IEnumerable<Advertisement> desired, long cause = 0) => _ = SetAdvertisementsAsync(desired, cause);
 
     /// <summary>
+    /// Incremental form of <see cref="SetAdvertisementsAsync(IEnumerable{Advertisement}, long)"/> for one move among many
+    /// routes: <paramref name="desired"/> is the whole new desired set (not copied: the caller never mutates it), and
+    /// <paramref name="changed"/> the prefixes whose advertisement was added, changed or removed since the set this
+    /// session was last given. The loop updates its desired set and reconciles only those prefixes against the
+    /// Adj-RIB-Out (a dirty set, not a walk of every route), so a /32 move costs the same with 10 or 10,000 routes.
+    /// </summary>
+    public void UpdateAdvertisements(IReadOnlyDictionary<IPNetwork, Advertisement> desired, IReadOnlyCollection<IPNetwork> changed, long cause = 0)
+    {
+        ArgumentNullException.ThrowIfNull(desired);
+        ArgumentNullException.ThrowIfNull(changed);
+        _inputs.TryWrite(new Input.UpdateAdvertisements(desired, changed, cause));
+    }
+
+    /// <summary>
     /// Sends every route of the Adj-RIB-Out again (what the appliance does after its own migration, so
     /// that peers which lost state relearn them; as for an RFC 2918 ROUTE-REFRESH from the peer).
     /// </summary>
@@ -259,6 +273,28 @@ public sealed class BgpSession : IAsyncDisposable
 
                 _cause = 0;
                 set.Done.TrySetResult();
+                break;
+            case Input.UpdateAdvertisements update:
+                _options.Latency?.ToLoop.RecordSince(update.Cause);
+                _cause = update.Cause;
+                foreach (var prefix in update.Changed)
+                {
+                    if (update.Desired.TryGetValue(prefix, out var advertisement))
+                    {
+                        _desired[prefix] = advertisement;
+                    }
+                    else
+                    {
+                        _desired.Remove(prefix);
+                    }
+                }
+
+                if (_fsm.State == BgpState.Established)
+                {
+                    SendDiff(update.Changed);
+                }
+
+                _cause = 0;
                 break;
             case Input.Refresh refresh:
                 if (_fsm.State == BgpState.Established)
@@ -423,9 +459,28 @@ public sealed class BgpSession : IAsyncDisposable
         });
     }
 
-    private void SendDiff()
+    private void SendDiff() => Send(_ribOut.Reconcile(NegotiatedDesired()));
+
+    /// <summary>
+    /// Reconciles only <paramref name="dirty"/>: the Adj-RIB-Out matched the (negotiable) desired set for every other
+    /// prefix after the last reconciliation, so this sends exactly what a full <see cref="SendDiff()"/> would.
+    /// </summary>
+    private void SendDiff(IReadOnlyCollection<IPNetwork> dirty)
     {
-        var diff = _ribOut.Reconcile(NegotiatedDesired());
+        var desired = new Dictionary<IPNetwork, Advertisement>(dirty.Count);
+        foreach (var prefix in dirty)
+        {
+            if (_desired.TryGetValue(prefix, out var advertisement) && Negotiable(advertisement))
+            {
+                desired[prefix] = advertisement;
+            }
+        }
+
+        Send(_ribOut.Reconcile(desired, dirty));
+    }
+
+    private void Send(RibDiff diff)
+    {
         var context = _fsm.Negotiated!.DecodeContext;
         Announce(diff.Announce);
 
@@ -444,13 +499,11 @@ public sealed class BgpSession : IAsyncDisposable
     // Only the families the peer negotiated can be sent; the rest wait in the desired set.
     private Dictionary<IPNetwork, Advertisement> NegotiatedDesired()
     {
-        var families = _fsm.Negotiated!.Families;
-        var canIpv4 = families.Contains(AfiSafi.Ipv4Unicast);
-        var canIpv6 = families.Contains(AfiSafi.Ipv6Unicast);
-        return _desired
-            .Where(kv => (kv.Value.IsIpv6 ? canIpv6 : canIpv4) && ResolveNextHop(kv.Value) is not null)
-            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        return _desired.Where(kv => Negotiable(kv.Value)).ToDictionary(kv => kv.Key, kv => kv.Value);
     }
+
+    private bool Negotiable(Advertisement advertisement) =>
+        _fsm.Negotiated!.Families.Contains(advertisement.IsIpv6 ? AfiSafi.Ipv6Unicast : AfiSafi.Ipv4Unicast) && ResolveNextHop(advertisement) is not null;
 
     private IPAddress? ResolveNextHop(Advertisement advertisement)
     {
@@ -655,6 +708,8 @@ public sealed class BgpSession : IAsyncDisposable
         public sealed record SetAdvertisements(Advertisement[] Desired, TaskCompletionSource Done, long Cause) : Input;
 
         public sealed record Stop(string? Reason, TaskCompletionSource Done) : Input;
+
+        public sealed record UpdateAdvertisements(IReadOnlyDictionary<IPNetwork, Advertisement> Desired, IReadOnlyCollection<IPNetwork> Changed, long Cause) : Input;
 
         public sealed record Refresh(TaskCompletionSource Done) : Input;
     }

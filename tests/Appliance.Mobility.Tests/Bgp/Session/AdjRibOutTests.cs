@@ -58,6 +58,57 @@ public class AdjRibOutTests
     }
 
     [Fact]
+    public void Reconciling_only_the_changed_prefixes_gives_what_a_full_reconcile_gives()
+    {
+        // 2,000 random steps over 24 prefixes (IPv4 and IPv6), each present or not with one of three community sets.
+        var random = new Random(6);
+        var prefixes = Enumerable.Range(0, 24).Select(i => IPNetwork.Parse(i % 3 == 0 ? $"2001:db8::{i}/128" : $"10.0.0.{i}/32")).ToArray();
+        var full = new AdjRibOut();
+        var incremental = new AdjRibOut();
+        var before = new Dictionary<IPNetwork, Advertisement>();
+        for (var step = 0; step < 2000; step++)
+        {
+            var after = new Dictionary<IPNetwork, Advertisement>(before);
+            for (var k = random.Next(1, 4); k > 0; k--)
+            {
+                var prefix = prefixes[random.Next(prefixes.Length)];
+                var variant = random.Next(4);
+                if (variant == 3)
+                {
+                    after.Remove(prefix);
+                }
+                else
+                {
+                    after[prefix] = new Advertisement(prefix) { Communities = variant == 0 ? [] : [new Community(65001, (ushort)variant)] };
+                }
+            }
+
+            var dirty = after.Where(kv => !before.TryGetValue(kv.Key, out var old) || !old.Equals(kv.Value)).Select(kv => kv.Key)
+                .Concat(before.Keys.Where(p => !after.ContainsKey(p))).ToList();
+            var expected = full.Reconcile(after);
+            var actual = incremental.Reconcile(after, dirty);
+
+            Assert.Equal(expected.Announce.OrderBy(a => a.Prefix.ToString()), actual.Announce.OrderBy(a => a.Prefix.ToString()));
+            Assert.Equal(expected.Withdraw.Select(p => p.ToString()).Order(), actual.Withdraw.Select(p => p.ToString()).Order());
+            Assert.Equal(full.Routes.OrderBy(a => a.Prefix.ToString()), incremental.Routes.OrderBy(a => a.Prefix.ToString()));
+            before = after;
+        }
+    }
+
+    [Fact]
+    public void A_dirty_prefix_not_desired_is_withdrawn_once_and_clean_ones_are_left_alone()
+    {
+        var rib = new AdjRibOut();
+        rib.Reconcile(Desired(Route("10.0.0.1/32"), Route("10.0.0.2/32")));
+
+        // 10.0.0.2 is not in this desired view, but it is not dirty: it stays.
+        var diff = rib.Reconcile(Desired(), [IPNetwork.Parse("10.0.0.1/32"), IPNetwork.Parse("10.0.0.1/32")]);
+        Assert.Equal([IPNetwork.Parse("10.0.0.1/32")], diff.Withdraw);
+        Assert.Empty(diff.Announce);
+        Assert.Equal([IPNetwork.Parse("10.0.0.2/32")], rib.Routes.Select(r => r.Prefix));
+    }
+
+    [Fact]
     public void Advertisements_compare_lists_by_content()
     {
         var a = new Advertisement(IPNetwork.Parse("10.0.0.1/32")) { LargeCommunities = [new LargeCommunity(1, 2, 3)] };

@@ -39,6 +39,38 @@ public class BgpSessionTests
     }
 
     [Fact]
+    public async Task An_incremental_update_sends_only_the_changed_prefixes_and_a_new_session_gets_the_whole_set()
+    {
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port);
+
+        // Before the session is up: the desired set is kept, and the first UPDATE after OPEN carries all of it.
+        var routes = Enumerable.Range(1, 300).Select(i => new Advertisement(IPNetwork.Parse($"10.8.{i >> 8}.{i & 0xFF}/32"))).ToDictionary(a => a.Prefix);
+        session.UpdateAdvertisements(routes, [.. routes.Keys]);
+        session.Start();
+        await peer.AcceptAndOpenAsync(65002);
+        var initial = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal(routes.Keys.Select(p => p.ToString()).Order(), initial.Nlri.Select(p => p.ToString()).Order());
+        await Eventually(() => session.AdjRibOut.Count == 300);
+
+        // One move among 300 routes: one UPDATE with that /32 alone.
+        var moved = new Advertisement(IPNetwork.Parse("10.9.0.1/32")) { Communities = [new Community(65001, 100)] };
+        var next = new Dictionary<IPNetwork, Advertisement>(routes) { [moved.Prefix] = moved };
+        session.UpdateAdvertisements(next, [moved.Prefix]);
+        var announce = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal([moved.Prefix], announce.Nlri);
+        Assert.Equal([new Community(65001, 100)], announce.Communities);
+
+        // Moved away: its withdrawal alone (an unchanged prefix listed as changed sends nothing).
+        var gone = new Dictionary<IPNetwork, Advertisement>(routes);
+        session.UpdateAdvertisements(gone, [moved.Prefix, routes.Keys.First()]);
+        var withdraw = Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true));
+        Assert.Equal([moved.Prefix], withdraw.Withdrawn);
+        Assert.Empty(withdraw.Nlri);
+        await Eventually(() => session.AdjRibOut.Count == 300 && !session.AdjRibOut.Any(a => a.Prefix == moved.Prefix));
+    }
+
+    [Fact]
     public async Task Announces_reconciles_learns_and_shuts_down_gracefully()
     {
         await using var peer = new FakePeer();
