@@ -10,6 +10,7 @@ namespace Isthmus.ControlPlane.Mobility;
 /// <list type="bullet">
 /// <item><c>feed</c>: the mobility loop took the signal from the <see cref="DataPlane.Bridge.MobilityFeed"/>;</item>
 /// <item><c>decision</c>: the registry observed it and the burst was decided;</item>
+/// <item><c>routes planned</c>: the routes were planned, paced and diffed, about to be handed to the sessions;</item>
 /// <item><c>bgp loop</c> / <c>bgp socket write</c>: each BGP session's loop took the new desired set, its first UPDATE was written to the socket;</item>
 /// <item><c>garp query</c>: a GARP handed to the worker as a query → the worker served it (its wake-up; from the hand-over, not from the RARP).</item>
 /// </list>
@@ -26,6 +27,8 @@ public sealed class MobilityLatency
     public LatencyRecorder Decision { get; } = new("decision");
 
     public LatencyRecorder GarpQuery { get; } = new("garp query");
+
+    public LatencyRecorder Planned { get; } = new("routes planned");
 
     public BgpLatency Bgp { get; } = new();
 
@@ -48,12 +51,13 @@ public sealed class MobilityLatency
         return new RuntimeActivity(now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods);
     }
 
-    public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
+    public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Planned.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
 
     public void Reset()
     {
         Feed.Reset();
         Decision.Reset();
+        Planned.Reset();
         GarpQuery.Reset();
         Bgp.ToLoop.Reset();
         Bgp.ToSocket.Reset();

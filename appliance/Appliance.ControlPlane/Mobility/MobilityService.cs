@@ -470,6 +470,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         // Every session was given _announced last (RestartPeers empties it with the new sessions): each reconciles
         // only the changed prefixes; next is never mutated (it is replaced), so the sessions read it without a copy.
         _announced = next;
+        Latency.Planned.RecordSince(_routeCause);
         foreach (var peer in _peers)
         {
             peer.Session.UpdateAdvertisements(next, changed, _routeCause);

@@ -126,6 +126,7 @@ public sealed class MobilityApiTests(MobileAppliance appliance) : IClassFixture<
         var hops = latency!["hops"]!.AsArray().ToDictionary(h => h!["hop"]!.GetValue<string>(), h => h!);
         Assert.True(hops["feed"]["count"]!.GetValue<long>() >= 1);
         Assert.True(hops["decision"]["count"]!.GetValue<long>() >= 1);
+        Assert.True(hops["routes planned"]["count"]!.GetValue<long>() >= 1);
         Assert.Contains("bgp socket write", hops.Keys);
 
         // The move back withdraws it.

@@ -55,6 +55,9 @@ public sealed class AdjRibOut
 
     public int Count => _sent.Count;
 
+    /// <summary>Raised by every change (announce, withdraw, clear): a reader's copy is current while it is unchanged.</summary>
+    public long Version { get; private set; }
+
     public IReadOnlyCollection<Advertisement> Routes => _sent.Values;
 
     public RibDiff Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired)
@@ -83,6 +86,7 @@ public sealed class AdjRibOut
             _sent.Remove(prefix);
         }
 
+        Version += announce.Count + withdraw.Count > 0 ? 1 : 0;
         return new RibDiff(announce, withdraw);
     }
 
@@ -114,9 +118,14 @@ public sealed class AdjRibOut
             }
         }
 
+        Version += announce.Count + withdraw.Count > 0 ? 1 : 0;
         return new RibDiff(announce, withdraw);
     }
 
     /// <summary>The session went down: without Graceful Restart (RFC 4724) the peer dropped all our routes.</summary>
-    public void Clear() => _sent.Clear();
+    public void Clear()
+    {
+        _sent.Clear();
+        Version++;
+    }
 }

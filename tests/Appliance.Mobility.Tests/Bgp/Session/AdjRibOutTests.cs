@@ -109,6 +109,22 @@ public class AdjRibOutTests
     }
 
     [Fact]
+    public void The_version_moves_on_every_change_and_only_then()
+    {
+        var rib = new AdjRibOut();
+        var v0 = rib.Version;
+        rib.Reconcile(Desired(Route("10.0.0.1/32")));
+        var v1 = rib.Version;
+        rib.Reconcile(Desired(Route("10.0.0.1/32")));
+        rib.Reconcile(Desired(Route("10.0.0.1/32")), [IPNetwork.Parse("10.0.0.1/32"), IPNetwork.Parse("10.0.0.9/32")]);
+        Assert.Equal(v1, rib.Version);
+        rib.Reconcile(Desired(), [IPNetwork.Parse("10.0.0.1/32")]);
+        var v2 = rib.Version;
+        rib.Clear();
+        Assert.True(v0 < v1 && v1 < v2 && v2 < rib.Version);
+    }
+
+    [Fact]
     public void Advertisements_compare_lists_by_content()
     {
         var a = new Advertisement(IPNetwork.Parse("10.0.0.1/32")) { LargeCommunities = [new LargeCommunity(1, 2, 3)] };
