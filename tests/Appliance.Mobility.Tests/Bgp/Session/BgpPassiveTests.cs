@@ -91,7 +91,7 @@ public class BgpPassiveTests
         await ours.AcceptAsync();
         await ours.SendOpenAsync(65002, identifier: "192.0.2.200");
         Assert.IsType<KeepaliveMessage>(await ours.NextAsync()); // the speaker is in OpenConfirm on its connection
-        Assert.Equal(BgpState.OpenConfirm, session.State);
+        await Eventually(() => session.State == BgpState.OpenConfirm); // published after the KEEPALIVE is written
 
         await using var theirs = new FakePeer();
         await theirs.ConnectAsync(listener.Port);
