@@ -1,5 +1,6 @@
 using Isthmus.Benchmarks.Wire;
 using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Io.Native;
 using Isthmus.DataPlane.Pipeline;
 using static Isthmus.DataPlane.Tests.Io.PortHarness;
 
@@ -39,7 +40,7 @@ public sealed class WireGenSenderTests
             long syscalls;
             using (NetworkNamespace.Enter(net.NamespaceA))
             {
-                var ifIndex = (int)Native.IfNameToIndex(net.LinkA);
+                var ifIndex = (int)Libc.IfNameToIndex(net.LinkA);
                 Assert.NotEqual(0, ifIndex);
                 using Sender sender = xdp ? new XdpSender(ifIndex, net.LinkA, frame, Burst) : new PacketSender(ifIndex, net.LinkA, frame, 64, qdiscBypass: false);
                 var left = Due;

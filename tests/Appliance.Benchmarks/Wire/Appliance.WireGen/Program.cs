@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Io.Native;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.Packets;
 
@@ -47,7 +48,7 @@ internal static unsafe class Program
     private static int Run(Options o)
     {
         using var ns = o.Netns is null ? null : NetworkNamespace.Enter(o.Netns);
-        var ifIndex = (int)Native.IfNameToIndex(o.Interface);
+        var ifIndex = (int)Libc.IfNameToIndex(o.Interface);
         if (ifIndex == 0)
         {
             throw new IOException($"interface '{o.Interface}' not found (errno {Marshal.GetLastPInvokeError()})");

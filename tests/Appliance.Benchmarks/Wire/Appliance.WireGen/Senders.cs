@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Io;
+using Isthmus.DataPlane.Io.Native;
 using Isthmus.DataPlane.Pipeline;
 
 namespace Isthmus.Benchmarks.Wire;
@@ -32,23 +33,23 @@ internal sealed unsafe class PacketSender : Sender
 {
     private readonly int _fd;
     private readonly byte* _frame;
-    private readonly Native.IoVec* _iov;
-    private readonly Native.MMsgHdr* _msgs;
+    private readonly IoVec* _iov;
+    private readonly MMsgHdr* _msgs;
 
     public PacketSender(int ifIndex, string name, ReadOnlySpan<byte> frame, int batch, bool qdiscBypass)
     {
         // Protocol 0: a send-only socket, it receives nothing.
-        _fd = Native.Socket(Native.AfPacket, Native.SockRaw | Native.SockCloExec, 0);
+        _fd = Libc.Socket(Libc.AfPacket, Libc.SockRaw | Libc.SockCloExec, 0);
         if (_fd < 0)
         {
             throw new IOException($"socket(AF_PACKET) failed (errno {Marshal.GetLastPInvokeError()}); run as root");
         }
 
         _frame = (byte*)NativeMemory.AlignedAlloc((nuint)frame.Length, 64);
-        _iov = (Native.IoVec*)NativeMemory.AlignedAlloc((nuint)sizeof(Native.IoVec), 64);
-        _msgs = (Native.MMsgHdr*)NativeMemory.AlignedAlloc((nuint)(batch * sizeof(Native.MMsgHdr)), 64);
+        _iov = (IoVec*)NativeMemory.AlignedAlloc((nuint)sizeof(IoVec), 64);
+        _msgs = (MMsgHdr*)NativeMemory.AlignedAlloc((nuint)(batch * sizeof(MMsgHdr)), 64);
         frame.CopyTo(new Span<byte>(_frame, frame.Length));
-        *_iov = new Native.IoVec { Base = _frame, Length = (nuint)frame.Length };
+        *_iov = new IoVec { Base = _frame, Length = (nuint)frame.Length };
         for (var i = 0; i < batch; i++)
         {
             _msgs[i] = default;
@@ -59,15 +60,15 @@ internal sealed unsafe class PacketSender : Sender
         if (qdiscBypass)
         {
             var one = 1;
-            _ = Native.SetSockOpt(_fd, Native.SolPacket, Native.PacketQdiscBypass, &one, sizeof(int));
+            _ = Libc.SetSockOpt(_fd, Libc.SolPacket, Libc.PacketQdiscBypass, &one, sizeof(int));
         }
 
         var sll = stackalloc byte[20];
         new Span<byte>(sll, 20).Clear();
-        *(ushort*)sll = Native.AfPacket;                 // sll_family
+        *(ushort*)sll = Libc.AfPacket;                 // sll_family
         *(ushort*)(sll + 2) = 0;                  // sll_protocol: 0 = send only
         *(int*)(sll + 4) = ifIndex;               // sll_ifindex
-        if (Native.Bind(_fd, sll, 20) != 0)
+        if (Libc.Bind(_fd, sll, 20) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             Dispose();
@@ -82,19 +83,19 @@ internal sealed unsafe class PacketSender : Sender
         while (true)
         {
             Syscalls++;
-            var r = Native.SendMMsg(_fd, _msgs, (uint)count, Native.MsgDontWait);
+            var r = Libc.SendMMsg(_fd, _msgs, (uint)count, Libc.MsgDontWait);
             if (r > 0)
             {
                 return new SendResult(r, 0, 0, false);
             }
 
-            var errno = r < 0 ? Marshal.GetLastPInvokeError() : Native.EAgain;
+            var errno = r < 0 ? Marshal.GetLastPInvokeError() : Libc.EAgain;
             switch (errno)
             {
-                case Native.EIntr: continue;
-                case Native.EAgain: return new SendResult(0, 0, 0, true);
+                case Libc.EIntr: continue;
+                case Libc.EAgain: return new SendResult(0, 0, 0, true);
                 // ENOBUFS: the frame reached the veth and its peer's backlog dropped it (offered, lost).
-                case Native.ENoBufs: return new SendResult(0, 1, 0, false);
+                case Libc.ENoBufs: return new SendResult(0, 1, 0, false);
                 default: return new SendResult(0, 0, 1, false);
             }
         }
@@ -102,7 +103,7 @@ internal sealed unsafe class PacketSender : Sender
 
     public override void Dispose()
     {
-        _ = Native.Close(_fd);
+        _ = Libc.Close(_fd);
         NativeMemory.AlignedFree(_frame);
         NativeMemory.AlignedFree(_iov);
         NativeMemory.AlignedFree(_msgs);
@@ -170,14 +171,14 @@ internal sealed unsafe class XdpSender : Sender
         while (pending > 0 && tx.NeedsWakeup)
         {
             Syscalls++;
-            if (Native.SendTo(_xsk.Handle, null, 0, Native.MsgDontWait, null, 0) < 0)
+            if (Libc.SendTo(_xsk.Handle, null, 0, Libc.MsgDontWait, null, 0) < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
-                if (errno == Native.EBusy)
+                if (errno == Libc.EBusy)
                 {
                     dropped++;
                 }
-                else if (errno != Native.EIntr && errno != Native.ENoBufs && errno != Native.EAgain)
+                else if (errno != Libc.EIntr && errno != Libc.ENoBufs && errno != Libc.EAgain)
                 {
                     throw new IOException($"sendto(AF_XDP) failed (errno {errno})");
                 }
@@ -196,66 +197,4 @@ internal sealed unsafe class XdpSender : Sender
     }
 
     public override void Dispose() => _xsk.Dispose();
-}
-
-/// <summary>The libc calls and structures the AF_PACKET sender uses.</summary>
-internal static unsafe class Native
-{
-    public const int AfPacket = 17;
-    public const int SockRaw = 3;
-    public const int SockCloExec = 0x80000;
-    public const int MsgDontWait = 0x40;
-    public const int EAgain = 11;
-    public const int EIntr = 4;
-    public const int ENoBufs = 105;
-    public const int EBusy = 16;
-    public const int SolPacket = 263;
-    public const int PacketQdiscBypass = 20;
-
-    [DllImport("libc", EntryPoint = "socket", SetLastError = true)]
-    public static extern int Socket(int domain, int type, int protocol);
-
-    [DllImport("libc", EntryPoint = "bind", SetLastError = true)]
-    public static extern int Bind(int fd, void* address, uint addressLength);
-
-    [DllImport("libc", EntryPoint = "setsockopt", SetLastError = true)]
-    public static extern int SetSockOpt(int fd, int level, int name, void* value, uint valueLength);
-
-    [DllImport("libc", EntryPoint = "sendmmsg", SetLastError = true)]
-    public static extern int SendMMsg(int fd, MMsgHdr* vector, uint length, int flags);
-
-    [DllImport("libc", EntryPoint = "sendto", SetLastError = true)]
-    public static extern nint SendTo(int fd, void* buffer, nuint length, int flags, void* address, uint addressLength);
-
-    [DllImport("libc", EntryPoint = "close", SetLastError = true)]
-    public static extern int Close(int fd);
-
-    [DllImport("libc", EntryPoint = "if_nametoindex", SetLastError = true)]
-    public static extern uint IfNameToIndex([MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct IoVec
-    {
-        public void* Base;
-        public nuint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct MsgHdr
-    {
-        public void* Name;
-        public uint NameLength;
-        public IoVec* Iov;
-        public nuint IovLength;
-        public void* Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct MMsgHdr
-    {
-        public MsgHdr Header;
-        public uint Length;
-    }
 }
