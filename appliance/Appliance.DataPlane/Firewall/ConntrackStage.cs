@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Nat;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
+using Isthmus.DataPlane.Route;
 using Isthmus.Packets;
 
 namespace Isthmus.DataPlane.Firewall;
@@ -142,16 +143,35 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
         direction = 0;
         int l3 = p.L3Offset;
         int l4 = p.L4Offset;
-        var protocol = p.IpProtocol;
         var frame = context.Pool.Frame(p.Buffer, p.Offset, p.Length);
         if (l3 < EthernetHeader.Length || frame.Length < l3 + Ipv4Header.MinLength || l4 < l3 + Ipv4Header.MinLength)
         {
             return NotLookedUp;
         }
 
-        // One bounds check above for the IPv4 header; the transport header's below.
+        // One bounds check above for the IPv4 header; ForwardEstablished checks the transport header's.
         ref var b = ref MemoryMarshal.GetReference(frame);
-        var end = Math.Min(frame.Length, l3 + UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2));
+        var totalLength = UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 2);
+        var at = new EstablishedLookup(table, now, context.Epoch.Value, tables.Timeouts, context.L3.Adjacencies, context.Now);
+        return ForwardEstablished(ref p, ref b, l3, l4, Math.Min(frame.Length, l3 + totalLength), totalLength, p.IpProtocol, at, PacketFlags.KnownFlow, out direction);
+    }
+
+    /// <summary>What <see cref="ForwardEstablished"/> reads besides the packet (the fast-path stage loads it once per batch).</summary>
+    internal readonly record struct EstablishedLookup(ConntrackTable Table, uint Now, uint Epoch, ConntrackTimeouts Timeouts, AdjacencyTable Adjacencies, long Ticks);
+
+    /// <summary>
+    /// The established-flow forwarding both the fast-path stage and <see cref="EstablishedHit"/> run, once the caller
+    /// has checked that the frame at <paramref name="b"/> holds the Ethernet header and the IPv4 header at
+    /// <paramref name="l3"/> and the packet up to <paramref name="end"/> (l3 + the total length, within the frame):
+    /// a whole TCP segment with ACK and no SYN/FIN/RST or a UDP datagram, looked up by its address and port words
+    /// (<see cref="ConntrackTable.Find(ulong, uint, byte, uint, out int)"/>), stepped and rewritten from its
+    /// session's cached result, with <paramref name="alsoSet"/> joining its flags. Returns <see cref="Forwarded"/>,
+    /// the entry (or -1, no session) when the cache cannot serve it, or <see cref="NotLookedUp"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int ForwardEstablished(ref PacketMeta p, ref byte b, int l3, int l4, int end, int totalLength, byte protocol, in EstablishedLookup at, PacketFlags alsoSet, out int direction)
+    {
+        direction = 0;
         var tcpFlags = TcpFlags.None;
         if (protocol == IpProtocol.Tcp)
         {
@@ -160,8 +180,10 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
                 return NotLookedUp;
             }
 
+            // ACK without SYN, FIN or RST: of the valid combinations without SYN/FIN/RST
+            // (TcpConntrack.IsValid) the only one.
             tcpFlags = (TcpFlags)Unsafe.Add(ref b, l4 + 13);
-            if ((tcpFlags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst)) != 0 || !TcpConntrack.IsValid(tcpFlags))
+            if ((tcpFlags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst | TcpFlags.Ack)) != TcpFlags.Ack)
             {
                 return NotLookedUp;
             }
@@ -177,31 +199,22 @@ public sealed class ConntrackStage() : PipelineStage("conntrack", typeof(Conntra
             return NotLookedUp;
         }
 
-        var tuple = new FlowTuple(
-            UncheckedBytes.ReadUInt32BigEndian(ref b, l3 + 12),
-            UncheckedBytes.ReadUInt32BigEndian(ref b, l3 + 16),
-            UncheckedBytes.ReadUInt16BigEndian(ref b, l4),
-            UncheckedBytes.ReadUInt16BigEndian(ref b, l4 + 2),
-            protocol);
-        var entry = table.Find(tuple, now, out direction);
+        // The transport header lies within the frame (end), so the rewrite's checksum field does too.
+        var entry = at.Table.Find(UncheckedBytes.ReadUInt64BigEndian(ref b, l3 + 12), UncheckedBytes.ReadUInt32BigEndian(ref b, l4), protocol, at.Now, out direction);
         if (entry < 0)
         {
             return entry;
         }
 
-        ref var e = ref table[entry];
+        ref var e = ref at.Table[entry];
         ref readonly var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
-        if (cached.Epoch != context.Epoch.Value)
+        if (cached.Epoch != at.Epoch
+            || !StepEstablished(ref e, direction, protocol, tcpFlags, at.Now, at.Timeouts)
+            || !FlowCache.TryRewrite(ref p, ref b, l3, l4, totalLength, e, direction, cached, at.Adjacencies, at.Ticks, alsoSet))
         {
             return entry;
         }
 
-        if (!StepEstablished(ref e, direction, protocol, tcpFlags, now, tables.Timeouts) || !FlowCache.TryForward(ref p, frame, l3, l4, e, direction, context))
-        {
-            return entry;
-        }
-
-        p.Flags |= PacketFlags.KnownFlow;
         p.Flow = entry;
         p.FlowDirection = (byte)direction;
         return Forwarded;

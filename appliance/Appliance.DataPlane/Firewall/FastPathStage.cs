@@ -57,7 +57,7 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
 
         // What every packet's forwarding reads, loaded once per batch: the stage stops before anything
         // that may change them (an ARP can move the epoch; only the slow path binds adjacencies).
-        var at = new Lookup(flows.Table!, flows.Now, context.Epoch.Value, tables.Timeouts, context.L3.Adjacencies, context.Now);
+        var at = new ConntrackStage.EstablishedLookup(flows.Table!, flows.Now, context.Epoch.Value, tables.Timeouts, context.L3.Adjacencies, context.Now);
         var pool = context.Pool;
         var packets = batch.Packets;
         var forwarded = 0;
@@ -109,7 +109,8 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
             p.L3Offset = EthernetHeader.Length;
             p.L4Offset = EthernetHeader.Length + Ipv4Header.MinLength;
             p.IpProtocol = Unsafe.Add(ref b, EthernetHeader.Length + 9);
-            var found = Established(ref p, ref b, totalLength, p.IpProtocol, at);
+            const int l3 = EthernetHeader.Length;
+            var found = ConntrackStage.ForwardEstablished(ref p, ref b, l3, l3 + Ipv4Header.MinLength, l3 + totalLength, totalLength, p.IpProtocol, at, PacketFlags.KnownFlow | PacketFlags.L3Parsed, out _);
             if (found == ConntrackStage.Forwarded)
             {
                 forwarded++;
@@ -129,70 +130,6 @@ public sealed class FastPathStage() : PipelineStage("fastpath", typeof(FastPathD
 
         batch.Finished += forwarded;
         flows.FastForwarded += forwarded;
-    }
-
-    /// <summary>The batch-invariant inputs of <see cref="Established"/>.</summary>
-    private readonly record struct Lookup(ConntrackTable Table, uint Now, uint Epoch, ConntrackTimeouts Timeouts, AdjacencyTable Adjacencies, long Ticks);
-
-    /// <summary>
-    /// <see cref="ConntrackStage.EstablishedHit"/> for an admissible packet (IPv4 header without options
-    /// at offset 14, total length within the frame), reading each field once from where
-    /// <see cref="Admissible"/> left off: a whole TCP segment with ACK and no SYN/FIN/RST or a UDP
-    /// datagram, looked up by its address and port words (<see cref="ConntrackTable.Find(ulong, uint, byte, uint, out int)"/>),
-    /// stepped and rewritten from its session's cached result. Returns <see cref="ConntrackStage.Forwarded"/>,
-    /// the entry (or -1, no session) when the cache cannot serve it, or <see cref="ConntrackStage.NotLookedUp"/>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int Established(ref PacketMeta p, ref byte b, int totalLength, byte protocol, in Lookup at)
-    {
-        const int l3 = EthernetHeader.Length;
-        const int l4 = l3 + Ipv4Header.MinLength;
-        var end = l3 + totalLength;
-        var tcpFlags = TcpFlags.None;
-        if (protocol == IpProtocol.Tcp)
-        {
-            if (l4 + TcpHeader.MinLength > end)
-            {
-                return ConntrackStage.NotLookedUp;
-            }
-
-            // ACK without SYN, FIN or RST: of the valid combinations without SYN/FIN/RST
-            // (TcpConntrack.IsValid) the only one.
-            tcpFlags = (TcpFlags)Unsafe.Add(ref b, l4 + 13);
-            if ((tcpFlags & (TcpFlags.Syn | TcpFlags.Fin | TcpFlags.Rst | TcpFlags.Ack)) != TcpFlags.Ack)
-            {
-                return ConntrackStage.NotLookedUp;
-            }
-        }
-        else if (protocol != IpProtocol.Udp || l4 + UdpHeader.Length > end)
-        {
-            return ConntrackStage.NotLookedUp;
-        }
-
-        if ((UncheckedBytes.ReadUInt16BigEndian(ref b, l3 + 6) & 0x3FFF) != 0)
-        {
-            // A fragment: conntrack remembers or recalls its ports.
-            return ConntrackStage.NotLookedUp;
-        }
-
-        var entry = at.Table.Find(UncheckedBytes.ReadUInt64BigEndian(ref b, l3 + 12), UncheckedBytes.ReadUInt32BigEndian(ref b, l4), protocol, at.Now, out var direction);
-        if (entry < 0)
-        {
-            return entry;
-        }
-
-        ref var e = ref at.Table[entry];
-        ref readonly var cached = ref direction == 0 ? ref e.Forward0 : ref e.Forward1;
-        if (cached.Epoch != at.Epoch
-            || !ConntrackStage.StepEstablished(ref e, direction, protocol, tcpFlags, at.Now, at.Timeouts)
-            || !FlowCache.TryRewrite(ref p, ref b, l3, l4, totalLength, e, direction, cached, at.Adjacencies, at.Ticks, PacketFlags.KnownFlow | PacketFlags.L3Parsed))
-        {
-            return entry;
-        }
-
-        p.Flow = entry;
-        p.FlowDirection = (byte)direction;
-        return ConntrackStage.Forwarded;
     }
 
     /// <summary>
