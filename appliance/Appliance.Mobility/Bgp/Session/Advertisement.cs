@@ -60,34 +60,12 @@ public sealed class AdjRibOut
 
     public IReadOnlyCollection<Advertisement> Routes => _sent.Values;
 
+    /// <summary>Reconciles every prefix: the wanted ones and the sent ones no longer wanted (withdrawn).</summary>
     public RibDiff Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired)
     {
-        var announce = new List<Advertisement>();
-        var withdraw = new List<IPNetwork>();
-        foreach (var (prefix, advertisement) in desired)
-        {
-            if (!_sent.TryGetValue(prefix, out var sent) || !sent.Equals(advertisement))
-            {
-                announce.Add(advertisement);
-                _sent[prefix] = advertisement;
-            }
-        }
-
-        foreach (var prefix in _sent.Keys)
-        {
-            if (!desired.ContainsKey(prefix))
-            {
-                withdraw.Add(prefix);
-            }
-        }
-
-        foreach (var prefix in withdraw)
-        {
-            _sent.Remove(prefix);
-        }
-
-        Version += announce.Count + withdraw.Count > 0 ? 1 : 0;
-        return new RibDiff(announce, withdraw);
+        ArgumentNullException.ThrowIfNull(desired);
+        var stale = _sent.Keys.Where(prefix => !desired.ContainsKey(prefix)).ToList();
+        return Reconcile(desired, desired.Keys.Concat(stale));
     }
 
     /// <summary>
