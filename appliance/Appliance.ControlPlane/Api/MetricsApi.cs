@@ -65,6 +65,8 @@ public static class MetricsApi
         var cpuIdle = dp.CpuIdle.Status;
         Gauge(sb, "isthmus_cpu_idle_latency_request_us", "The PM QoS CPU latency request held (dataPlane.cpuIdleLatencyUs); -1 when none is in force.", cpuIdle.Held ?? -1);
         Counter(sb, "isthmus_cpu_idle_latency_failures_total", "CPU latency requests that could not be made (device absent or not permitted).", [("", cpuIdle.Failures)]);
+        Gauge(sb, "isthmus_worker_realtime_priority", "The SCHED_FIFO priority of the data-plane worker thread (dataPlane.realtimePriority); 0 = ordinary scheduling.", dp.WorkerRealtimePriority);
+        Counter(sb, "isthmus_realtime_priority_failures_total", "Real-time priority requests (dataPlane.realtimePriority) the kernel refused (worker, mobility loop).", [("", dp.RealtimeFailures)]);
         Counter(sb, "isthmus_log_suppressed_total", "Data-plane log lines suppressed by the rate limit.", [("", dp.SuppressedLogLines)]);
         Counter(sb, "isthmus_conntrack_table_full_drops_total", "New flows dropped because the conntrack table was full (nat.ConntrackFull).",
             [("", StateApi.Drops(dp).Where(d => d.Stage == "nat" && d.Reason == "ConntrackFull").Sum(d => d.Count))]);

@@ -101,6 +101,17 @@ public sealed record DataPlaneSettings
     /// (<c>/dev/cpu_dma_latency</c>) is absent or not permitted the appliance runs without it (status and metrics say so).
     /// </summary>
     public int? CpuIdleLatencyUs { get; init; }
+
+    /// <summary>
+    /// SCHED_FIFO priority (1-99) for the latency chain's threads, which block when idle: the worker in
+    /// <c>pollMode: "interrupt"</c>, and the mobility / BGP event loop (at this priority instead of 1). A RARP then
+    /// wakes the worker, and the worker the loop, ahead of every ordinary task on the CPU (as ptp4l or bfdd are
+    /// deployed). Refused with <c>pollMode: "busy"</c> (a thread that never sleeps would starve its CPU). null (the
+    /// default) = the worker stays an ordinary thread and the loop runs at SCHED_FIFO 1 when permitted. Needs
+    /// CAP_SYS_NICE: if refused, the thread runs as before (status and metrics say so). The kernel's real-time
+    /// throttling (95 % of each second by default) still bounds a runaway.
+    /// </summary>
+    public int? RealtimePriority { get; init; }
 }
 
 public enum Role

@@ -42,6 +42,18 @@ public static class ConfigValidator
             errors.Add(new("dataPlane.cpuIdleLatencyUs", $"{latency} µs is out of range: 0 (CPUs never halt) to {Runtime.CpuIdleLatency.MaxMicroseconds}, or null for no request"));
         }
 
+        if (document.DataPlane.RealtimePriority is { } rt)
+        {
+            if (rt is < global::Isthmus.Mobility.Threading.LoopThread.MinFifoPriority or > global::Isthmus.Mobility.Threading.LoopThread.MaxFifoPriority)
+            {
+                errors.Add(new("dataPlane.realtimePriority", $"{rt} is not a SCHED_FIFO priority: 1 to 99, or null for ordinary scheduling"));
+            }
+            else if (document.DataPlane.PollMode == "busy")
+            {
+                errors.Add(new("dataPlane.realtimePriority", "a busy-polling worker never sleeps: at a real-time priority it would starve its CPU; use pollMode \"interrupt\" with realtimePriority, or busy without it"));
+            }
+        }
+
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < document.Users.Count; i++)
         {

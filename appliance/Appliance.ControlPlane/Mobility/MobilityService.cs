@@ -103,7 +103,17 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        _eventLoop = new EventLoop("isthmus-mobility", LoopPriority.RealTime, scheduling => Latency.Scheduling = scheduling + Placement());
+        // dataPlane.realtimePriority (fixed while running) sets the loop's SCHED_FIFO priority, beside the worker's.
+        var realtime = config.Current.Document.DataPlane.RealtimePriority;
+        _eventLoop = new EventLoop("isthmus-mobility", LoopPriority.RealTime, scheduling =>
+        {
+            Latency.Scheduling = scheduling + Placement();
+            if (realtime is { } priority && scheduling != $"SCHED_FIFO {priority}")
+            {
+                runtime.CountRealtimeFailure();
+                DataPlaneRuntime.LogRealtimeFailed(logger, "mobility loop", priority, scheduling);
+            }
+        }, realtime);
         _inputs = _eventLoop.CreateMailbox<Input>(OnInput);
 
         // Nothing posts to the mailbox yet: applying the running document here is still single-threaded (the

@@ -52,6 +52,20 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
     /// <summary>dataPlane.cpuIdleLatencyUs: the PM QoS request held while the data plane runs.</summary>
     public CpuIdleLatency CpuIdle { get; } = cpuIdle ?? new CpuIdleLatency();
 
+    /// <summary>
+    /// The worker thread's scheduling under dataPlane.realtimePriority: "SCHED_FIFO n", "ordinary" (not asked), or
+    /// "ordinary (...)" with the reason the kernel refused (<see cref="RealtimeFailures"/> counts those).
+    /// </summary>
+    public string WorkerScheduling { get; private set; } = "ordinary";
+
+    /// <summary>The SCHED_FIFO priority the worker thread runs at; 0 = ordinary (CFS).</summary>
+    public int WorkerRealtimePriority { get; private set; }
+
+    /// <summary>Real-time priority requests (dataPlane.realtimePriority) the kernel refused.</summary>
+    public long RealtimeFailures => Interlocked.Read(ref _realtimeFailures);
+
+    private long _realtimeFailures;
+
     /// <summary>The load balancer's health checks (their verdicts are overlaid on every published snapshot).</summary>
     public HealthMonitor Health => health;
 
@@ -76,6 +90,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
             {
                 Cpu = document.DataPlane.WorkerCpu,
                 PollMode = document.DataPlane.PollMode == "busy" ? WorkerPollMode.Busy : WorkerPollMode.Interrupt,
+                ThreadStarted = document.DataPlane.RealtimePriority is { } rt && document.DataPlane.PollMode != "busy" ? () => ElevateWorker(rt) : null,
             };
             Worker.Start();
             Started = document;
@@ -98,6 +113,26 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
         ApplyCpuIdle(config.Current.Document.DataPlane.CpuIdleLatencyUs);
         LogPublished(logger, snapshot.Version);
     }
+
+    /// <summary>On the worker thread at its start: SCHED_FIFO at dataPlane.realtimePriority; refused = it runs as before (logged, counted).</summary>
+    private void ElevateWorker(int priority)
+    {
+        if (Isthmus.Mobility.Threading.LoopThread.TrySetFifo(priority, out var result))
+        {
+            WorkerRealtimePriority = priority;
+            WorkerScheduling = result;
+            LogRealtime(logger, "worker", result);
+        }
+        else
+        {
+            Interlocked.Increment(ref _realtimeFailures);
+            WorkerScheduling = $"ordinary ({result})";
+            LogRealtimeFailed(logger, "worker", priority, result);
+        }
+    }
+
+    /// <summary>Counts a real-time request another thread (the mobility loop) could not get.</summary>
+    internal void CountRealtimeFailure() => Interlocked.Increment(ref _realtimeFailures);
 
     /// <summary>Makes (or changes, or drops) the PM QoS request; a device that cannot be used is logged, and the data plane runs without it.</summary>
     private void ApplyCpuIdle(int? microseconds)
@@ -183,6 +218,12 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     [LoggerMessage(EventId = LogEvents.CpuIdleLatencyFailed, Level = LogLevel.Warning, Message = "CPU idle latency request of {Value} µs not made, running without it: {Reason}")]
     private static partial void LogCpuIdleFailed(ILogger logger, int value, string reason);
+
+    [LoggerMessage(EventId = LogEvents.RealtimePriority, Level = LogLevel.Information, Message = "Real-time scheduling (dataPlane.realtimePriority) of the {Thread} thread: {Scheduling}")]
+    internal static partial void LogRealtime(ILogger logger, string thread, string scheduling);
+
+    [LoggerMessage(EventId = LogEvents.RealtimePriorityFailed, Level = LogLevel.Warning, Message = "Real-time priority {Priority} (dataPlane.realtimePriority) not given to the {Thread} thread, running it as before: {Reason}")]
+    internal static partial void LogRealtimeFailed(ILogger logger, string thread, int priority, string reason);
 
     [LoggerMessage(EventId = LogEvents.DataPlaneStopped, Level = LogLevel.Information, Message = "Data plane stopped")]
     private static partial void LogStopped(ILogger logger);

@@ -126,6 +126,12 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>How the loop waits when every port is idle (dataPlane.pollMode).</summary>
     public WorkerPollMode PollMode { get; init; }
 
+    /// <summary>
+    /// Runs first on the worker thread, after its pinning (the control plane's thread setup: SCHED_FIFO for
+    /// dataPlane.realtimePriority); it must not throw.
+    /// </summary>
+    public Action? ThreadStarted { get; init; }
+
     /// <summary>poll(0) system calls made to find frames on cold ports (<see cref="PollCold"/>); written by the worker only.</summary>
     public long ColdPolls { get; private set; }
 
@@ -319,6 +325,7 @@ public sealed class DataPlaneWorker : IDisposable
             Isolate(cpu);
         }
 
+        ThreadStarted?.Invoke();
         if (PollMode == WorkerPollMode.Busy)
         {
             // A busy worker is always runnable: at the highest ordinary priority permitted, another process woken

@@ -34,9 +34,10 @@ public sealed class EventLoop : IDisposable
     private int _threadId;
 
     /// <param name="started">Called on the loop's thread when it starts, with what <see cref="LoopThread.Elevate"/> got.</param>
-    public EventLoop(string name, LoopPriority priority, Action<string>? started = null)
+    /// <param name="fifoPriority">The SCHED_FIFO priority of a real-time loop (null = 1; <see cref="LoopThread.Elevate"/>).</param>
+    public EventLoop(string name, LoopPriority priority, Action<string>? started = null, int? fifoPriority = null)
     {
-        var thread = new Thread(() => Run(priority, started)) { IsBackground = true, Name = name };
+        var thread = new Thread(() => Run(priority, fifoPriority, started)) { IsBackground = true, Name = name };
         thread.Start();
     }
 
@@ -128,12 +129,12 @@ public sealed class EventLoop : IDisposable
         }
     }
 
-    private void Run(LoopPriority priority, Action<string>? started)
+    private void Run(LoopPriority priority, int? fifoPriority, Action<string>? started)
     {
         Volatile.Write(ref _threadId, Environment.CurrentManagedThreadId);
         try
         {
-            started?.Invoke(LoopThread.Elevate(priority));
+            started?.Invoke(LoopThread.Elevate(priority, fifoPriority));
             while (true)
             {
                 if (TryNext(out var mailbox))

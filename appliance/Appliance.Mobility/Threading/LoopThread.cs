@@ -11,7 +11,11 @@ namespace Isthmus.Mobility.Threading;
 public static partial class LoopThread
 {
     /// <summary>What the calling thread got: "SCHED_FIFO 1" (or 2), "nice -10" or "normal" (not permitted, or not Linux).</summary>
-    public static string Elevate(LoopPriority priority)
+    /// <param name="fifoPriority">
+    /// The SCHED_FIFO priority of <see cref="LoopPriority.RealTime"/> (dataPlane.realtimePriority, 1-99; null = 1);
+    /// <see cref="LoopPriority.RealTimeAbove"/> is one above it (at most 99).
+    /// </param>
+    public static string Elevate(LoopPriority priority, int? fifoPriority = null)
     {
         if (priority == LoopPriority.Normal || !OperatingSystem.IsLinux())
         {
@@ -21,7 +25,8 @@ public static partial class LoopThread
         try
         {
             // Linux: pid 0 is the calling thread for both calls.
-            var param = new SchedParam { Priority = priority == LoopPriority.RealTimeAbove ? 2 : 1 };
+            var basePriority = Math.Clamp(fifoPriority ?? 1, MinFifoPriority, MaxFifoPriority);
+            var param = new SchedParam { Priority = priority == LoopPriority.RealTimeAbove ? Math.Min(basePriority + 1, MaxFifoPriority) : basePriority };
             if (SchedSetScheduler(0, SchedFifo, ref param) == 0)
             {
                 return $"SCHED_FIFO {param.Priority}";
@@ -35,7 +40,49 @@ public static partial class LoopThread
         }
     }
 
+    /// <summary>The lowest and highest SCHED_FIFO priorities (sched_get_priority_min/max on Linux).</summary>
+    public const int MinFifoPriority = 1;
+
+    public const int MaxFifoPriority = 99;
+
+    /// <summary>
+    /// Puts the calling thread under SCHED_FIFO <paramref name="priority"/> (a thread that blocks when idle: the
+    /// data-plane worker in interrupt mode, dataPlane.realtimePriority). SCHED_RESET_ON_FORK: threads it starts are
+    /// ordinary. False, with the reason in <paramref name="result"/>, when refused (no CAP_SYS_NICE, RLIMIT_RTPRIO) or not
+    /// Linux; the thread then runs as before. <paramref name="result"/> is "SCHED_FIFO n" on success.
+    /// </summary>
+    public static bool TrySetFifo(int priority, out string result)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(priority, MinFifoPriority);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(priority, MaxFifoPriority);
+        if (!OperatingSystem.IsLinux())
+        {
+            result = "not Linux: no real-time scheduling";
+            return false;
+        }
+
+        try
+        {
+            var param = new SchedParam { Priority = priority };
+            if (SchedSetScheduler(0, SchedFifo | SchedResetOnFork, ref param) == 0)
+            {
+                result = $"SCHED_FIFO {priority}";
+                return true;
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            result = $"sched_setscheduler(SCHED_FIFO {priority}) failed: errno {errno}" + (errno == 1 ? " (EPERM: CAP_SYS_NICE or RLIMIT_RTPRIO needed)" : "");
+            return false;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            result = $"sched_setscheduler unavailable: {e.Message}";
+            return false;
+        }
+    }
+
     private const int SchedFifo = 1;
+    private const int SchedResetOnFork = 0x40000000;
     private const int PrioProcess = 0;
 
     [StructLayout(LayoutKind.Sequential)]
