@@ -3,7 +3,8 @@
 # RIB (p50/p99 over N moves), and 10,000 workloads failing over to this site at once.
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
-#        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--rounds R] [--pin worker|none] [--external] [--no-build]
+#        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
+#        [--pin worker|none] [--external] [--no-build]
 #
 # --warmup K (default 10): K moves first, not counted (printed apart): the first move after start-up runs the
 # path for the first time (JIT compilation: 10-20 ms here) and the next few still tier up; N + K <= 140.
@@ -16,6 +17,9 @@
 # --cpu-idle-latency (default off): a list of off or microseconds; every poll mode is run once per value, in that order
 #   (A/B in one window). A value sets dataPlane.cpuIdleLatencyUs: the appliance holds /dev/cpu_dma_latency with it (PM QoS),
 #   so no vCPU enters an idle state slower to leave than that; 0 = the vCPUs poll instead of halting ("PM QoS 0 us").
+# --realtime-priority (default off): a list of off or SCHED_FIFO priorities (1-99); every poll mode and idle latency is
+#   run once per value, in that order. A value sets dataPlane.realtimePriority: the worker (interrupt mode only; busy runs
+#   skip the value) and the mobility / BGP event loop run under SCHED_FIFO at that priority.
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -37,6 +41,7 @@ PIN=none
 POLL=interrupt,busy,busy-unpinned
 ROUNDS=1
 QOS=off
+RT=off
 BUILD=()
 while (($#)); do
     case $1 in
@@ -47,6 +52,7 @@ while (($#)); do
         --poll) POLL=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
         --cpu-idle-latency) QOS=$2; shift ;;
+        --realtime-priority) RT=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -61,6 +67,10 @@ done
 IFS=, read -r -a QOSES <<< "$QOS"
 for qos in "${QOSES[@]}"; do
     [[ $qos == off || $qos =~ ^[0-9]+$ ]] || { echo "--cpu-idle-latency: a list of off and microseconds" >&2; exit 2; }
+done
+IFS=, read -r -a RTS <<< "$RT"
+for rt in "${RTS[@]}"; do
+    [[ $rt == off || ($rt =~ ^[0-9]+$ && $rt -ge 1 && $rt -le 99) ]] || { echo "--realtime-priority: a list of off and 1-99" >&2; exit 2; }
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
 (( $(nproc) >= 2 )) || PIN=none
@@ -100,6 +110,8 @@ run=0
 for ((round = 1; round <= ROUNDS; round++)); do
     for mode in "${MODES[@]}"; do
       for qos in "${QOSES[@]}"; do
+       for rt in "${RTS[@]}"; do
+        [[ $rt != off && $mode != interrupt ]] && continue # a busy worker at a real-time priority is refused
         run=$((run + 1))
         keys=()
         label="pollMode $mode"
@@ -117,15 +129,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
             keys+=("cpuIdleLatencyUs=$qos")
             label+=", PM QoS $qos us"
         fi
-        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos.json" "${keys[@]}"
+        if [[ $rt != off ]]; then
+            keys+=("realtimePriority=$rt")
+            label+=", SCHED_FIFO $rt"
+        fi
+        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos-$rt.json" "${keys[@]}"
         lab_up=1
-        "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos.json" > "$OUT/lab-up-$run.log" 2>&1 \
+        "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos-$rt.json" > "$OUT/lab-up-$run.log" 2>&1 \
             || { cat "$OUT/lab-up-$run.log" >&2; exit 1; }
         BUILD=(--no-build)
         measure "run $run, $label" "$OUT/run-$run-$mode.txt"
         "$LAB" down > /dev/null 2>&1
         lab_up=0
         RUNS+=("$OUT/run-$run-$mode.txt")
+       done
       done
     done
 done

@@ -236,6 +236,7 @@ def hop_lines():
     """Inside the appliance, per hop, from the worker seeing the RARP (GET /api/v1/mobility/latency)."""
     view = api("GET", "/mobility/latency")
     lines = [f"inside the appliance (from the worker seeing the RARP; mobility loop {view['scheduling']}; "
+             + (f"worker {view['workerScheduling']}; " if "workerScheduling" in view else "") +
              f"GARP frames sent by the worker itself: {view['workerGarpFrames']}):"]
     for h in view["hops"]:
         lines.append(f"  {h['hop']:<17} n={h['samples']:<4} p50={h['p50Us'] / 1000:.3f} ms p99={h['p99Us'] / 1000:.3f} ms max={h['maxUs'] / 1000:.3f} ms")
