@@ -7,7 +7,7 @@
 #        [--pin worker|none] [--external] [--no-build]
 #
 # --warmup K (default 10): K moves first, not counted (printed apart): the first move after start-up runs the
-# path for the first time (JIT compilation: 10-20 ms here) and the next few still tier up; N + K <= 140.
+# path for the first time (JIT compilation: 10-20 ms here) and the next few still tier up; N + K <= 219.
 # --poll (default interrupt,busy,busy-unpinned): the worker's poll modes to measure, one lab run each, in that order,
 # repeated --rounds times (A/B alternating in one window); a table of every run is printed at the end.
 #   interrupt: the shipped lab config (dataPlane.pollMode "interrupt": the worker sleeps in poll() when idle).
@@ -74,7 +74,7 @@ for rt in "${RTS[@]}"; do
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
 (( $(nproc) >= 2 )) || PIN=none
-((MOVES + WARMUP <= 140)) || { echo "--moves + --warmup: at most 140 (one 10.10.0.x address each)" >&2; exit 2; }
+((MOVES + WARMUP <= 219)) || { echo "--moves + --warmup: at most 219 (one 10.10.0.x address each)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
 
 # The lab is single-user: hold its lock for the whole run (lab.sh and the integration fixture take it too).

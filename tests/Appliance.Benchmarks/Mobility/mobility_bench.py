@@ -160,7 +160,8 @@ def latency(n, warm, out):
             # The per-hop samples and the runtime counters cover the measured moves only.
             hops_available = reset_hops()
         mac = f"00:50:56:bb:00:{i:02x}"
-        ip = f"10.10.0.{100 + i}"
+        # 10.10.0.100-.239 first (as before), then .20-.98 (the lab's hosts hold .1 and .10-.13; .99 is the demo's).
+        ip = f"10.10.0.{100 + i}" if i < 140 else f"10.10.0.{20 + i - 140}"
         macs.append((mac, ip))
         remote(f"garp {mac} {ip}")
         time.sleep(0.2)
