@@ -396,7 +396,7 @@ public sealed unsafe class XdpSocket : IDisposable
         Check(Xdp.Bpf(Xdp.BpfMapUpdateElem, attr, 128) == 0, "bpf(BPF_MAP_UPDATE_ELEM)");
     }
 
-    private static int LoadProgram(ulong[] insns)
+    internal static int LoadProgram(ulong[] insns)
     {
         var license = "GPL\0"u8;
         const int LogSize = 16 << 10;
@@ -435,7 +435,7 @@ public sealed unsafe class XdpSocket : IDisposable
         }
     }
 
-    private static int AttachNative(int program, int ifIndex)
+    internal static int AttachNative(int program, int ifIndex)
     {
         var attr = stackalloc uint[32];
         new Span<uint>(attr, 32).Clear();

@@ -32,12 +32,15 @@
 #                               `git archive HEAD` snapshot in DIR/src (the default: the commit is recorded)
 #   --perf RATE                 at that offered rate, `perf record -a -g` over the step's middle second; the top
 #                               symbols per CPU go to DIR/perf-MODE-DIR-RATE.txt (sorted by cpu, comm, symbol)
-#   --sink drop|stack           what the receiving host (ist-vm10 / ist-h10 / ist-out eth0) does with the frames, every
+#   --sink xdp|drop|stack       what the receiving host (ist-vm10 / ist-h10 / ist-out eth0) does with the frames, every
 #                               mode alike. drop (default): an nftables netdev ingress chain drops udp/9 as it arrives
 #                               (delivered = rx_packets, counted when the veth accepts the frame), so the receiver's IP
 #                               input (for rev: a route lookup and a dst allocated and RCU-freed per frame, ~half of
-#                               the forwarding CPU's time in session 5) is not charged to the forwarding CPU. stack:
-#                               the frames go up the receiver's IP stack and die there (sessions 1-5)
+#                               the forwarding CPU's time in session 5) is not charged to the forwarding CPU. xdp: an
+#                               XDP program on the receiver's veth drops udp/9 in the driver hook (WireGen --drop-sink,
+#                               the appliance's BPF loader; veth still counts each frame in rx_packets): no netif_rx,
+#                               backlog or netdev hook inside the forwarder's transmit. stack: the frames go up the
+#                               receiver's IP stack and die there (sessions 1-5)
 #   --gen xdp|packet            how the generator sends (every mode alike). xdp (default): WireGen --xdp, an AF_XDP TX
 #                               ring in copy mode, one sendto() kick per burst (~0.6x the per-frame cost on CPU0);
 #                               a frame the forwarder's ingress refuses ends the kick with EBUSY and counts as
@@ -135,7 +138,7 @@ while (($#)); do
         --gen) GEN=$2; shift ;;
         --sink) SINK=$2; shift ;;
         --port-ingress-drop) PORT_INGRESS_DROP=1 ;;
-        -h|--help) sed -n '2,83p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,86p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -145,7 +148,7 @@ log() { printf '[wire] %s\n' "$*" >&2; }
 die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $REV_GEN == vtep || $REV_GEN == vm || $REV_GEN == port ]] || die "--rev-gen is vtep, port or vm"
 [[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
-[[ $SINK == drop || $SINK == stack ]] || die "--sink is drop or stack"
+[[ $SINK == xdp || $SINK == drop || $SINK == stack ]] || die "--sink is xdp, drop or stack"
 GEN_ARGS=()
 [[ $GEN == xdp ]] && GEN_ARGS=(--xdp --batch 256)
 [[ $(id -u) -eq 0 ]] || die "run as root"
@@ -155,8 +158,17 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 ctr() { nsx "$1" cat "/sys/class/net/$2/statistics/$3"; }
 
 LAB_OURS=0
+SINK_PIDS=()
+# The XDP drop sinks (--sink xdp) of the current mode: each WireGen --drop-sink holds its program until SIGTERM.
+stop_sinks() {
+    local p
+    for p in "${SINK_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${SINK_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    SINK_PIDS=()
+}
 cleanup() {
     local rc=$?
+    stop_sinks
     [[ -n ${OLD_BACKLOG:-} ]] && sysctl -qw net.core.netdev_max_backlog="$OLD_BACKLOG"
     if ((LAB_OURS)); then
         log "tearing the lab down"
@@ -437,6 +449,16 @@ for mode in $MODES; do
         for rcv in ist-vm10 ist-h10 ist-out; do
             nsx "$rcv" nft "add table netdev istsink; add chain netdev istsink in { type filter hook ingress device eth0 priority 0; policy accept; }; add rule netdev istsink in udp dport 9 drop"
         done
+    elif [[ $SINK == xdp ]]; then
+        # Every receiver drops udp/9 in its veth's XDP hook (see --sink), in every mode alike; the holders sleep on CPU0.
+        for rcv in ist-vm10 ist-h10 ist-out; do
+            nsx "$rcv" taskset -c 0 dotnet "$GEN_DLL" --drop-sink --iface eth0 --dport 9 >"$OUT/sink-$rcv.out" 2>&1 &
+            SINK_PIDS+=($!)
+        done
+        for rcv in ist-vm10 ist-h10 ist-out; do
+            for i in $(seq 100); do grep -q 'drop_sink=attached' "$OUT/sink-$rcv.out" 2>/dev/null && break; sleep 0.1; done
+            grep -q 'drop_sink=attached' "$OUT/sink-$rcv.out" || { cat "$OUT/sink-$rcv.out" >&2; die "the XDP drop sink on $rcv eth0 did not attach"; }
+        done
     fi
 
     if [[ $mode == snat || $mode == kernel-snat ]]; then
@@ -464,6 +486,7 @@ for mode in $MODES; do
         { for ns in ist-app ist-h10 ist-out; do echo "== $ns"; nsx "$ns" ip -s link; done
           echo "== softnet_stat"; cat /proc/net/softnet_stat; } >"$OUT/links-$mode.txt" 2>&1 || true
         log "mode $mode done: lab.sh down"
+        stop_sinks
         "$LAB" down >/dev/null 2>&1 || true
         LAB_OURS=0
         continue
@@ -501,6 +524,7 @@ for mode in $MODES; do
     { for ns in ist-app ist-h10 ist-vm10 ist-vtep1 ist-ul; do echo "== $ns"; nsx "$ns" ip -s link; done
       echo "== softnet_stat"; cat /proc/net/softnet_stat; } >"$OUT/links-$mode.txt" 2>&1 || true
     log "mode $mode done: lab.sh down"
+    stop_sinks
     "$LAB" down >/dev/null 2>&1 || true
     LAB_OURS=0
 done

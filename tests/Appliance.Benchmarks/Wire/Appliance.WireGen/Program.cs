@@ -54,6 +54,11 @@ internal static unsafe class Program
             throw new IOException($"interface '{o.Interface}' not found (errno {Marshal.GetLastPInvokeError()})");
         }
 
+        if (o.DropSink)
+        {
+            return HoldDropSink(ifIndex, o);
+        }
+
         var frame = new byte[WireFrame.MaxLength];
         var spec = new Ipv4FrameSpec(o.SourceMac, o.DestinationMac, o.SourceIp, o.DestinationIp);
         var length = WireFrame.Write(frame, spec, o.SourcePort, o.DestinationPort, o.FrameSize, o.Vtep);
@@ -61,6 +66,36 @@ internal static unsafe class Program
             ? (Sender)new XdpSender(ifIndex, o.Interface, frame.AsSpan(0, length), o.Batch)
             : new PacketSender(ifIndex, o.Interface, frame.AsSpan(0, length), o.Batch, o.QdiscBypass);
         return Pace(sender, o, length);
+    }
+
+    /// <summary>
+    /// <c>--drop-sink</c>: attaches the XDP drop (<see cref="DropSink"/>) to the interface, says so on one line, and holds
+    /// it until SIGTERM, SIGINT or the end of standard input; the program leaves with the process.
+    /// </summary>
+    private static int HoldDropSink(int ifIndex, Options o)
+    {
+        using var sink = new DropSink(ifIndex, o.DestinationPort);
+        using var stop = new ManualResetEventSlim();
+        void Stop(PosixSignalContext c)
+        {
+            c.Cancel = true;
+            stop.Set();
+        }
+
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"drop_sink=attached iface={o.Interface} udp_dport={o.DestinationPort}"));
+        Console.Out.Flush();
+        if (o.Seconds > 0)
+        {
+            stop.Wait(TimeSpan.FromSeconds(o.Seconds));
+        }
+        else
+        {
+            stop.Wait();
+        }
+
+        return 0;
     }
 
     /// <summary>
@@ -137,6 +172,8 @@ internal sealed class Options
         "usage: Appliance.WireGen --iface IF --dst-mac MAC --src-mac MAC --rate PPS --seconds S\n" +
         "         [--src-ip 10.10.0.10] [--dst-ip 10.10.0.99] [--sport 40000] [--dport 9] [--size 60]\n" +
         "         [--batch 64] [--tick-us 1000] [--max-lag-ms 2] [--netns NAME] [--qdisc-bypass | --xdp]\n" +
+        "       Appliance.WireGen --drop-sink --iface IF [--dport 9] [--seconds S]   (an XDP program drops IPv4 UDP to\n" +
+        "         the port on IF until SIGTERM/SIGINT, or S seconds; rx_packets still counts every frame)\n" +
         "         [--vxlan VNI --outer-src-mac MAC --outer-dst-mac MAC --outer-src-ip IP --outer-dst-ip IP\n" +
         "          [--outer-sport 49152] [--outer-dport 4789]]   (the frame leaves VXLAN-encapsulated, as from a VTEP)";
 
@@ -175,6 +212,9 @@ internal sealed class Options
     /// <summary>Send through an AF_XDP TX ring (copy mode) instead of AF_PACKET sendmmsg.</summary>
     public bool Xdp { get; private set; }
 
+    /// <summary>Not a generator: hold an XDP drop for UDP to <see cref="DestinationPort"/> on the interface (<see cref="DropSink"/>).</summary>
+    public bool DropSink { get; private set; }
+
     /// <summary>The outer headers when the generator emulates a VTEP (--vxlan), or null.</summary>
     public VtepSpec? Vtep { get; private set; }
 
@@ -208,6 +248,7 @@ internal sealed class Options
                 case "--max-lag-ms": o.MaxLagMillis = double.Parse(Next(), inv); break;
                 case "--qdisc-bypass": o.QdiscBypass = true; break;
                 case "--xdp": o.Xdp = true; break;
+                case "--drop-sink": o.DropSink = true; break;
                 case "--vxlan": vni = uint.Parse(Next(), inv); break;
                 case "--outer-src-mac": outerSrcMac = MacAddress.Parse(Next()); break;
                 case "--outer-dst-mac": outerDstMac = MacAddress.Parse(Next()); break;
@@ -217,6 +258,11 @@ internal sealed class Options
                 case "--outer-dport": outerDport = ushort.Parse(Next(), inv); break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
+        }
+
+        if (o.DropSink)
+        {
+            return o.Interface.Length > 0 && o.Seconds >= 0 ? o : throw new ArgumentException("--drop-sink needs --iface");
         }
 
         if (o.Interface.Length == 0 || !dst || !src || o.Rate <= 0 || o.Seconds <= 0)
