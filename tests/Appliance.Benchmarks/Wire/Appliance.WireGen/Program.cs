@@ -148,7 +148,10 @@ internal static unsafe class Program
                 behind -= done;
                 if (r.Full)
                 {
-                    break; // socket buffer or ring full: try again on the next pass
+                    // Socket buffer or ring full: try again on the next pass, after letting whatever drains it run (a
+                    // threaded NAPI of the receiving veth on this CPU, --napi-thread in wire-bench.sh).
+                    Thread.Yield();
+                    break;
                 }
             }
         }
