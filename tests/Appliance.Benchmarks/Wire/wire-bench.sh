@@ -5,7 +5,7 @@
 #   sudo tests/Appliance.Benchmarks/Wire/wire-bench.sh [options]
 #
 # Options:
-#   --rates "25000 50000 ..."   offered rates in pps (default: 25k..500k, 9 steps)
+#   --rates "100000 200000 ..." offered rates in pps (default: 100k..700k, 7 steps: past every forwarder's limit)
 #   --seconds S                 seconds per step (default 3)
 #   --modes "appliance kernel"  which forwarders, in order (default both). Routed + SNAT (issue 3):
 #                               "snat kernel-snat" = the appliance with lab-config-l3.json routing
@@ -68,15 +68,15 @@
 #                               steers the receiving side to CPU0 (ul-app in ist-ul for fwd, ist-h10 eth0 for rev,
 #                               ist-out eth0 for snat), as if the far end were another machine: CPU1 then measures
 #                               the forwarder alone, and the generator shares CPU0 with the receivers
-#   --rx xdp|packet             appliance/snat modes: how the access ports receive. packet (default): AF_PACKET
-#                               recvmmsg, the ingress softirq steered to CPU1 with RPS like the kernel's. xdp:
-#                               dataPlane.xdpReceive (AF_XDP, copy mode): the XDP hook and the copy into the UMEM
+#   --rx xdp|packet             appliance/snat modes: how the access ports receive. packet: AF_PACKET
+#                               recvmmsg, the ingress softirq steered to CPU1 with RPS like the kernel's. xdp (default, the
+#                               appliance's own default): dataPlane.xdpReceive (AF_XDP, copy mode): the XDP hook and the copy into the UMEM
 #                               run in veth's NAPI on the sending CPU (CPU0, the generator's), before RPS, and a
 #                               full ring drops there; CPU1 runs the worker alone (a NIC's DMA + driver on a real host)
-#   --tx xdp|packet             appliance/snat modes: how the access ports transmit. packet (default): sendmmsg on
-#                               AF_PACKET. xdp: dataPlane.xdpTransmit (AF_XDP TX ring, copy mode, sendto() kicks)
-#   --vxlan-rx xdp|socket       appliance/snat modes: how the VXLAN port receives. socket (default): the UDP socket.
-#                               xdp: dataPlane.xdpVxlanReceive (AF_XDP on the underlay interface, UDP 4789 only)
+#   --tx xdp|packet             appliance/snat modes: how the access ports transmit. packet: sendmmsg on
+#                               AF_PACKET. xdp (default): dataPlane.xdpTransmit (AF_XDP TX ring, copy mode, sendto() kicks)
+#   --vxlan-rx xdp|socket       appliance/snat modes: how the VXLAN port receives. socket: the UDP socket.
+#                               xdp (default): dataPlane.xdpVxlanReceive (AF_XDP on the underlay interface, UDP 4789 only)
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
@@ -101,7 +101,7 @@ GEN_DLL="$HERE/Appliance.WireGen/bin/Release/net10.0/Appliance.WireGen.dll"
 API=http://127.0.0.1:8088/api/v1
 RUN_DIR=/run/isthmus-lab
 
-RATES="25000 50000 100000 150000 200000 250000 300000 400000 500000"
+RATES="100000 200000 300000 400000 500000 600000 700000"
 SECONDS_PER_STEP=3
 MODES="appliance kernel"
 DIRECTIONS="fwd"
@@ -115,9 +115,9 @@ RX_BACKLOG=
 RAW_TX=on
 PIN=worker
 RECEIVER_CPU=same
-RX=packet
-TX=packet
-VXLAN_RX=socket
+RX=xdp
+TX=xdp
+VXLAN_RX=xdp
 PORT_INGRESS_DROP=0
 REV_GEN=vtep
 GEN=xdp
