@@ -143,6 +143,13 @@ internal static unsafe class Program
                 sent += r.Accepted;
                 drops += r.Dropped;
                 otherErrors += r.Errors;
+                if (r.Dropped > 0)
+                {
+                    // The receiving veth refused frames (its ring full): let its NAPI thread, if it shares this CPU
+                    // (--napi-thread), drain the ring before the next kick instead of dropping more.
+                    Thread.Yield();
+                }
+
                 var done = r.Accepted + r.Dropped + r.Errors;
                 attempted += done;
                 behind -= done;
