@@ -134,7 +134,10 @@ internal static unsafe class Program
 
             if (behind < burst && due < total)
             {
-                continue; // spin: CPU0 belongs to the generator
+                // Wait for the next burst, giving CPU0 to whatever else is runnable on it: the receiving veth's NAPI
+                // thread (--napi-thread) must drain the frames of the last burst before the next one arrives.
+                Thread.Yield();
+                continue;
             }
 
             while (behind > 0)
