@@ -46,7 +46,7 @@
 #                               a frame the forwarder's ingress refuses ends the kick with EBUSY and counts as
 #                               offered and lost. packet: AF_PACKET sendmmsg (sessions 1-5; a refused frame of a
 #                               batch's first message is counted, the rest of the batch is sent again)
-#   --napi-thread on|off        on: the forwarder's ingress veths (acc10, und0 in ist-app) run their NAPI in a
+#   --napi-thread on|off        on (default): the forwarder's ingress veths (acc10, und0 in ist-app) run their NAPI in a
 #                               kernel thread pinned to CPU0 (/sys/class/net/DEV/threaded = 1), every mode alike. veth
 #                               uses NAPI only when an XDP program is attached (the appliance's AF_XDP receive), so in
 #                               the kernel modes this changes nothing; in the appliance modes the XDP hook and the copy
@@ -54,7 +54,7 @@
 #                               thread (SCHED_FIFO 50, as a NIC's interrupt work comes before user code) instead of
 #                               one softirq round per frame inside the generator's transmit, so the generator on CPU0
 #                               offers ~1.3x more (it kicks 128 frames at a time, half of veth's ring, and yields CPU0
-#                               between bursts). off (default): sessions 1-6
+#                               between bursts). off: sessions 1-6 (the generator stopped at ~430k into the appliance)
 #   --worker-nice N             renice the appliance's data-plane thread (isthmus-worker) to N, e.g. -20
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
 #   --port-ingress-drop         appliance modes: an nftables netdev ingress chain (policy drop) on the appliance's
@@ -124,7 +124,7 @@ PORT_INGRESS_DROP=0
 REV_GEN=vtep
 GEN=xdp
 SINK=drop
-NAPI_THREAD=off
+NAPI_THREAD=on
 while (($#)); do
     case $1 in
         --rates) RATES=$2; shift ;;
