@@ -482,9 +482,8 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
             }
         }
 
+        // One multiply (Fibonacci hashing): its top 14 bits depend on every bit of the folded key.
         var h = (a ^ (b << 17) ^ (b >> 29)) * 0x9E37_79B9_7F4A_7C15UL;
-        h ^= h >> 32;
-        h *= 0xBF58_476D_1CE4_E5B9UL;
         return (ushort)(49152 | (int)(h >> 50));
     }
 }
