@@ -5,7 +5,7 @@
 #   sudo tests/Appliance.Benchmarks/Wire/wire-bench.sh [options]
 #
 # Options:
-#   --rates "100000 200000 ..." offered rates in pps (default: 100k..700k, 7 steps: past every forwarder's limit)
+#   --rates "100000 200000 ..." offered rates in pps (default: 100k..700k, 8 steps, 450k near the appliance's routed limit)
 #   --seconds S                 seconds per step (default 3)
 #   --modes "appliance kernel"  which forwarders, in order (default both). Routed + SNAT (issue 3):
 #                               "snat kernel-snat" = the appliance with lab-config-l3.json routing
@@ -103,7 +103,7 @@ GEN_DLL="$HERE/Appliance.WireGen/bin/Release/net10.0/Appliance.WireGen.dll"
 API=http://127.0.0.1:8088/api/v1
 RUN_DIR=/run/isthmus-lab
 
-RATES="100000 200000 300000 400000 500000 600000 700000"
+RATES="100000 200000 300000 400000 450000 500000 600000 700000"
 SECONDS_PER_STEP=3
 MODES="appliance kernel"
 DIRECTIONS="fwd"
