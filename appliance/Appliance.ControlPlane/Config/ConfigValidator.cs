@@ -46,7 +46,7 @@ public static class ConfigValidator
         {
             if (rt is < global::Isthmus.Mobility.Threading.LoopThread.MinFifoPriority or > global::Isthmus.Mobility.Threading.LoopThread.MaxFifoPriority)
             {
-                errors.Add(new("dataPlane.realtimePriority", $"{rt} is not a SCHED_FIFO priority: 1 to 99, or null for ordinary scheduling"));
+                errors.Add(new("dataPlane.realtimePriority", $"{rt} is not a SCHED_FIFO priority: {(global::Isthmus.Mobility.Threading.LoopThread.MinFifoPriority)} to {(global::Isthmus.Mobility.Threading.LoopThread.MaxFifoPriority)}, or null for ordinary scheduling"));
             }
             else if (document.DataPlane.PollMode == "busy")
             {

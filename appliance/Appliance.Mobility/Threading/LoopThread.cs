@@ -22,19 +22,18 @@ public static partial class LoopThread
             return "normal";
         }
 
+        // SCHED_RESET_ON_FORK (TrySetFifo): threads created from the loop are ordinary. The runtime starts some of its own
+        // threads from whichever thread needs them first (session 7's trace caught the tiered compilation thread, started
+        // from the loop, compiling under SCHED_FIFO).
+        var basePriority = Math.Clamp(fifoPriority ?? 1, MinFifoPriority, MaxFifoPriority);
+        if (TrySetFifo(priority == LoopPriority.RealTimeAbove ? Math.Min(basePriority + 1, MaxFifoPriority) : basePriority, out var fifo))
+        {
+            return fifo;
+        }
+
         try
         {
-            // Linux: pid 0 is the calling thread for both calls.
-            var basePriority = Math.Clamp(fifoPriority ?? 1, MinFifoPriority, MaxFifoPriority);
-            var param = new SchedParam { Priority = priority == LoopPriority.RealTimeAbove ? Math.Min(basePriority + 1, MaxFifoPriority) : basePriority };
-            // SCHED_RESET_ON_FORK: threads created from the loop are ordinary. The runtime starts some of its own threads
-            // from whichever thread needs them first (session 7's trace caught the tiered compilation thread, started
-            // from the loop, compiling under SCHED_FIFO).
-            if (SchedSetScheduler(0, SchedFifo | SchedResetOnFork, ref param) == 0)
-            {
-                return $"SCHED_FIFO {param.Priority}";
-            }
-
+            // Linux: pid 0 is the calling thread.
             return SetPriority(PrioProcess, 0, -10) == 0 ? "nice -10" : "normal";
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
