@@ -595,12 +595,12 @@ for mode in $MODES; do
 done
 
 # ------------------------------------------------------------------------------------------ report
-# Highest offered rate with loss <= 0.1% such that every lower step was also lossless.
-# The zero-loss rate: the highest offered rate below the first step that lost more than 0.1 % (conservative).
+# The zero-loss rate (strict): the highest offered rate of the steps before the first one that lost more than 0.1 %
+# (the highest, not the last: a back-pressured forwarder's offered rate may dip at a higher target).
 # zero_loss_any: the highest offered rate of any step within 0.1 % (a later step may be clean again after a
 # transient loss, as RFC 2544's search would find); both are printed.
 zero_loss() {
-    awk -v m="$1" -v d="$2" '$1==m && $2==d { if (ok && $6 <= 0.1) best=$4; else ok=0 } BEGIN{ok=1; best=0} END { printf "%.0f", best }' "$RES"
+    awk -v m="$1" -v d="$2" '$1==m && $2==d { if (ok && $6 <= 0.1) { if ($4 > best) best=$4 } else ok=0 } BEGIN{ok=1; best=0} END { printf "%.0f", best }' "$RES"
 }
 # The strict ratio (each side's zero_loss) is the verdict; the one at the highest lossless steps (zero_loss_any) is
 # printed beside it, marked generous, and never decides the goal.
@@ -651,7 +651,7 @@ zero_loss_any() {
         if [[ " $MODES " == *" snat "* && " $MODES " == *" kernel-snat "* ]]; then
             ratio_line snat kernel-snat "snat/kernel-snat (routed + SNAT)"
         fi
-        for m in $MODES; do collapse_line "$m"; done
+        for m in $MODES; do [[ $m == appliance || $m == snat ]] && collapse_line "$m"; done
         for m in $MODES; do
             awk -v m="$m" -v d="$dir" '$1==m && $2==d && $12 > 0 { printf "%s%s %.2f", (n++ ? ", " : "- " m " " d ": forwarder CPU1 time per delivered packet (worker thread, or CPU1 softirq for the kernel), us: "), $3, $12 } END { if (n) print "" }' "$RES"
         done

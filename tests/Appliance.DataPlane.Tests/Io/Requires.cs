@@ -37,4 +37,21 @@ internal static class Requires
 
         return false;
     }
+
+    /// <summary>True when <paramref name="tool"/> is on the PATH; false (a failure when CI=true) when it is missing.</summary>
+    public static bool Tool(string tool)
+    {
+        var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin";
+        if (path.Split(':').Any(dir => dir.Length > 0 && File.Exists(System.IO.Path.Combine(dir, tool))))
+        {
+            return true;
+        }
+
+        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            Assert.Fail($"Prerequisite missing in CI: {tool} (lab.sh installs it).");
+        }
+
+        return false;
+    }
 }

@@ -96,7 +96,8 @@ public sealed class WireGenDropSinkTests
 
     private static bool IsUdp(byte[] frame) => frame.Length >= 38 && frame[12] == 0x08 && frame[13] == 0x00 && frame[23] == 17;
 
-    private static void Send(VethPair net, byte[] frame, int count)
+    /// <summary>Sends <paramref name="frame"/> <paramref name="count"/> times from side A (WireGen's AF_PACKET sender).</summary>
+    internal static void Send(VethPair net, byte[] frame, int count)
     {
         using (NetworkNamespace.Enter(net.NamespaceA))
         {
