@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
@@ -29,26 +30,17 @@ public enum BridgeDrop : ushort
 /// </summary>
 public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
 {
-    public override void Process(PacketBatch batch, WorkerContext context)
+    /// <summary>The low 48 bits of an 8-byte little-endian read at a MAC: the address's bytes, unswapped.</summary>
+    private const ulong MacMask = 0xFFFF_FFFF_FFFF;
+
+    /// <summary>No cached destination: no 8-byte read masked to 48 bits equals it.</summary>
+    private const ulong NoMac = ulong.MaxValue;
+
+    public override unsafe void Process(PacketBatch batch, WorkerContext context)
     {
-        var snapshot = context.Snapshot;
-        var now = context.Now;
         var pool = context.Pool;
         var packets = batch.Packets;
-        var lastLearned = new Location(0, -1, 0);
-
-        // Per-batch caches for trains of frames: the last domain's objects, and the last unicast
-        // destination found in the MAC table (forgotten whenever the table may change, i.e. on any
-        // learn; aging runs in the heartbeat, never during a batch).
-        var lastDomain = -1;
-        Domain domain = null!;
-        DomainState state = null!;
-        var lastDestination = new Destination(0, -1, 0, 0);
-
-        // The last ingress segment and whether it is VXLAN (its frames' stations live behind a VTEP).
-        var lastSegment = -1;
-        var segmentIsVxlan = false;
-        var dhcpSnooping = context.DhcpSnooping;
+        var c = new Cursor();
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -57,123 +49,199 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
                 continue;
             }
 
-            if (p.Domain != lastDomain)
+            // Decap dropped every frame shorter than an Ethernet header, and a slot always holds 14 bytes past
+            // any offset a port gives: both MACs are read unchecked, as 8-byte words masked to their 6 bytes.
+            var frame = pool.Pointer(p.Buffer) + p.Offset;
+            var destination = Unsafe.ReadUnaligned<ulong>(frame) & MacMask;
+            var source = Unsafe.ReadUnaligned<ulong>(frame + 6) & MacMask;
+
+            // The common case, a train of frames between two stations: the same station at the same place as
+            // the last frame learned (its entry was refreshed at this timestamp), to the last known unicast
+            // destination found since (not the gateway, not multicast, not on the ingress segment: all
+            // checked when it was cached), untraced, no DHCP snooping. Nothing to look up or learn.
+            if (source == c.Source && destination == c.Destination && p.IngressSegment == c.Segment
+                && (!c.SegmentIsVxlan || p.RemoteVtep == c.Vtep) && (p.Flags & PacketFlags.Traced) == 0)
             {
-                lastDomain = p.Domain;
-                domain = snapshot.Domains[lastDomain];
-                state = context.Bridge[lastDomain];
-            }
-
-            var frame = pool.Frame(p.Buffer, p.Offset, EthernetHeader.Length);
-            var source = MacAddress.Read(frame[6..]).Value;
-            if (p.IngressSegment != lastSegment)
-            {
-                lastSegment = p.IngressSegment;
-                segmentIsVxlan = snapshot.Segments[lastSegment].Kind == PortKind.Vxlan;
-            }
-
-            var vtep = segmentIsVxlan ? p.RemoteVtep : 0;
-
-            // A train of frames from one station in one batch: the first refreshed the entry at this
-            // same timestamp, so the rest need no table access. (Segments are unique across domains.)
-            var location = new Location(source, p.IngressSegment, vtep);
-
-            // ESXi announces a VM that just arrived with a broadcast RARP from its MAC: a move signal. On a
-            // local segment the worker sends the first GARP for the gateway at once (Gateway/ArrivalGarp.cs),
-            // before learning, so the MAC move this frame causes carries that fact too.
-            var rarp = (frame[0] & 1) != 0 && L3Messages.EtherTypeOf(frame) == EtherType.Rarp;
-            var garps = rarp ? context.ArrivalGarp?.OnRarp(context, lastDomain, p.IngressSegment, vtep, source, now) ?? 0 : 0;
-            if (garps > 0)
-            {
-                // The GARP leaves on the RARP's own segment, so on its ingress port.
-                context.ArrivalGarpPort = p.IngressPort;
-            }
-            if (location != lastLearned || (p.Flags & PacketFlags.Traced) != 0)
-            {
-                lastDestination = new Destination(0, -1, 0, 0);
-                if (!Learn(ref p, context, domain, state, source, vtep, now, garps))
-                {
-                    lastLearned = default;
-                    continue;
-                }
-
-                lastLearned = location;
-            }
-
-            var destination = MacAddress.Read(frame);
-            if (destination.Value == domain.GatewayMac && domain.GatewayMac != 0)
-            {
-                // Addressed to the appliance's own gateway interface: L3 takes it from here.
-                p.Flags |= PacketFlags.ToGateway;
-                if ((p.Flags & PacketFlags.Traced) != 0)
-                {
-                    context.Tracer.Record(p.TraceId, Name, "to gateway", $"{destination} is the gateway of {domain.Name}");
-                }
-
+                p.EgressSegment = c.EgressSegment;
+                p.EgressVtep = c.EgressVtep;
                 continue;
             }
 
-            if (dhcpSnooping is { } dhcp)
-            {
-                var etherType = L3Messages.EtherTypeOf(frame);
-                if (etherType == EtherType.Ipv4)
-                {
-                    dhcp.Inspect(context, state, lastDomain, pool.Frame(p.Buffer, p.Offset, p.Length), now);
-                }
-                else if (etherType == EtherType.Ipv6)
-                {
-                    dhcp.Inspect6(context, state, lastDomain, pool.Frame(p.Buffer, p.Offset, p.Length), now);
-                }
-            }
-
-            if (destination.IsMulticast)
-            {
-                if (rarp)
-                {
-                    context.Mobility.Post(new MobilitySignal(MobilitySignalKind.Rarp, lastDomain, p.IngressSegment, vtep, source, false, 0, 0, now) { GarpFrames = garps });
-                }
-
-                p.Flags |= PacketFlags.Bum;
-                Flood(ref p, context, state, now, "broadcast/multicast");
-                continue;
-            }
-
-            int egressSegment;
-            uint egressVtep;
-            if (lastDestination.Mac == destination.Value && lastDestination.Domain == lastDomain)
-            {
-                egressSegment = lastDestination.Segment;
-                egressVtep = lastDestination.Vtep;
-            }
-            else
-            {
-                ref var entry = ref state.Table.Find(destination.Value);
-                if (Unsafe.IsNullRef(ref entry))
-                {
-                    p.Flags |= PacketFlags.Bum;
-                    Flood(ref p, context, state, now, "unknown unicast");
-                    continue;
-                }
-
-                egressSegment = entry.Segment;
-                egressVtep = entry.Vtep;
-                lastDestination = new Destination(destination.Value, lastDomain, egressSegment, egressVtep);
-            }
-
-            if (egressSegment == p.IngressSegment)
-            {
-                Drop(ref p, (ushort)BridgeDrop.SameSegment);
-                continue;
-            }
-
-            p.EgressSegment = egressSegment;
-            p.EgressVtep = egressVtep;
-            if ((p.Flags & PacketFlags.Traced) != 0)
-            {
-                context.Tracer.Record(p.TraceId, Name, "forward", $"{destination} known on {snapshot.Segments[egressSegment].Name}{VtepText(egressVtep)}");
-            }
+            Forward(ref p, ref c, context, frame, source, destination);
         }
     }
+
+    /// <summary>
+    /// The per-batch caches (the last domain's objects, the last ingress segment's kind, the last location
+    /// learned and the last unicast destination found since), shared by the loop's common case and
+    /// <see cref="Forward"/>.
+    /// </summary>
+    private struct Cursor()
+    {
+        public int DomainIndex = -1;
+        public Domain DomainSpec = null!;
+        public DomainState State = null!;
+        public ulong GatewayRaw = NoMac;
+
+        public int IngressSegment = -1;
+        public bool IngressIsVxlan;
+
+        // The last location learned (raw source MAC, segment, VTEP; Segment -1 = none) and, while it holds,
+        // the last unicast destination found (Destination = NoMac: none).
+        public ulong Source = NoMac;
+        public int Segment = -1;
+        public bool SegmentIsVxlan;
+        public uint Vtep;
+        public ulong Destination = NoMac;
+        public int EgressSegment;
+        public uint EgressVtep;
+    }
+
+    /// <summary>
+    /// Everything but the common case: a new station or place (learning, moves, flap damping), RARP, the
+    /// gateway, DHCP snooping, floods, a destination not yet cached, same-segment filtering and traced frames.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe void Forward(ref PacketMeta p, ref Cursor c, WorkerContext context, byte* frame, ulong sourceRaw, ulong destinationRaw)
+    {
+        var snapshot = context.Snapshot;
+        var now = context.Now;
+        if (p.Domain != c.DomainIndex)
+        {
+            c.DomainIndex = p.Domain;
+            c.DomainSpec = snapshot.Domains[c.DomainIndex];
+            c.State = context.Bridge[c.DomainIndex];
+            c.GatewayRaw = c.DomainSpec.GatewayMac == 0 ? NoMac : Raw(c.DomainSpec.GatewayMac);
+        }
+
+        var domain = c.DomainSpec;
+        var state = c.State;
+        var header = new ReadOnlySpan<byte>(frame, EthernetHeader.Length);
+        var source = MacAddress.Read(header[6..]).Value;
+        if (p.IngressSegment != c.IngressSegment)
+        {
+            c.IngressSegment = p.IngressSegment;
+            c.IngressIsVxlan = snapshot.Segments[c.IngressSegment].Kind == PortKind.Vxlan;
+        }
+
+        var vtep = c.IngressIsVxlan ? p.RemoteVtep : 0;
+
+        // ESXi announces a VM that just arrived with a broadcast RARP from its MAC: a move signal. On a
+        // local segment the worker sends the first GARP for the gateway at once (Gateway/ArrivalGarp.cs),
+        // before learning, so the MAC move this frame causes carries that fact too.
+        var rarp = (header[0] & 1) != 0 && L3Messages.EtherTypeOf(header) == EtherType.Rarp;
+        var garps = rarp ? context.ArrivalGarp?.OnRarp(context, c.DomainIndex, p.IngressSegment, vtep, source, now) ?? 0 : 0;
+        if (garps > 0)
+        {
+            // The GARP leaves on the RARP's own segment, so on its ingress port.
+            context.ArrivalGarpPort = p.IngressPort;
+        }
+
+        // A train of frames from one station in one batch: the first refreshed the entry at this
+        // same timestamp, so the rest need no table access. (Segments are unique across domains.)
+        if (sourceRaw != c.Source || p.IngressSegment != c.Segment || vtep != c.Vtep || (p.Flags & PacketFlags.Traced) != 0)
+        {
+            c.Destination = NoMac;
+            if (!Learn(ref p, context, domain, state, source, vtep, now, garps))
+            {
+                c.Source = NoMac;
+                c.Segment = -1;
+                return;
+            }
+
+            c.Source = sourceRaw;
+            c.Segment = p.IngressSegment;
+            c.SegmentIsVxlan = c.IngressIsVxlan;
+            c.Vtep = vtep;
+        }
+
+        if (destinationRaw == c.GatewayRaw)
+        {
+            // Addressed to the appliance's own gateway interface: L3 takes it from here.
+            p.Flags |= PacketFlags.ToGateway;
+            if ((p.Flags & PacketFlags.Traced) != 0)
+            {
+                context.Tracer.Record(p.TraceId, Name, "to gateway", $"{MacAddress.Read(header)} is the gateway of {domain.Name}");
+            }
+
+            return;
+        }
+
+        var dhcpSnooping = context.DhcpSnooping;
+        if (dhcpSnooping is { } dhcp)
+        {
+            var etherType = L3Messages.EtherTypeOf(header);
+            var pool = context.Pool;
+            if (etherType == EtherType.Ipv4)
+            {
+                dhcp.Inspect(context, state, c.DomainIndex, pool.Frame(p.Buffer, p.Offset, p.Length), now);
+            }
+            else if (etherType == EtherType.Ipv6)
+            {
+                dhcp.Inspect6(context, state, c.DomainIndex, pool.Frame(p.Buffer, p.Offset, p.Length), now);
+            }
+        }
+
+        if ((destinationRaw & 1) != 0)
+        {
+            // Broadcast or multicast (the I/G bit of the first byte).
+            if (rarp)
+            {
+                context.Mobility.Post(new MobilitySignal(MobilitySignalKind.Rarp, c.DomainIndex, p.IngressSegment, vtep, source, false, 0, 0, now) { GarpFrames = garps });
+            }
+
+            p.Flags |= PacketFlags.Bum;
+            Flood(ref p, context, state, now, "broadcast/multicast");
+            return;
+        }
+
+        int egressSegment;
+        uint egressVtep;
+        if (destinationRaw == c.Destination)
+        {
+            egressSegment = c.EgressSegment;
+            egressVtep = c.EgressVtep;
+        }
+        else
+        {
+            ref var entry = ref state.Table.Find(Raw(destinationRaw));
+            if (Unsafe.IsNullRef(ref entry))
+            {
+                p.Flags |= PacketFlags.Bum;
+                Flood(ref p, context, state, now, "unknown unicast");
+                return;
+            }
+
+            egressSegment = entry.Segment;
+            egressVtep = entry.Vtep;
+            if (dhcpSnooping is null && egressSegment != p.IngressSegment && c.Segment == p.IngressSegment)
+            {
+                // Cached for the loop's common case, which is valid while the learned location holds.
+                c.Destination = destinationRaw;
+                c.EgressSegment = egressSegment;
+                c.EgressVtep = egressVtep;
+            }
+        }
+
+        if (egressSegment == p.IngressSegment)
+        {
+            Drop(ref p, (ushort)BridgeDrop.SameSegment);
+            return;
+        }
+
+        p.EgressSegment = egressSegment;
+        p.EgressVtep = egressVtep;
+        if ((p.Flags & PacketFlags.Traced) != 0)
+        {
+            context.Tracer.Record(p.TraceId, Name, "forward", $"{MacAddress.Read(header)} known on {snapshot.Segments[egressSegment].Name}{VtepText(egressVtep)}");
+        }
+    }
+
+    /// <summary>
+    /// A MAC between its numeric form (<see cref="MacAddress.Value"/>, the first byte most significant) and the
+    /// raw form the loop reads (its six bytes as a little-endian word): a byte swap of the 48 bits, either way.
+    /// </summary>
+    private static ulong Raw(ulong mac) => BinaryPrimitives.ReverseEndianness(mac) >> 16;
 
     private bool Learn(ref PacketMeta p, WorkerContext context, Domain domain, DomainState state, ulong mac, uint vtep, long now, int garpFrames)
     {
@@ -256,12 +324,6 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             context.Tracer.Record(p.TraceId, Name, "flood", why);
         }
     }
-
-    /// <summary>A unicast destination found in a domain's MAC table: where it is (segment, VTEP).</summary>
-    private readonly record struct Destination(ulong Mac, int Domain, int Segment, uint Vtep);
-
-    /// <summary>A station's place: MAC, segment, and VTEP for VXLAN segments.</summary>
-    private readonly record struct Location(ulong Mac, int Segment, uint Vtep);
 
     private static string VtepText(uint vtep) => vtep == 0 ? "" : $" behind VTEP {new Ipv4Address(vtep)}";
 }

@@ -38,19 +38,22 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
         var snapshot = context.Snapshot;
         var packets = batch.Packets;
         var unicast = new UnicastCache(snapshot.Segments, context.TxQueues);
+        var pool = context.Pool;
+
+        // Packets consumed when the walk ends (the runner skips its settle walk when that is all of them).
+        var consumed = 0;
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
-            if (p.Disposition != Disposition.Continue)
-            {
-                continue;
-            }
-
-            if (!TryEmitUnicast(ref p, context.Pool, ref unicast))
+            if (p.Disposition == Disposition.Continue && !TryEmitUnicast(ref p, pool, ref unicast))
             {
                 ProcessOne(ref p, context, snapshot);
             }
+
+            consumed += p.Disposition == Disposition.Consumed ? 1 : 0;
         }
+
+        batch.Consumed = consumed;
     }
 
     /// <summary>
@@ -145,7 +148,7 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
 
                 var frame = pool.Pointer(p.Buffer) + offset;
                 Unsafe.WriteUnaligned(frame - VxlanHeader.Length, cache.VxlanWord);
-                var entropy = FlowEntropy(new ReadOnlySpan<byte>(frame, length));
+                var entropy = FlowEntropy(ref *frame, length);
                 cache.Queue.Add(p.Buffer, offset - VxlanHeader.Length, length + VxlanHeader.Length, p.EgressVtep, cache.VtepPort, entropy);
                 break;
             }
@@ -463,20 +466,29 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
     /// addresses, protocol and (unfragmented TCP/UDP/SCTP) ports, so two flows between the same pair of
     /// stations (or through a router's MAC) still differ, and every packet of a flow gets the same port.
     /// </summary>
+    internal static ushort FlowEntropy(ReadOnlySpan<byte> frame) => FlowEntropy(ref MemoryMarshal.GetReference(frame), frame.Length);
+
+    /// <summary><see cref="FlowEntropy(ReadOnlySpan{byte})"/> on <paramref name="length"/> bytes at <paramref name="frame"/>; every read is checked against the length once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static ushort FlowEntropy(ReadOnlySpan<byte> frame)
+    private static ushort FlowEntropy(ref byte frame, int length)
     {
-        var a = BinaryPrimitives.ReadUInt64LittleEndian(frame);
-        var b = (ulong)BinaryPrimitives.ReadUInt32LittleEndian(frame[8..]);
-        if (frame.Length >= EthernetHeader.Length + 20 && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == EtherType.Ipv4)
+        if (length < EthernetHeader.Length)
         {
-            // The length check above covers every read of the 20-byte header: unchecked from here.
-            ref var ip = ref Unsafe.Add(ref MemoryMarshal.GetReference(frame), EthernetHeader.Length);
+            // Never for a frame past decap (it drops anything shorter than an Ethernet header).
+            return 49152;
+        }
+
+        var a = UncheckedBytes.ReadUInt64LittleEndian(ref frame, 0);
+        var b = (ulong)UncheckedBytes.ReadUInt32LittleEndian(ref frame, 8);
+        if (length >= EthernetHeader.Length + 20 && UncheckedBytes.ReadUInt16BigEndian(ref frame, 12) == EtherType.Ipv4)
+        {
+            // The length check above covers every read of the 20-byte header.
+            ref var ip = ref Unsafe.Add(ref frame, EthernetHeader.Length);
             var protocol = Unsafe.Add(ref ip, 9);
             b ^= UncheckedBytes.ReadUInt64LittleEndian(ref ip, 12) + ((ulong)protocol << 40);
             var headerLength = (ip & 0x0F) * 4;
             var fragment = UncheckedBytes.ReadUInt16BigEndian(ref ip, 6) & 0x3FFF; // MF + offset
-            if (fragment == 0 && protocol is (IpProtocol.Tcp or IpProtocol.Udp or 132) && frame.Length - EthernetHeader.Length >= headerLength + 4)
+            if (fragment == 0 && protocol is (IpProtocol.Tcp or IpProtocol.Udp or 132) && length - EthernetHeader.Length >= headerLength + 4)
             {
                 a ^= (ulong)UncheckedBytes.ReadUInt32LittleEndian(ref ip, headerLength) << 13;
             }

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Isthmus.DataPlane.Pipeline;
 
 namespace Isthmus.DataPlane.Io;
@@ -32,7 +34,9 @@ public sealed class TxQueue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Add(int buffer, int offset, int length, uint destinationIp, ushort destinationPort, ushort sourcePort)
     {
-        ref var f = ref _frames[Count++];
+        // Unchecked: the caller saw !IsFull, so Count < Capacity, the array's length.
+        Debug.Assert(Count < Capacity);
+        ref var f = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_frames), Count++);
         f.Buffer = buffer;
         f.Offset = offset;
         f.Length = length;

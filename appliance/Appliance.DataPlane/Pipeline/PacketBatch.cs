@@ -26,6 +26,13 @@ public sealed class PacketBatch
     /// </summary>
     public int Finished { get; set; }
 
+    /// <summary>
+    /// How many packets the last stage (encap) found <see cref="Disposition.Consumed"/> when its walk ended: queued
+    /// for transmission, or taken by a stage before it (a held neighbor packet, a gateway reply). When every packet
+    /// is consumed the runner has nothing to settle (no drop to count, no buffer to return) and skips the walk.
+    /// </summary>
+    public int Consumed { get; set; }
+
     /// <summary>The live packets, by reference.</summary>
     public Span<PacketMeta> Packets => _packets.AsSpan(0, Count);
 
@@ -54,5 +61,6 @@ public sealed class PacketBatch
     {
         Count = 0;
         Finished = 0;
+        Consumed = 0;
     }
 }

@@ -65,7 +65,12 @@ public sealed class PacketPipeline
             stage.Process(batch, context);
         }
 
-        Settle(batch, context);
+        if (batch.Consumed != batch.Count)
+        {
+            // Something was dropped, punted or left over: count it and return its buffer.
+            Settle(batch, context);
+        }
+
         SendOriginated(context);
     }
 
@@ -99,7 +104,11 @@ public sealed class PacketPipeline
         if (originated.Count > 0)
         {
             _stages[^1].Process(originated, context);
-            Settle(originated, context);
+            if (originated.Consumed != originated.Count)
+            {
+                Settle(originated, context);
+            }
+
             originated.Clear();
         }
     }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Isthmus.DataPlane.Pipeline;
 
@@ -60,21 +61,30 @@ public sealed unsafe class PacketPool
             return -1;
         }
 
-        var buffer = _free[--_freeCount];
-        _rented[buffer] = true;
+        // Unchecked: 0 < _freeCount <= Capacity (Return refuses anything not rented), and the free list
+        // holds only indexes below Capacity; both arrays have Capacity entries.
+        var buffer = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_free), --_freeCount);
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_rented), buffer) = true;
         return buffer;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Return(int buffer)
     {
-        if ((uint)buffer >= (uint)Capacity || !_rented[buffer])
+        if ((uint)buffer >= (uint)Capacity)
         {
             ThrowBadReturn(buffer);
         }
 
-        _rented[buffer] = false;
-        _free[_freeCount++] = buffer;
+        // Unchecked from here: buffer < Capacity, and a rented buffer is off the free list, so _freeCount < Capacity.
+        ref var rented = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_rented), buffer);
+        if (!rented)
+        {
+            ThrowBadReturn(buffer);
+        }
+
+        rented = false;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_free), _freeCount++) = buffer;
     }
 
     /// <summary>The whole slot of a buffer, headroom included.</summary>

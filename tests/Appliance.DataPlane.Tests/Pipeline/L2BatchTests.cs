@@ -105,6 +105,70 @@ public sealed class L2BatchTests
         Assert.Equal(3, lab.Sent(Trunk0).Count); // from und0 and acc10 on VLAN 10, the acc20 broadcast on VLAN 20
     }
 
+    [Fact]
+    public void A_train_from_one_station_learns_again_when_its_vtep_changes_mid_batch()
+    {
+        // Vm1 sends from behind VTEP .3 and then from .2 in one batch: the second frame must move it (the bridge's
+        // train shortcut keys on the VTEP too), so HostA's frames after it go to .2, as with batches of their own.
+        (int Port, MemoryFrame Frame)[] moving =
+        [
+            (Und0, new MemoryFrame(Vxlan(5010, Ethernet(HostA, Vm1)), RemoteVtep: Vtep2)),
+            (Und0, new MemoryFrame(Vxlan(5010, Ethernet(HostA, Vm1)), RemoteVtep: Vtep1)),
+            (Und0, new MemoryFrame(Vxlan(5010, Ethernet(HostA, Vm1, payload: 70)), RemoteVtep: Vtep1)),
+            (Acc10, new MemoryFrame(Ethernet(Vm1, HostA))),
+            (Acc10, new MemoryFrame(Ethernet(Vm1, HostA, payload: 90))),
+        ];
+        using var together = Learned();
+        foreach (var (port, frame) in moving)
+        {
+            together.Port(port).Enqueue(frame);
+        }
+
+        together.Run();
+
+        using var alone = Learned();
+        foreach (var (port, frame) in moving)
+        {
+            alone.Receive(port, frame);
+        }
+
+        var sent = together.Sent(Und0);
+        Assert.Equal(2, sent.Count);
+        Assert.All(sent, f => Assert.Equal(Vtep1, f.DestinationIp));
+        Assert.Equal(Describe(alone.Sent(Und0)), Describe(sent));
+        Assert.Equal(Describe(alone.Sent(Acc10)), Describe(together.Sent(Acc10)));
+    }
+
+    [Fact]
+    public void A_batch_with_drops_among_forwarded_frames_counts_each_drop_and_returns_every_buffer_in_its_turn()
+    {
+        // The runner skips its settle walk only when encap found every packet consumed: one drop per stage here
+        // (decap, bridge, encap) among frames that leave must still be counted and its buffer returned.
+        using var lab = Learned();
+        var acc10 = lab.Port(Acc10);
+        acc10.Enqueue(new MemoryFrame(Ethernet(Vm1, HostA)));
+        acc10.Enqueue(new MemoryFrame(Ethernet(Vm1, Mac("03:00:00:00:00:01")))); // multicast source: decap
+        acc10.Enqueue(new MemoryFrame(Ethernet(Vm1, HostA)));
+        acc10.Enqueue(new MemoryFrame(Ethernet(HostA, HostA))); // on its own segment: bridge
+        acc10.Enqueue(new MemoryFrame(Ethernet(Vm1, HostA, payload: 1480))); // over VNI 5010's MTU: encap
+        acc10.Enqueue(new MemoryFrame(Ethernet(Vm1, HostA)));
+
+        Assert.Equal(6, lab.Worker.RunOnce());
+        Assert.Equal(0, lab.Worker.Pool.Outstanding);
+        Assert.Equal(1, lab.Drops("decap", "InvalidSourceMac"));
+        Assert.Equal(1, lab.Drops("bridge", "SameSegment"));
+        Assert.Equal(1, lab.Drops("encap", "MtuExceeded"));
+        Assert.Equal(3, lab.Sent(Und0).Count);
+
+        // A batch that all leaves: nothing to settle, nothing left over.
+        acc10.Enqueue(new MemoryFrame(Ethernet(Vm1, HostA)));
+        acc10.Enqueue(new MemoryFrame(Ethernet(TrunkHost, HostA)));
+        Assert.Equal(2, lab.Worker.RunOnce());
+        Assert.Equal(0, lab.Worker.Pool.Outstanding);
+        Assert.Equal(2, lab.Sent(Und0).Count + lab.Sent(Trunk0).Count);
+        Assert.Equal(1, lab.Drops("encap", "MtuExceeded"));
+    }
+
     private static L2Fixture Learned()
     {
         var lab = new L2Fixture();
