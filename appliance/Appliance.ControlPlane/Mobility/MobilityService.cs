@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -68,8 +69,19 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     /// <summary>The snooper handed to the worker (its counters are written there and read here for the status).</summary>
     private DhcpSnooping? _dhcp;
-    private Dictionary<IPNetwork, Advertisement> _announced = [];
-    private HostRoutePlan _plan = new(new Dictionary<IPNetwork, Advertisement>(), 0, []);
+    /// <summary>What the sessions were handed last; immutable (replaced, never mutated), so they and the status read it without a copy.</summary>
+    private IReadOnlyDictionary<IPNetwork, Advertisement> _announced = ImmutableDictionary<IPNetwork, Advertisement>.Empty;
+
+    /// <summary>The plan, kept one workload at a time (a move re-plans its own routes, not every workload).</summary>
+    private readonly IncrementalHostRoutePlanner _planner = new();
+
+    /// <summary>The planner's desired set when its changes were last taken: while <see cref="_announced"/> is it, those changes are the sessions' dirty set.</summary>
+    private ImmutableDictionary<IPNetwork, Advertisement>? _lastPlanned;
+
+    /// <summary>The next route update re-plans from scratch (config or VIPs changed).</summary>
+    private bool _replan = true;
+    private readonly List<ulong> _changedMacs = [];
+    private HostRoutePlan _plan = new(ImmutableDictionary<IPNetwork, Advertisement>.Empty, 0, []);
     private HostRoutePolicy _policy = new();
     private MobilitySettings? _settings;
     private RunningConfig? _applied;
@@ -88,6 +100,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private long _selfMigrations;
     private long _frozenAlerts;
     private volatile Lazy<MobilityStatus> _status = new(MobilityStatus.Empty);
+    private PublishedState _published;
 
     /// <summary>The cause (Stopwatch timestamp of the RARP / signal) of the route change being planned; 0 = none.</summary>
     private long _routeCause;
@@ -279,6 +292,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
                 break;
             case Input.VipsChanged:
+                _replan = true;
                 UpdateRoutes();
                 break;
             case Input.FlushRoutes:
@@ -460,20 +474,53 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     {
         _routesPending = false;
         _lastRoutesUpdate = time.GetTimestamp();
-        var upVips = vips.Vips.Where(v => v.Up).Select(v => v.Address);
-        _plan = _settings is null
-            ? new HostRoutePlan(new Dictionary<IPNetwork, Advertisement>(), 0, [])
-            : HostRoutePlanner.Plan(_registry.Workloads, upVips, _policy);
-        var (next, waiting) = _pacer.Pace(_plan.Desired, _announced);
+        if (_settings is null || _replan || !ReferenceEquals(_planner.Policy, _policy))
+        {
+            // Config or VIPs changed: the full planner over every workload (mobility off: none).
+            _replan = _settings is null;
+            _registry.ClearChanged();
+            _planner.Reset(_settings is null ? [] : _registry.Workloads, _settings is null ? [] : vips.Vips.Where(v => v.Up).Select(v => v.Address), _policy);
+        }
+        else
+        {
+            // A move: only the workloads that changed since the last plan are re-planned.
+            _registry.TakeChanged(_changedMacs);
+            foreach (var mac in _changedMacs)
+            {
+                _planner.Update(mac, _registry.Find(mac));
+            }
+
+            _changedMacs.Clear();
+            _planner.Commit();
+        }
+
+        var desired = _planner.Desired;
+        var planChanges = _planner.TakeChanged();
+        _plan = new HostRoutePlan(desired, _planner.Capped, _planner.Aggregated);
+
+        IReadOnlyDictionary<IPNetwork, Advertisement> next;
+        IReadOnlyCollection<IPNetwork> changed;
+        if (_pacer.PerSecond > 0)
+        {
+            (var paced, _waiting) = _pacer.Pace(desired, _announced);
+            (next, changed) = (paced, Changed(_announced, paced));
+        }
+        else
+        {
+            // Unpaced, the sessions get the plan itself: its changes since the last hand-over are their dirty set.
+            _waiting = 0;
+            (next, changed) = (desired, ReferenceEquals(_announced, _lastPlanned) ? planChanges : Changed(_announced, desired));
+        }
+
+        _lastPlanned = desired;
         if (_plan.Capped > 0 && _waiting == 0)
         {
             LogCapped(logger, _plan.Capped, _policy.MaxHostRoutes);
         }
 
-        _waiting = waiting;
-        var changed = Changed(_announced, next);
         if (changed.Count == 0)
         {
+            _announced = next;
             return;
         }
 
@@ -488,7 +535,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     }
 
     /// <summary>The prefixes added, changed or removed from <paramref name="before"/> to <paramref name="after"/>.</summary>
-    private static List<IPNetwork> Changed(Dictionary<IPNetwork, Advertisement> before, Dictionary<IPNetwork, Advertisement> after)
+    private static List<IPNetwork> Changed(IReadOnlyDictionary<IPNetwork, Advertisement> before, IReadOnlyDictionary<IPNetwork, Advertisement> after)
     {
         var changed = new List<IPNetwork>();
         foreach (var (prefix, advertisement) in after)
@@ -695,6 +742,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             RestartPeers(bgp);
         }
 
+        _replan = true;
         UpdateRoutes();
         LogApplied(logger, _settings?.Site ?? "(off)", _settings?.LocalSegments.Count ?? 0, _settings?.InterconnectSegments.Count ?? 0, _peers.Count);
     }
@@ -804,7 +852,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         }
 
         _peers.Clear();
-        _announced = [];
+        _announced = ImmutableDictionary<IPNetwork, Advertisement>.Empty;
         if (bgp is not null)
         {
             var netns = runtime.Started?.DataPlane.Netns;
@@ -866,13 +914,23 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     /// </summary>
     private void Publish()
     {
-        var workloads = _registry.Workloads.ToArray();
-        var history = _registry.History.ToArray();
         var announced = _announced;
         var plan = _plan;
         var (enabled, site, waiting, signals, ignored, discarded) = (_settings is not null, _settings?.Site, _waiting, _signals, _ignored, runtime.Mobility.Discarded);
         var (garps, self, gaps, alerts) = (Interlocked.Read(ref _garpFrames), _selfMigrations, _stun?.GapsDetected ?? 0, _frozenAlerts);
         var (dhcpAcks, dhcpMalformed, dhcpNoLocation) = ((_dhcp?.Acks ?? 0) + (_dhcp?.Replies6 ?? 0), _dhcp?.Malformed ?? 0, _dhcp?.NoLocation ?? 0);
+
+        // Most inputs (timer ticks, stun checks, keepalive-only rounds) change nothing the status shows: no new view.
+        var published = new PublishedState(
+            _registry.Version, announced, plan.Capped, plan.Aggregated.Count, waiting, enabled, site, signals, ignored, discarded, garps, self, gaps, alerts, dhcpAcks, dhcpMalformed, dhcpNoLocation);
+        if (published == _published)
+        {
+            return;
+        }
+
+        _published = published;
+        var workloads = _registry.Workloads.ToArray();
+        var history = _registry.History;
         _status = new Lazy<MobilityStatus>(() => new MobilityStatus(
             enabled,
             site,
@@ -914,6 +972,26 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     }
 
     private sealed record Peer(string Name, BgpPeerSpec Spec, BgpSession Session);
+
+    /// <summary>What the last published status was made of (<see cref="Publish"/> skips an input that changed none of it).</summary>
+    private readonly record struct PublishedState(
+        long Registry,
+        IReadOnlyDictionary<IPNetwork, Advertisement> Announced,
+        int Capped,
+        int Aggregated,
+        int Waiting,
+        bool Enabled,
+        string? Site,
+        long Signals,
+        long Ignored,
+        long Discarded,
+        long Garps,
+        long SelfMigrations,
+        long Gaps,
+        long Alerts,
+        long DhcpAcks,
+        long DhcpMalformed,
+        long DhcpNoLocation);
 
     private sealed class GarpBurst(int domain, int segment, uint vtep, uint[] extra)
     {

@@ -36,6 +36,10 @@ public sealed record HostRoutePlan(IReadOnlyDictionary<IPNetwork, Advertisement>
 /// routes beyond the cap are left out (the oldest moves keep theirs, so a flood of new arrivals cannot
 /// push out routes that are already announced).
 /// </summary>
+/// <remarks>
+/// The mobility service keeps the plan with <see cref="IncrementalHostRoutePlanner"/> (a move re-plans its own routes);
+/// this full form is its oracle in the tests and what it falls back to over the cap and after a config change.
+/// </remarks>
 public static class HostRoutePlanner
 {
     public static HostRoutePlan Plan(IEnumerable<Workload> workloads, IEnumerable<IPAddress> upVips, HostRoutePolicy policy)
@@ -120,7 +124,7 @@ public static class HostRoutePlanner
         return false;
     }
 
-    private static Advertisement Route(IPNetwork prefix, HostRoutePolicy policy) => new(prefix)
+    internal static Advertisement Route(IPNetwork prefix, HostRoutePolicy policy) => new(prefix)
     {
         NextHop = prefix.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6 ? policy.NextHopIpv6 : policy.NextHopIpv4,
         Communities = policy.Communities,

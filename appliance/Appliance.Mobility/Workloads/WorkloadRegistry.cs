@@ -121,7 +121,13 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
 {
     private readonly Dictionary<ulong, Workload> _workloads = [];
     private readonly Dictionary<IPAddress, ulong> _owners = [];
-    private readonly Queue<MoveRecord> _history = new();
+
+    /// <summary>Oldest first; immutable, so a reader's snapshot is the reference (no copy per published status).</summary>
+    private ImmutableQueue<MoveRecord> _history = [];
+    private int _historyCount;
+
+    /// <summary>MACs whose workload changed since <see cref="TakeChanged"/> (the incremental planner's input).</summary>
+    private readonly HashSet<ulong> _changed = [];
 
     public DampingPolicy Policy { get; set; } = policy;
 
@@ -129,13 +135,41 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
 
     public IEnumerable<Workload> Workloads => _workloads.Values;
 
-    /// <summary>Oldest first.</summary>
-    public IEnumerable<MoveRecord> History => _history;
+    /// <summary>Oldest first; an immutable snapshot (later moves do not change it).</summary>
+    public ImmutableQueue<MoveRecord> History => _history;
+
+    /// <summary>Raised by every change of a workload or of the history: a reader's snapshot is current while it is unchanged.</summary>
+    public long Version { get; private set; }
 
     /// <summary>Moves dropped from the history because it was full.</summary>
     public long HistoryDropped { get; private set; }
 
     public Workload? Find(ulong mac) => _workloads.GetValueOrDefault(mac);
+
+    /// <summary>
+    /// Moves the MACs whose workload was learned, moved, re-bound, re-classified or unfrozen since the last call into
+    /// <paramref name="into"/> (<see cref="IncrementalHostRoutePlanner.Update"/> re-plans only those), and forgets them.
+    /// </summary>
+    public void TakeChanged(List<ulong> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        foreach (var mac in _changed)
+        {
+            into.Add(mac);
+        }
+
+        _changed.Clear();
+    }
+
+    /// <summary>Forgets the changes (after a full re-plan read every workload).</summary>
+    public void ClearChanged() => _changed.Clear();
+
+    private void Set(ulong mac, Workload workload)
+    {
+        _workloads[mac] = workload;
+        _changed.Add(mac);
+        Version++;
+    }
 
     /// <summary>The workload that owns <paramref name="address"/>, if any.</summary>
     public Workload? Owner(IPAddress address) => _owners.TryGetValue(address, out var mac) ? _workloads.GetValueOrDefault(mac) : null;
@@ -151,7 +185,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
         if (!_workloads.TryGetValue(mac, out var known))
         {
             var learned = new Workload(mac, location, 0, [], now, false, []);
-            _workloads[mac] = learned;
+            Set(mac, learned);
             Record(new MoveRecord(now, mac, null, location, 0, source, MoveKind.Learned));
             return (MoveKind.Learned, learned);
         }
@@ -170,7 +204,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
 
             // Same place, but its classification changed (the segment became local by a commit).
             var reclassified = known with { Location = location };
-            _workloads[mac] = reclassified;
+            Set(mac, reclassified);
             return (MoveKind.Unchanged, reclassified);
         }
 
@@ -184,7 +218,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
             Frozen = froze,
             RecentMoves = recent,
         };
-        _workloads[mac] = moved;
+        Set(mac, moved);
         var kind = froze ? MoveKind.Froze : MoveKind.Moved;
         Record(new MoveRecord(now, mac, known.Location, location, moved.Sequence, source, kind));
         return (kind, moved);
@@ -212,13 +246,13 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
 
             if (_workloads.TryGetValue(owner, out var previous))
             {
-                _workloads[owner] = previous with { Addresses = previous.Addresses.Remove(address) };
+                Set(owner, previous with { Addresses = previous.Addresses.Remove(address) });
             }
         }
 
         _owners[address] = mac;
         var bound = workload with { Addresses = workload.Addresses.Add(address) };
-        _workloads[mac] = bound;
+        Set(mac, bound);
         return bound;
     }
 
@@ -230,7 +264,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
             return false;
         }
 
-        _workloads[mac] = workload with { Frozen = false, RecentMoves = [] };
+        Set(mac, workload with { Frozen = false, RecentMoves = [] });
         return true;
     }
 
@@ -243,17 +277,20 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
             var location = classify(workload.Location);
             if (location != workload.Location)
             {
-                _workloads[mac] = workload with { Location = location };
+                Set(mac, workload with { Location = location });
             }
         }
     }
 
     private void Record(MoveRecord move)
     {
-        _history.Enqueue(move);
-        while (_history.Count > Math.Max(1, Policy.HistoryCapacity))
+        _history = _history.Enqueue(move);
+        _historyCount++;
+        Version++;
+        while (_historyCount > Math.Max(1, Policy.HistoryCapacity))
         {
-            _history.Dequeue();
+            _history = _history.Dequeue();
+            _historyCount--;
             HistoryDropped++;
         }
     }
