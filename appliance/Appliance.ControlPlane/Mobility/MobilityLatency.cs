@@ -48,7 +48,8 @@ public sealed class MobilityLatency
     {
         var since = _baseline;
         var now = RuntimeActivity.Now();
-        return new RuntimeActivity(now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods);
+        return new RuntimeActivity(
+            now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods, now.AllocatedBytes - since.AllocatedBytes);
     }
 
     public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Planned.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
@@ -66,10 +67,13 @@ public sealed class MobilityLatency
     }
 }
 
-/// <summary>Garbage collections per generation, their total pause and the methods the JIT compiled (counts since a baseline).</summary>
-public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPauseMs, long JitMethods)
+/// <summary>
+/// Garbage collections per generation, their total pause, the methods the JIT compiled and the bytes the process
+/// allocated, every thread (what fills gen0 and brings the next collection), as counts since a baseline.
+/// </summary>
+public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPauseMs, long JitMethods, long AllocatedBytes)
 {
     public static RuntimeActivity Now() => new(
         GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds,
-        System.Runtime.JitInfo.GetCompiledMethodCount());
+        System.Runtime.JitInfo.GetCompiledMethodCount(), GC.GetTotalAllocatedBytes());
 }
