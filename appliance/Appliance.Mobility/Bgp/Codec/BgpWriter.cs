@@ -15,6 +15,16 @@ public sealed class BgpWriter
 
     public byte[] ToArray() => WrittenSpan.ToArray();
 
+    /// <summary>The bytes written, over the writer's own buffer (valid until the next write or <see cref="Detach"/>).</summary>
+    public ReadOnlyMemory<byte> WrittenMemory => _buffer.AsMemory(0, Length);
+
+    /// <summary>Hands the current buffer to whoever still reads it (a send in flight) and starts on a new one.</summary>
+    public void Detach()
+    {
+        _buffer = new byte[_buffer.Length];
+        Length = 0;
+    }
+
     public void Clear() => Length = 0;
 
     public void WriteByte(byte value) => Grow(1)[0] = value;

@@ -21,8 +21,35 @@ public sealed record Advertisement(IPNetwork Prefix)
     public bool IsIpv6 => Prefixes.IsIpv6(Prefix);
 
     public bool Equals(Advertisement? other) =>
-        other is not null && Prefix.Equals(other.Prefix) && Equals(NextHop, other.NextHop) && LocalPref == other.LocalPref
-        && Communities.SequenceEqual(other.Communities) && LargeCommunities.SequenceEqual(other.LargeCommunities);
+        other is not null && Prefix.Equals(other.Prefix) && SameAttributes(other, NextHop);
+
+    /// <summary>Every path attribute but the prefix equal, with <paramref name="nextHop"/> for this one's next hop (no allocation).</summary>
+    public bool SameAttributes(Advertisement other, IPAddress? nextHop) =>
+        other is not null && Equals(nextHop, other.NextHop) && LocalPref == other.LocalPref
+        && SameItems(Communities, other.Communities) && SameItems(LargeCommunities, other.LargeCommunities);
+
+    private static bool SameItems<T>(IReadOnlyList<T> a, IReadOnlyList<T> b)
+    {
+        if (ReferenceEquals(a, b))
+        {
+            return true;
+        }
+
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < a.Count; i++)
+        {
+            if (!EqualityComparer<T>.Default.Equals(a[i], b[i]))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 
     public override int GetHashCode() => HashCode.Combine(Prefix, NextHop, LocalPref, Communities.Count, LargeCommunities.Count);
 }
@@ -76,10 +103,24 @@ public sealed class AdjRibOut
     /// </summary>
     public RibDiff Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired, IEnumerable<IPNetwork> dirty)
     {
-        ArgumentNullException.ThrowIfNull(desired);
-        ArgumentNullException.ThrowIfNull(dirty);
         var announce = new List<Advertisement>();
         var withdraw = new List<IPNetwork>();
+        Reconcile(desired, dirty, announce, withdraw);
+        return new RibDiff(announce, withdraw);
+    }
+
+    /// <summary>
+    /// <see cref="Reconcile(IReadOnlyDictionary{IPNetwork, Advertisement}, IEnumerable{IPNetwork})"/> into the caller's
+    /// lists (cleared first), so a session's per-move reconciliation reuses them.
+    /// </summary>
+    public void Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired, IEnumerable<IPNetwork> dirty, List<Advertisement> announce, List<IPNetwork> withdraw)
+    {
+        ArgumentNullException.ThrowIfNull(desired);
+        ArgumentNullException.ThrowIfNull(dirty);
+        ArgumentNullException.ThrowIfNull(announce);
+        ArgumentNullException.ThrowIfNull(withdraw);
+        announce.Clear();
+        withdraw.Clear();
         foreach (var prefix in dirty)
         {
             if (desired.TryGetValue(prefix, out var advertisement))
@@ -97,7 +138,6 @@ public sealed class AdjRibOut
         }
 
         Version += announce.Count + withdraw.Count > 0 ? 1 : 0;
-        return new RibDiff(announce, withdraw);
     }
 
     /// <summary>The session went down: without Graceful Restart (RFC 4724) the peer dropped all our routes.</summary>

@@ -101,6 +101,10 @@ public sealed class BgpSession : IAsyncDisposable
     private readonly EventLoop? _ownLoop;
     private readonly BgpFsm _fsm;
     private readonly AdjRibOut _ribOut = new();
+    private readonly Scratch _scratch = new();
+
+    /// <summary>eBGP's AS_PATH (RFC 4271 §5.1.2: our AS, one AS_SEQUENCE), built once.</summary>
+    private readonly IReadOnlyList<AsPathSegment> _asPath;
     private readonly Dictionary<IPNetwork, Advertisement> _desired = [];
     private readonly Dictionary<IPNetwork, ReceivedRoute> _ribIn = [];
     private Connection? _connection;
@@ -123,6 +127,7 @@ public sealed class BgpSession : IAsyncDisposable
     {
         _options = options;
         _time = time;
+        _asPath = [new AsPathSegment(AsPathSegmentType.AsSequence, [options.Fsm.LocalAs])];
         _ownLoop = options.Loop is null ? new EventLoop("isthmus-bgp", options.LoopPriority, options.LoopStarted) : null;
         _inputs = (options.Loop ?? _ownLoop!).CreateMailbox<Input>(Handle, urgent: true);
         _fsm = new BgpFsm(options.Mode == BgpConnectMode.Passive ? options.Fsm with { Passive = true } : options.Fsm, new Host(this), time, e => _inputs.TryWrite(new Input.Fsm(e)));
@@ -471,7 +476,9 @@ public sealed class BgpSession : IAsyncDisposable
     /// </summary>
     private void SendDiff(IReadOnlyCollection<IPNetwork> dirty)
     {
-        var desired = new Dictionary<IPNetwork, Advertisement>(dirty.Count);
+        // The loop's reused scratch: a move's reconciliation allocates no dictionary or list of its own.
+        var desired = _scratch.Desired;
+        desired.Clear();
         foreach (var prefix in dirty)
         {
             if (_desired.TryGetValue(prefix, out var advertisement) && Negotiable(advertisement))
@@ -480,25 +487,50 @@ public sealed class BgpSession : IAsyncDisposable
             }
         }
 
-        Send(_ribOut.Reconcile(desired, dirty));
+        _ribOut.Reconcile(desired, dirty, _scratch.Announce, _scratch.Withdraw);
+        desired.Clear();
+        Send(_scratch.Announce, _scratch.Withdraw);
     }
 
-    private void Send(RibDiff diff)
+    private void Send(RibDiff diff) => Send(diff.Announce, diff.Withdraw);
+
+    private void Send(IReadOnlyList<Advertisement> announce, IReadOnlyList<IPNetwork> withdraw)
     {
         var context = _fsm.Negotiated!.DecodeContext;
-        Announce(diff.Announce);
+        Announce(announce);
 
-        foreach (var ipv6 in new[] { false, true })
+        // Withdrawals per family, MaxPrefixesPerUpdate per UPDATE (the chunk list is encoded before it is reused).
+        var chunk = _scratch.Chunk;
+        for (var family = 0; family < 2; family++)
         {
-            var withdrawn = diff.Withdraw.Where(p => Prefixes.IsIpv6(p) == ipv6).ToArray();
-            foreach (var chunk in withdrawn.Chunk(MaxPrefixesPerUpdate))
+            var ipv6 = family == 1;
+            chunk.Clear();
+            for (var i = 0; i < withdraw.Count; i++)
             {
-                Send(ipv6
-                    ? new UpdateMessage { MpUnreach = new MpUnreachNlri(AfiSafi.Ipv6Unicast, chunk) }
-                    : new UpdateMessage { Withdrawn = chunk }, context);
+                if (Prefixes.IsIpv6(withdraw[i]) != ipv6)
+                {
+                    continue;
+                }
+
+                chunk.Add(withdraw[i]);
+                if (chunk.Count == MaxPrefixesPerUpdate)
+                {
+                    SendWithdrawal(chunk, ipv6, context);
+                    chunk.Clear();
+                }
+            }
+
+            if (chunk.Count > 0)
+            {
+                SendWithdrawal(chunk, ipv6, context);
             }
         }
+
+        chunk.Clear();
     }
+
+    private void SendWithdrawal(List<IPNetwork> chunk, bool ipv6, BgpDecodeContext context) =>
+        Send(ipv6 ? new UpdateMessage { MpUnreach = new MpUnreachNlri(AfiSafi.Ipv6Unicast, chunk) } : new UpdateMessage { Withdrawn = chunk }, context);
 
     // Only the families the peer negotiated can be sent; the rest wait in the desired set.
     private Dictionary<IPNetwork, Advertisement> NegotiatedDesired()
@@ -525,20 +557,79 @@ public sealed class BgpSession : IAsyncDisposable
     private void Announce(IReadOnlyCollection<Advertisement> advertisements)
     {
         var context = _fsm.Negotiated!.DecodeContext;
-        foreach (var group in advertisements.Where(a => ResolveNextHop(a) is not null).GroupBy(a => a with { Prefix = a.IsIpv6 ? Ipv6Key : Ipv4Key, NextHop = ResolveNextHop(a) }))
+        var groups = _scratch.Groups;
+        var used = 0;
+        foreach (var advertisement in advertisements)
         {
-            var size = group.Key.IsIpv6 ? MaxIpv6PrefixesPerUpdate : MaxPrefixesPerUpdate;
-            foreach (var chunk in group.Select(a => a.Prefix).Chunk(size))
+            if (ResolveNextHop(advertisement) is not { } nextHop)
             {
-                Send(BuildAnnouncement(group.Key, chunk), context);
+                continue;
             }
+
+            // The groups in order of their first advertisement (a linear scan: a plan has one or two attribute sets).
+            var g = 0;
+            while (g < used && (groups[g].Key.IsIpv6 != advertisement.IsIpv6 || !advertisement.SameAttributes(groups[g].Key, nextHop)))
+            {
+                g++;
+            }
+
+            if (g == used)
+            {
+                var key = advertisement with { Prefix = advertisement.IsIpv6 ? Ipv6Key : Ipv4Key, NextHop = nextHop };
+                if (used == groups.Count)
+                {
+                    groups.Add(new AnnouncementGroup(key, []));
+                }
+                else
+                {
+                    groups[used] = groups[used] with { Key = key };
+                }
+
+                used++;
+            }
+
+            groups[g].Prefixes.Add(advertisement.Prefix);
         }
+
+        for (var g = 0; g < used; g++)
+        {
+            var (key, prefixes) = groups[g];
+            var size = key.IsIpv6 ? MaxIpv6PrefixesPerUpdate : MaxPrefixesPerUpdate;
+            for (var start = 0; start < prefixes.Count; start += size)
+            {
+                // A plan's usual UPDATE carries one list whole (encoded before it is cleared); a failover's are cut.
+                IReadOnlyList<IPNetwork> chunk = start == 0 && prefixes.Count <= size ? prefixes : prefixes.GetRange(start, Math.Min(size, prefixes.Count - start));
+                Send(BuildAnnouncement(key, chunk), context);
+            }
+
+            prefixes.Clear();
+        }
+    }
+
+    /// <summary>Prefixes that share every path attribute (<see cref="Advertisement.SameAttributes"/>) under one key.</summary>
+    private sealed record AnnouncementGroup(Advertisement Key, List<IPNetwork> Prefixes);
+
+    /// <summary>The loop's reused collections for one reconciliation and its UPDATEs (loop only).</summary>
+    private sealed class Scratch
+    {
+        public Dictionary<IPNetwork, Advertisement> Desired { get; } = [];
+
+        public List<Advertisement> Announce { get; } = [];
+
+        public List<IPNetwork> Withdraw { get; } = [];
+
+        public List<IPNetwork> Chunk { get; } = [];
+
+        public List<AnnouncementGroup> Groups { get; } = [];
+
+        /// <summary>Each UPDATE is encoded here and written from it (<see cref="Connection.Send(BgpWriter, long)"/>).</summary>
+        public BgpWriter Writer { get; } = new(BgpMessage.MaxLength);
     }
 
     private static readonly IPNetwork Ipv4Key = new(IPAddress.Any, 0);
     private static readonly IPNetwork Ipv6Key = new(IPAddress.IPv6Any, 0);
 
-    private UpdateMessage BuildAnnouncement(Advertisement advertisement, IPNetwork[] prefixes)
+    private UpdateMessage BuildAnnouncement(Advertisement advertisement, IReadOnlyList<IPNetwork> prefixes)
     {
         var fsm = _options.Fsm;
         var ibgp = fsm.LocalAs == fsm.PeerAs;
@@ -548,7 +639,7 @@ public sealed class BgpSession : IAsyncDisposable
             Origin = BgpOrigin.Igp,
 
             // RFC 4271 §5.1.2: eBGP prepends our AS; iBGP sends an empty AS_PATH and a LOCAL_PREF.
-            AsPath = ibgp ? [] : [new AsPathSegment(AsPathSegmentType.AsSequence, [fsm.LocalAs])],
+            AsPath = ibgp ? [] : _asPath,
             LocalPref = ibgp ? advertisement.LocalPref ?? 100 : null,
             NextHop = advertisement.IsIpv6 ? null : nextHop,
             Nlri = advertisement.IsIpv6 ? [] : prefixes,
@@ -560,8 +651,16 @@ public sealed class BgpSession : IAsyncDisposable
 
     private void Send(BgpMessage message, BgpDecodeContext context)
     {
-        // The first UPDATE of a timed change carries its cause to the socket write.
-        _connection?.Send(message.Encode(context), _cause);
+        // The first UPDATE of a timed change carries its cause to the socket write. Encoded into the loop's writer and
+        // written from it (copied only when it must wait behind another send).
+        if (_connection is { } connection)
+        {
+            var writer = _scratch.Writer;
+            writer.Clear();
+            message.Encode(writer, context);
+            connection.Send(writer, _cause);
+        }
+
         _cause = 0;
     }
 
@@ -786,6 +885,46 @@ public sealed class BgpSession : IAsyncDisposable
         public IPAddress? LocalAddress { get; }
 
         public Task Closed { get; }
+
+        /// <summary>
+        /// Loop only: writes what <paramref name="writer"/> holds. Nothing queued: straight from the writer's buffer; a
+        /// send that did not complete at once keeps that buffer (the writer takes a new one); behind others: a copy.
+        /// </summary>
+        public void Send(BgpWriter writer, long cause)
+        {
+            if (_closing)
+            {
+                return;
+            }
+
+            if (Volatile.Read(ref _queued) != 0)
+            {
+                Send(writer.ToArray(), cause);
+                return;
+            }
+
+            Interlocked.Increment(ref _queued);
+            ValueTask<int> direct;
+            try
+            {
+                direct = _socket.SendAsync(writer.WrittenMemory, SocketFlags.None, _cancel.Token);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                Interlocked.Decrement(ref _queued);
+                return;
+            }
+
+            if (direct.IsCompletedSuccessfully)
+            {
+                Interlocked.Decrement(ref _queued);
+                _latency?.ToSocket.RecordSince(cause);
+                return;
+            }
+
+            writer.Detach();
+            _sendQueue.Writer.TryWrite(new Outgoing(null, cause, direct.AsTask()));
+        }
 
         /// <summary>Loop only.</summary>
         public void Send(byte[] bytes, long cause)
