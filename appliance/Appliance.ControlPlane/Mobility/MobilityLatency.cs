@@ -20,7 +20,10 @@ namespace Isthmus.ControlPlane.Mobility;
 public sealed class MobilityLatency
 {
     private long _workerGarps;
-    private RuntimeActivity _baseline = RuntimeActivity.Now();
+    private RuntimeActivity _baseline = RuntimeActivity.Now(null);
+
+    /// <summary>The mobility / BGP loop's allocated bytes (<see cref="Isthmus.Mobility.Threading.EventLoop.AllocatedBytes"/>), once it runs.</summary>
+    public Func<long>? LoopAllocatedBytes { get; set; }
 
     public LatencyRecorder Feed { get; } = new("feed");
 
@@ -47,9 +50,10 @@ public sealed class MobilityLatency
     public RuntimeActivity Runtime()
     {
         var since = _baseline;
-        var now = RuntimeActivity.Now();
+        var now = RuntimeActivity.Now(LoopAllocatedBytes);
         return new RuntimeActivity(
-            now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods, now.AllocatedBytes - since.AllocatedBytes);
+            now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods,
+            now.AllocatedBytes - since.AllocatedBytes, now.LoopAllocatedBytes - since.LoopAllocatedBytes);
     }
 
     public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Planned.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
@@ -63,17 +67,18 @@ public sealed class MobilityLatency
         Bgp.ToLoop.Reset();
         Bgp.ToSocket.Reset();
         Interlocked.Exchange(ref _workerGarps, 0);
-        _baseline = RuntimeActivity.Now();
+        _baseline = RuntimeActivity.Now(LoopAllocatedBytes);
     }
 }
 
 /// <summary>
 /// Garbage collections per generation, their total pause, the methods the JIT compiled and the bytes the process
-/// allocated, every thread (what fills gen0 and brings the next collection), as counts since a baseline.
+/// allocated, every thread (what fills gen0 and brings the next collection), and of them the mobility / BGP loop's, as
+/// counts since a baseline.
 /// </summary>
-public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPauseMs, long JitMethods, long AllocatedBytes)
+public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPauseMs, long JitMethods, long AllocatedBytes, long LoopAllocatedBytes)
 {
-    public static RuntimeActivity Now() => new(
+    public static RuntimeActivity Now(Func<long>? loopAllocated) => new(
         GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds,
-        System.Runtime.JitInfo.GetCompiledMethodCount(), GC.GetTotalAllocatedBytes());
+        System.Runtime.JitInfo.GetCompiledMethodCount(), GC.GetTotalAllocatedBytes(), loopAllocated?.Invoke() ?? 0);
 }

@@ -128,6 +128,8 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             }
         }, realtime);
         _inputs = _eventLoop.CreateMailbox<Input>(OnInput);
+        var loop = _eventLoop;
+        Latency.LoopAllocatedBytes = () => loop.AllocatedBytes;
 
         // Nothing posts to the mailbox yet: applying the running document here is still single-threaded (the
         // sessions it starts only post to their own mailboxes).

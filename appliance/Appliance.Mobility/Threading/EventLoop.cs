@@ -32,6 +32,7 @@ public sealed class EventLoop : IDisposable
     private int _idle;
     private bool _stopping;
     private int _threadId;
+    private long _allocated;
 
     /// <param name="started">Called on the loop's thread when it starts, with what <see cref="LoopThread.Elevate"/> got.</param>
     /// <param name="fifoPriority">The SCHED_FIFO priority of a real-time loop (null = 1; <see cref="LoopThread.Elevate"/>).</param>
@@ -46,6 +47,9 @@ public sealed class EventLoop : IDisposable
 
     /// <summary>True on the loop's own thread.</summary>
     public bool IsLoopThread => Environment.CurrentManagedThreadId == Volatile.Read(ref _threadId);
+
+    /// <summary>Bytes the loop thread allocated since it started, as of its last input (diagnostics: what a move costs the GC).</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocated);
 
     /// <summary>A new input queue served by this loop: <paramref name="handle"/> runs for each item, on the loop's thread, in order.</summary>
     /// <param name="urgent">Served before ordinary mailboxes (and between their items).</param>
@@ -140,6 +144,7 @@ public sealed class EventLoop : IDisposable
                 if (TryNext(out var mailbox))
                 {
                     mailbox.Run();
+                    Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
                     continue;
                 }
 
@@ -149,6 +154,7 @@ public sealed class EventLoop : IDisposable
                 {
                     Volatile.Write(ref _idle, 0);
                     mailbox.Run();
+                    Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
                     continue;
                 }
 
