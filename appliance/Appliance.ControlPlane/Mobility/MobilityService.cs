@@ -447,13 +447,27 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private WorkloadLocation Classify(string segment, uint vtep)
     {
         var settings = _settings ?? new MobilitySettings();
-        if (settings.InterconnectSegments.Contains(segment, StringComparer.Ordinal))
+        if (Listed(settings.InterconnectSegments, segment))
         {
             return new WorkloadLocation(segment, vtep, false, settings.RemoteSite);
         }
 
-        var local = settings.LocalSegments.Count == 0 || settings.LocalSegments.Contains(segment, StringComparer.Ordinal);
+        var local = settings.LocalSegments.Count == 0 || Listed(settings.LocalSegments, segment);
         return new WorkloadLocation(segment, vtep, local, settings.Site);
+    }
+
+    /// <summary>Ordinal membership without LINQ's boxed enumerator (on every signal's path).</summary>
+    private static bool Listed(IReadOnlyList<string> segments, string segment)
+    {
+        for (var i = 0; i < segments.Count; i++)
+        {
+            if (string.Equals(segments[i], segment, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     // ------------------------------------------------------------------ routes
@@ -575,7 +589,16 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         // One burst per target: the GARP is broadcast on the segment, so it serves every workload that
         // arrived there. A running burst restarts its count instead (10,000 VMs arriving on one segment
         // cause one burst, not 10,000), and sends at once unless it just did.
-        var running = _bursts.Find(b => b.Domain == domain && b.Segment == segment && b.Vtep == vtep && b.Extra.AsSpan().SequenceEqual(extra));
+        GarpBurst? running = null;
+        foreach (var b in _bursts)
+        {
+            if (b.Domain == domain && b.Segment == segment && b.Vtep == vtep && b.Extra.AsSpan().SequenceEqual(extra))
+            {
+                running = b;
+                break;
+            }
+        }
+
         if (sentAt != 0)
         {
             // The worker sent the first GARP when it saw the RARP: the rest of the burst follows every interval.
@@ -931,7 +954,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         }
 
         _published = published;
-        var workloads = _registry.Workloads.ToArray();
+        var workloads = _registry.Snapshot.Values;
         var history = _registry.History;
         _status = new Lazy<MobilityStatus>(() => new MobilityStatus(
             enabled,

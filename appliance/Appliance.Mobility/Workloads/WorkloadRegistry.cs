@@ -119,7 +119,8 @@ public sealed record DampingPolicy
 /// </summary>
 public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
 {
-    private readonly Dictionary<ulong, Workload> _workloads = [];
+    /// <summary>Immutable (replaced on change): a published status holds this reference instead of a copy per move.</summary>
+    private ImmutableDictionary<ulong, Workload> _workloads = ImmutableDictionary<ulong, Workload>.Empty;
     private readonly Dictionary<IPAddress, ulong> _owners = [];
 
     /// <summary>Oldest first; immutable, so a reader's snapshot is the reference (no copy per published status).</summary>
@@ -134,6 +135,9 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
     public int Count => _workloads.Count;
 
     public IEnumerable<Workload> Workloads => _workloads.Values;
+
+    /// <summary>Every workload by MAC, as an immutable snapshot (later changes do not touch it).</summary>
+    public ImmutableDictionary<ulong, Workload> Snapshot => _workloads;
 
     /// <summary>Oldest first; an immutable snapshot (later moves do not change it).</summary>
     public ImmutableQueue<MoveRecord> History => _history;
@@ -166,7 +170,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
 
     private void Set(ulong mac, Workload workload)
     {
-        _workloads[mac] = workload;
+        _workloads = _workloads.SetItem(mac, workload);
         _changed.Add(mac);
         Version++;
     }
@@ -208,7 +212,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
             return (MoveKind.Unchanged, reclassified);
         }
 
-        var recent = known.RecentMoves.RemoveAll(t => now - t > Policy.Window).Add(now);
+        var recent = Recent(known.RecentMoves, now, Policy.Window);
         var froze = recent.Length >= Policy.Moves;
         var moved = known with
         {
@@ -272,7 +276,7 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
     public void Reclassify(Func<WorkloadLocation, WorkloadLocation> classify)
     {
         ArgumentNullException.ThrowIfNull(classify);
-        foreach (var (mac, workload) in _workloads.ToList())
+        foreach (var (mac, workload) in _workloads)
         {
             var location = classify(workload.Location);
             if (location != workload.Location)
@@ -280,6 +284,28 @@ public sealed class WorkloadRegistry(DampingPolicy policy, TimeProvider time)
                 Set(mac, workload with { Location = location });
             }
         }
+    }
+
+    /// <summary>The moves inside the damping window, and this one (no closure: a move's path allocates only the new array).</summary>
+    private static ImmutableArray<DateTimeOffset> Recent(ImmutableArray<DateTimeOffset> moves, DateTimeOffset now, TimeSpan window)
+    {
+        var kept = 0;
+        foreach (var at in moves)
+        {
+            kept += now - at > window ? 0 : 1;
+        }
+
+        var recent = ImmutableArray.CreateBuilder<DateTimeOffset>(kept + 1);
+        foreach (var at in moves)
+        {
+            if (now - at <= window)
+            {
+                recent.Add(at);
+            }
+        }
+
+        recent.Add(now);
+        return recent.MoveToImmutable();
     }
 
     private void Record(MoveRecord move)

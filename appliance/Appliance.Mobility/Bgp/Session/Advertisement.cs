@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Net;
 using Isthmus.Mobility.Bgp.Codec;
 
@@ -78,14 +79,18 @@ public sealed record RibDiff(IReadOnlyList<Advertisement> Announce, IReadOnlyLis
 /// </summary>
 public sealed class AdjRibOut
 {
-    private readonly Dictionary<IPNetwork, Advertisement> _sent = [];
+    /// <summary>Immutable (replaced on change): the session's readers' snapshot is this reference, not a copy per move.</summary>
+    private ImmutableDictionary<IPNetwork, Advertisement> _sent = ImmutableDictionary<IPNetwork, Advertisement>.Empty;
 
     public int Count => _sent.Count;
+
+    /// <summary>What the peer has been told, as an immutable snapshot.</summary>
+    public ImmutableDictionary<IPNetwork, Advertisement> Sent => _sent;
 
     /// <summary>Raised by every change (announce, withdraw, clear): a reader's copy is current while it is unchanged.</summary>
     public long Version { get; private set; }
 
-    public IReadOnlyCollection<Advertisement> Routes => _sent.Values;
+    public IEnumerable<Advertisement> Routes => _sent.Values;
 
     /// <summary>Reconciles every prefix: the wanted ones and the sent ones no longer wanted (withdrawn).</summary>
     public RibDiff Reconcile(IReadOnlyDictionary<IPNetwork, Advertisement> desired)
@@ -121,21 +126,24 @@ public sealed class AdjRibOut
         ArgumentNullException.ThrowIfNull(withdraw);
         announce.Clear();
         withdraw.Clear();
+        var sentNow = _sent.ToBuilder();
         foreach (var prefix in dirty)
         {
             if (desired.TryGetValue(prefix, out var advertisement))
             {
-                if (!_sent.TryGetValue(prefix, out var sent) || !sent.Equals(advertisement))
+                if (!sentNow.TryGetValue(prefix, out var sent) || !sent.Equals(advertisement))
                 {
                     announce.Add(advertisement);
-                    _sent[prefix] = advertisement;
+                    sentNow[prefix] = advertisement;
                 }
             }
-            else if (_sent.Remove(prefix))
+            else if (sentNow.Remove(prefix))
             {
                 withdraw.Add(prefix);
             }
         }
+
+        _sent = sentNow.ToImmutable();
 
         Version += announce.Count + withdraw.Count > 0 ? 1 : 0;
     }
@@ -143,7 +151,7 @@ public sealed class AdjRibOut
     /// <summary>The session went down: without Graceful Restart (RFC 4724) the peer dropped all our routes.</summary>
     public void Clear()
     {
-        _sent.Clear();
+        _sent = ImmutableDictionary<IPNetwork, Advertisement>.Empty;
         Version++;
     }
 }

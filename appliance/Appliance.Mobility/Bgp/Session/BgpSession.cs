@@ -117,11 +117,10 @@ public sealed class BgpSession : IAsyncDisposable
     private Socket? _pendingIncoming;
     private int _collisionsIncomingRejected;
 
-    /// <summary>The Adj-RIB-In changed since the last <see cref="Publish"/>; and the Adj-RIB-Out version it published (loop only).</summary>
+    /// <summary>The Adj-RIB-In changed since the last <see cref="Publish"/> (loop only).</summary>
     private bool _ribInChanged;
-    private long _publishedRibOut;
     private int _collisionsExistingDumped;
-    private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableArray<Advertisement>.Empty);
+    private volatile Snapshot _snapshot = new(BgpState.Idle, null, null, null, ImmutableDictionary<IPNetwork, ReceivedRoute>.Empty, ImmutableDictionary<IPNetwork, Advertisement>.Empty);
 
     public BgpSession(BgpPeerOptions options, TimeProvider time)
     {
@@ -730,9 +729,8 @@ public sealed class BgpSession : IAsyncDisposable
     {
         var previous = _snapshot;
         var ribIn = _ribInChanged ? _ribIn.ToImmutableDictionary() : previous.AdjRibIn;
-        var ribOut = _ribOut.Version != _publishedRibOut ? [.. _ribOut.Routes] : previous.AdjRibOut;
+        var ribOut = _ribOut.Sent;
         _ribInChanged = false;
-        _publishedRibOut = _ribOut.Version;
         _snapshot = new Snapshot(
             _fsm.State,
             _fsm.Negotiated,
@@ -803,7 +801,24 @@ public sealed class BgpSession : IAsyncDisposable
         string? LastError,
         DateTimeOffset? EstablishedAt,
         ImmutableDictionary<IPNetwork, ReceivedRoute> AdjRibIn,
-        ImmutableArray<Advertisement> AdjRibOut);
+        ImmutableDictionary<IPNetwork, Advertisement> RibOut)
+    {
+        private ImmutableArray<Advertisement> _adjRibOut;
+
+        /// <summary>The Adj-RIB-Out as a list, made on the first read of this snapshot (the loop publishes the immutable RIB itself).</summary>
+        public ImmutableArray<Advertisement> AdjRibOut
+        {
+            get
+            {
+                if (_adjRibOut.IsDefault)
+                {
+                    _adjRibOut = [.. RibOut.Values];
+                }
+
+                return _adjRibOut;
+            }
+        }
+    }
 
     private abstract record Input
     {
