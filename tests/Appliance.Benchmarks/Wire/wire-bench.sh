@@ -14,14 +14,14 @@
 #                               Linux kernel in ist-app doing the same with nftables (forward policy +
 #                               conntrack + masquerade). Direction fwd only; delivered = ist-out eth0
 #                               rx_packets (ist-out drops udp/9 in nftables: no port unreachable back).
-#   --directions "fwd rev"      fwd = access host ist-h10 -> VXLAN VM ist-vm10 (default): with --sink drop the
+#   --directions "fwd rev"      (default: both; session 8) fwd = access host ist-h10 -> VXLAN VM ist-vm10: with --sink drop the
 #                               receiver is the underlay switch's port facing the forwarder (ist-ul ul-app), where
 #                               vxlan-sink.sh counts and drops the well-formed VXLAN datagrams (VNI 5010, the inner
 #                               frame to the VM's MAC, IPv4 UDP to port 9): delivered = that count; the far VTEP's
 #                               decapsulation no longer runs on the forwarder's CPU1 (it bounded both forwarders at
 #                               ~100-125k). With --sink stack: ist-vm10 eth0's rx_packets behind the kernel VTEP;
 #                               rev = VXLAN VNI 5010 from VTEP 192.0.2.2 -> ist-h10 (see --rev-gen)
-#   --rev-gen vtep|vm           how rev is generated. vtep (default): WireGen emulates a hardware VTEP: it sends
+#   --rev-gen port|vtep|vm      how rev is generated (default port, session 8; vtep before). vtep: WireGen emulates a hardware VTEP: it sends
 #                               the VM's frame (ist-vm10's MAC and 10.10.0.11 -> ist-h10) pre-encapsulated (outer
 #                               192.0.2.2 -> 192.0.2.1 UDP 4789, checksum 0, VNI 5010, from ul0's MAC to und0's)
 #                               from ist-vtep1's underlay interface ul0; CPU0 pays the send and the underlay
@@ -29,7 +29,7 @@
 #                               ist-vm10 through its kernel VTEP (bridge + vxlan encap on CPU0): that generator
 #                               tops out near 110k pps. port: the VTEP's frames sent from the underlay switch's
 #                               port facing the appliance (ist-ul ul-app), as fwd's generator sits on the access
-#                               port: CPU0 pays no bridge hop
+#                               port: CPU0 pays no bridge hop (the decisive rev runs since session 5)
 #   --out DIR                   raw results (default /tmp/isthmus-wire-bench)
 #   --no-build                  use the existing Release binaries
 #   --no-wait                   do not wait for another lab / integration run to finish
@@ -113,7 +113,7 @@ RUN_DIR=/run/isthmus-lab
 RATES="100000 200000 300000 400000 450000 500000 600000 700000"
 SECONDS_PER_STEP=3
 MODES="appliance kernel"
-DIRECTIONS="fwd"
+DIRECTIONS="fwd rev"
 OUT=/tmp/isthmus-wire-bench
 DO_BUILD=1
 WAIT=1
@@ -128,7 +128,7 @@ RX=xdp
 TX=xdp
 VXLAN_RX=xdp
 PORT_INGRESS_DROP=0
-REV_GEN=vtep
+REV_GEN=port
 GEN=xdp
 SINK=drop
 NAPI_THREAD=on
