@@ -110,9 +110,12 @@ public sealed class WireGenDropSinkTests
         }
     }
 
-    private static long RxPackets(string ns, string link)
+    private static long RxPackets(string ns, string link) => LinkStatistic(ns, link, "rx_packets");
+
+    /// <summary>One of <paramref name="link"/>'s counters in /sys/class/net/LINK/statistics, read inside <paramref name="ns"/>.</summary>
+    internal static long LinkStatistic(string ns, string link, string name)
     {
-        var (code, output) = Ip.TryRun("netns", "exec", ns, "cat", $"/sys/class/net/{link}/statistics/rx_packets");
+        var (code, output) = Ip.TryRun("netns", "exec", ns, "cat", $"/sys/class/net/{link}/statistics/{name}");
         Assert.Equal(0, code);
         return long.Parse(output.Trim(), CultureInfo.InvariantCulture);
     }

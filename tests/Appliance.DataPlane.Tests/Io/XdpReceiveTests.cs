@@ -336,7 +336,7 @@ public sealed unsafe class XdpReceiveTests
             // Nobody reads: past the ring's 1024 frames the kernel drops, and says so, once per frame: as many as the
             // veth counts in rx_dropped (its XDP redirect to the socket failing), not twice (the fill ring's empty
             // count repeats each such drop in copy mode).
-            var vethDrops = RxDropped(net.NamespaceB, net.LinkB);
+            var vethDrops = WireGenDropSinkTests.LinkStatistic(net.NamespaceB, net.LinkB, "rx_dropped");
             for (var round = 0; round < 100; round++)
             {
                 for (var i = 0; i < 64; i++)
@@ -348,7 +348,7 @@ public sealed unsafe class XdpReceiveTests
             }
 
             b.RefreshKernelCounters();
-            vethDrops = RxDropped(net.NamespaceB, net.LinkB) - vethDrops;
+            vethDrops = WireGenDropSinkTests.LinkStatistic(net.NamespaceB, net.LinkB, "rx_dropped") - vethDrops;
             Assert.True(b.Counters.RxKernelDrops > 0, $"kernel drops {b.Counters.RxKernelDrops}");
             Assert.Equal(vethDrops, b.Counters.RxKernelDrops);
             Assert.True(b.HasPendingFrames, "a full ring is pending without a poll");
@@ -356,13 +356,6 @@ public sealed unsafe class XdpReceiveTests
             Assert.InRange(rest.Count, 1, RingFrames);
             Assert.Equal(0, pool.Outstanding);
         }
-    }
-
-    private static long RxDropped(string ns, string link)
-    {
-        var (code, output) = Ip.TryRun("netns", "exec", ns, "cat", $"/sys/class/net/{link}/statistics/rx_dropped");
-        Assert.Equal(0, code);
-        return long.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
