@@ -40,7 +40,8 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
     {
         var pool = context.Pool;
         var packets = batch.Packets;
-        var c = new Cursor();
+        var now = context.Now;
+        var c = new Cursor { DhcpOff = context.DhcpSnooping is null };
         for (var i = 0; i < packets.Length; i++)
         {
             ref var p = ref packets[i];
@@ -56,15 +57,47 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             var source = Unsafe.ReadUnaligned<ulong>(frame + 6) & MacMask;
 
             // The common case, a train of frames between two stations: the same station at the same place as
-            // the last frame learned (its entry was refreshed at this timestamp), to the last known unicast
-            // destination found since (not the gateway, not multicast, not on the ingress segment: all
-            // checked when it was cached), untraced, no DHCP snooping. Nothing to look up or learn.
-            if (source == c.Source && destination == c.Destination && p.IngressSegment == c.Segment
+            // the last frame learned (its entry was refreshed at this timestamp, in the domain whose gateway MAC
+            // the cursor holds), to the last known unicast destination found since (not the gateway, not
+            // multicast, not on the ingress segment: all checked when it was cached), untraced, no DHCP
+            // snooping. Nothing to look up or learn.
+            // A routed train (to the domain's gateway MAC) is as common: it leaves L2 here.
+            if (source == c.Source && p.IngressSegment == c.Segment
                 && (!c.SegmentIsVxlan || p.RemoteVtep == c.Vtep) && (p.Flags & PacketFlags.Traced) == 0)
             {
-                p.EgressSegment = c.EgressSegment;
-                p.EgressVtep = c.EgressVtep;
-                continue;
+                if (destination == c.Destination)
+                {
+                    p.EgressSegment = c.EgressSegment;
+                    p.EgressVtep = c.EgressVtep;
+                    continue;
+                }
+
+                if (destination == c.GatewayRaw)
+                {
+                    p.Flags |= PacketFlags.ToGateway;
+                    continue;
+                }
+            }
+
+            // The next most common case, interleaved stations: a unicast frame, not for the gateway, from a station
+            // already learned at this place to one known on another segment, in the domain and from the ingress
+            // segment of the frame before (the cursor's), untraced, no DHCP snooping. Two lookups and a refresh.
+            if (p.Domain == c.DomainIndex && p.IngressSegment == c.IngressSegment && c.DhcpOff
+                && ((destination & 1) | (uint)(p.Flags & PacketFlags.Traced)) == 0 && destination != c.GatewayRaw)
+            {
+                var table = c.State.Table;
+                ref var known = ref table.Find(Raw(source));
+                if (!Unsafe.IsNullRef(ref known) && known.Segment == p.IngressSegment && known.Vtep == (c.IngressIsVxlan ? p.RemoteVtep : 0))
+                {
+                    ref var to = ref table.Find(Raw(destination));
+                    if (!Unsafe.IsNullRef(ref to) && to.Segment != p.IngressSegment)
+                    {
+                        known.LastSeen = now;
+                        p.EgressSegment = to.Segment;
+                        p.EgressVtep = to.Vtep;
+                        continue;
+                    }
+                }
             }
 
             Forward(ref p, ref c, context, frame, source, destination);
@@ -85,6 +118,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
 
         public int IngressSegment = -1;
         public bool IngressIsVxlan;
+        public bool DhcpOff;
 
         // The last location learned (raw source MAC, segment, VTEP; Segment -1 = none) and, while it holds,
         // the last unicast destination found (Destination = NoMac: none).
