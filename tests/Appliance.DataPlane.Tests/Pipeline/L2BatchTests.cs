@@ -53,19 +53,9 @@ public sealed class L2BatchTests
     [Fact]
     public void A_batch_switching_ports_domains_vnis_and_fates_treats_each_frame_as_a_batch_of_its_own()
     {
-        using var together = Learned();
-        foreach (var (port, frame) in Mixed)
-        {
-            together.Port(port).Enqueue(frame);
-        }
-
-        together.Run();
-
-        using var alone = Learned();
-        foreach (var (port, frame) in Mixed)
-        {
-            alone.Receive(port, frame);
-        }
+        var (t, a) = TogetherAndAlone(Mixed);
+        using var together = t;
+        using var alone = a;
 
         for (var port = 0; port < alone.Ports.Length; port++)
         {
@@ -118,19 +108,9 @@ public sealed class L2BatchTests
             (Acc10, new MemoryFrame(Ethernet(Vm1, HostA))),
             (Acc10, new MemoryFrame(Ethernet(Vm1, HostA, payload: 90))),
         ];
-        using var together = Learned();
-        foreach (var (port, frame) in moving)
-        {
-            together.Port(port).Enqueue(frame);
-        }
-
-        together.Run();
-
-        using var alone = Learned();
-        foreach (var (port, frame) in moving)
-        {
-            alone.Receive(port, frame);
-        }
+        var (t, a) = TogetherAndAlone(moving);
+        using var together = t;
+        using var alone = a;
 
         var sent = together.Sent(Und0);
         Assert.Equal(2, sent.Count);
@@ -167,6 +147,25 @@ public sealed class L2BatchTests
         Assert.Equal(0, lab.Worker.Pool.Outstanding);
         Assert.Equal(2, lab.Sent(Und0).Count + lab.Sent(Trunk0).Count);
         Assert.Equal(1, lab.Drops("encap", "MtuExceeded"));
+    }
+
+    /// <summary>The frames in one batch (a worker turn takes them in port order), and each in a batch of its own, on two learned labs.</summary>
+    private static (L2Fixture Together, L2Fixture Alone) TogetherAndAlone((int Port, MemoryFrame Frame)[] frames)
+    {
+        var together = Learned();
+        foreach (var (port, frame) in frames)
+        {
+            together.Port(port).Enqueue(frame);
+        }
+
+        together.Run();
+        var alone = Learned();
+        foreach (var (port, frame) in frames)
+        {
+            alone.Receive(port, frame);
+        }
+
+        return (together, alone);
     }
 
     private static L2Fixture Learned()
