@@ -70,6 +70,54 @@ public class BgpSessionTests
         await Eventually(() => session.AdjRibOut.Count == 300 && !session.AdjRibOut.Any(a => a.Prefix == moved.Prefix));
     }
 
+    /// <summary>
+    /// A move's reconciliation and UPDATE on the session's loop (bytes, not time): 1,000 routes announced, then /32s
+    /// announced and withdrawn one at a time; the loop thread's allocations per change stay small and do not grow with
+    /// the routes (no copy of the RIB, no per-move dictionary, list or byte array).
+    /// </summary>
+    [Fact]
+    public async Task A_move_allocates_a_bounded_amount_on_the_session_loop_whatever_the_number_of_routes()
+    {
+        using var loop = new EventLoop("test-bgp", LoopPriority.Normal);
+        await using var peer = new FakePeer();
+        await using var session = NewSession(peer.Port, loop);
+        var routes = Enumerable.Range(1, 1000).Select(i => new Advertisement(IPNetwork.Parse($"10.8.{i >> 8}.{i & 0xFF}/32"))).ToDictionary(a => a.Prefix);
+        session.UpdateAdvertisements(routes, [.. routes.Keys]);
+        session.Start();
+        await peer.AcceptAndOpenAsync(65002);
+        for (var initial = 0; initial < 1000;)
+        {
+            initial += Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true)).Nlri.Count; // 400 per UPDATE
+        }
+
+        var communities = new[] { new Community(65001, 100) };
+        async Task Move(int i)
+        {
+            var host = new Advertisement(IPNetwork.Parse($"10.9.{i >> 8}.{i & 0xFF}/32")) { Communities = communities };
+            session.UpdateAdvertisements(new Dictionary<IPNetwork, Advertisement>(routes) { [host.Prefix] = host }, [host.Prefix]);
+            Assert.Equal([host.Prefix], Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true)).Nlri);
+            session.UpdateAdvertisements(routes, [host.Prefix]);
+            Assert.Equal([host.Prefix], Assert.IsType<UpdateMessage>(await peer.NextAsync(skipHousekeeping: true)).Withdrawn);
+        }
+
+        for (var i = 0; i < 20; i++)
+        {
+            await Move(i);
+        }
+
+        await Eventually(() => session.AdjRibOut.Count == 1000);
+        var before = loop.AllocatedBytes;
+        const int Moves = 50;
+        for (var i = 20; i < 20 + Moves; i++)
+        {
+            await Move(i);
+        }
+
+        // Two changes per move (announce, withdraw); the RIB's list view made by the reads above is not on the loop.
+        var perChange = (loop.AllocatedBytes - before) / (2 * Moves);
+        Assert.True(perChange < 3_000, $"{perChange} bytes per change on the loop");
+    }
+
     [Fact]
     public async Task Announces_reconciles_learns_and_shuts_down_gracefully()
     {
