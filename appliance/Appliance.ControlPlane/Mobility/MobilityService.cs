@@ -80,7 +80,6 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
     /// <summary>The next route update re-plans from scratch (config or VIPs changed).</summary>
     private bool _replan = true;
-    private readonly List<ulong> _changedMacs = [];
     private HostRoutePlan _plan = new(ImmutableDictionary<IPNetwork, Advertisement>.Empty, 0, []);
     private HostRoutePolicy _policy = new();
     private MobilitySettings? _settings;
@@ -494,20 +493,20 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         {
             // Config or VIPs changed: the full planner over every workload (mobility off: none).
             _replan = _settings is null;
-            _registry.ClearChanged();
-            _planner.Reset(_settings is null ? [] : _registry.Workloads, _settings is null ? [] : vips.Vips.Where(v => v.Up).Select(v => v.Address), _policy);
+            if (_settings is null)
+            {
+                _registry.ClearChanged();
+                _planner.Reset([], [], _policy);
+            }
+            else
+            {
+                _planner.Reset(_registry, vips.Vips.Where(v => v.Up).Select(v => v.Address), _policy);
+            }
         }
         else
         {
             // A move: only the workloads that changed since the last plan are re-planned.
-            _registry.TakeChanged(_changedMacs);
-            foreach (var mac in _changedMacs)
-            {
-                _planner.Update(mac, _registry.Find(mac));
-            }
-
-            _changedMacs.Clear();
-            _planner.Commit();
+            _planner.Update(_registry);
         }
 
         var desired = _planner.Desired;

@@ -36,6 +36,7 @@ public sealed class IncrementalHostRoutePlanner
 
     private readonly HashSet<IPNetwork> _changedSet = [];
     private readonly List<IPNetwork> _changed = [];
+    private readonly List<ulong> _macs = [];
     private IPAddress[] _vips = [];
     private HostRoutePolicy _policy = new();
 
@@ -92,6 +93,28 @@ public sealed class IncrementalHostRoutePlanner
         CommitAggregates();
         _touched.Clear();
         Replan();
+    }
+
+    /// <summary>Re-plans from scratch over the registry's workloads (and forgets its changes: they are all read).</summary>
+    public void Reset(WorkloadRegistry registry, IEnumerable<IPAddress> upVips, HostRoutePolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        registry.ClearChanged();
+        Reset(registry.Workloads, upVips, policy);
+    }
+
+    /// <summary>A move: re-plans the workloads the registry changed since the last call (<see cref="WorkloadRegistry.TakeChanged"/>) and commits.</summary>
+    public void Update(WorkloadRegistry registry)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        registry.TakeChanged(_macs);
+        foreach (var mac in _macs)
+        {
+            Update(mac, registry.Find(mac));
+        }
+
+        _macs.Clear();
+        Commit();
     }
 
     /// <summary>The workload of <paramref name="mac"/> is now <paramref name="now"/> (null: gone). Takes effect at <see cref="Commit"/>.</summary>

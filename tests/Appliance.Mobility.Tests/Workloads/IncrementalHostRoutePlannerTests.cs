@@ -61,7 +61,6 @@ public sealed class IncrementalHostRoutePlannerTests
             var vips = new List<IPAddress>();
             planner.Reset(registry.Workloads, vips, policy);
             var before = HostRoutePlanner.Plan(registry.Workloads, vips, policy);
-            var changed = new List<ulong>();
             var step = 0;
             foreach (var op in ops)
             {
@@ -106,19 +105,11 @@ public sealed class IncrementalHostRoutePlannerTests
 
                 if (reset)
                 {
-                    registry.ClearChanged();
-                    planner.Reset(registry.Workloads, vips, policy);
+                    planner.Reset(registry, vips, policy);
                 }
                 else
                 {
-                    registry.TakeChanged(changed);
-                    foreach (var m in changed)
-                    {
-                        planner.Update(m, registry.Find(m));
-                    }
-
-                    changed.Clear();
-                    planner.Commit();
+                    planner.Update(registry);
                 }
 
                 var full = HostRoutePlanner.Plan(registry.Workloads, vips, policy);
@@ -153,11 +144,10 @@ public sealed class IncrementalHostRoutePlannerTests
 
         registry.ClearChanged();
         registry.Observe(7, Remote, MoveSource.Rarp);
+        planner.Update(registry);
         var macs = new List<ulong>();
         registry.TakeChanged(macs);
-        Assert.Equal([7UL], macs);
-        planner.Update(7, registry.Find(7));
-        planner.Commit();
+        Assert.Empty(macs); // the planner took them
 
         Assert.Equal([IPNetwork.Parse("10.30.0.7/32")], planner.TakeChanged());
         Assert.Equal(999, planner.Desired.Count);
@@ -181,20 +171,12 @@ public sealed class IncrementalHostRoutePlannerTests
         var planner = new IncrementalHostRoutePlanner();
         planner.Reset(registry.Workloads, [], PolicyOf(0) with { MaxHostRoutes = 20_000, Aggregates = [IPNetwork.Parse("10.40.0.0/16")] });
         registry.ClearChanged();
-        var macs = new List<ulong>(16);
 
         long Move(ulong mac, WorkloadLocation to)
         {
             var start = GC.GetAllocatedBytesForCurrentThread();
             registry.Observe(mac, to, MoveSource.Rarp);
-            registry.TakeChanged(macs);
-            foreach (var m in macs)
-            {
-                planner.Update(m, registry.Find(m));
-            }
-
-            macs.Clear();
-            planner.Commit();
+            planner.Update(registry);
             _ = planner.TakeChanged();
             return GC.GetAllocatedBytesForCurrentThread() - start;
         }

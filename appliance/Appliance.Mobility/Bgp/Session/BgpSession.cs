@@ -915,30 +915,11 @@ public sealed class BgpSession : IAsyncDisposable
             if (Volatile.Read(ref _queued) != 0)
             {
                 Send(writer.ToArray(), cause);
-                return;
             }
-
-            Interlocked.Increment(ref _queued);
-            ValueTask<int> direct;
-            try
+            else if (SendDirect(writer.WrittenMemory, cause))
             {
-                direct = _socket.SendAsync(writer.WrittenMemory, SocketFlags.None, _cancel.Token);
+                writer.Detach();
             }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                Interlocked.Decrement(ref _queued);
-                return;
-            }
-
-            if (direct.IsCompletedSuccessfully)
-            {
-                Interlocked.Decrement(ref _queued);
-                _latency?.ToSocket.RecordSince(cause);
-                return;
-            }
-
-            writer.Detach();
-            _sendQueue.Writer.TryWrite(new Outgoing(null, cause, direct.AsTask()));
         }
 
         /// <summary>Loop only.</summary>
@@ -949,37 +930,48 @@ public sealed class BgpSession : IAsyncDisposable
                 return;
             }
 
-            Interlocked.Increment(ref _queued);
-            if (Volatile.Read(ref _queued) == 1)
+            if (Volatile.Read(ref _queued) == 0)
             {
-                ValueTask<int> direct;
-                try
-                {
-                    direct = _socket.SendAsync(bytes, SocketFlags.None, _cancel.Token);
-                }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-                {
-                    // The reader reports the broken connection.
-                    Interlocked.Decrement(ref _queued);
-                    return;
-                }
-
-                if (direct.IsCompletedSuccessfully)
-                {
-                    Interlocked.Decrement(ref _queued);
-                    _latency?.ToSocket.RecordSince(cause);
-                    return;
-                }
-
-                // Still in flight (or failed): the writer waits for it before anything queued after it.
-                _sendQueue.Writer.TryWrite(new Outgoing(null, cause, direct.AsTask()));
+                SendDirect(bytes, cause);
                 return;
             }
 
+            Interlocked.Increment(ref _queued);
             if (!_sendQueue.Writer.TryWrite(new Outgoing(bytes, cause, null)))
             {
                 Interlocked.Decrement(ref _queued);
             }
+        }
+
+        /// <summary>
+        /// Nothing queued or in flight (the loop is the only producer): the loop starts the send itself. Returns true when
+        /// it is still in flight: <paramref name="bytes"/> must stay as they are until it completes.
+        /// </summary>
+        private bool SendDirect(ReadOnlyMemory<byte> bytes, long cause)
+        {
+            Interlocked.Increment(ref _queued);
+            ValueTask<int> direct;
+            try
+            {
+                direct = _socket.SendAsync(bytes, SocketFlags.None, _cancel.Token);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // The reader reports the broken connection.
+                Interlocked.Decrement(ref _queued);
+                return false;
+            }
+
+            if (direct.IsCompletedSuccessfully)
+            {
+                Interlocked.Decrement(ref _queued);
+                _latency?.ToSocket.RecordSince(cause);
+                return false;
+            }
+
+            // Still in flight (or failed): the writer waits for it before anything queued after it.
+            _sendQueue.Writer.TryWrite(new Outgoing(null, cause, direct.AsTask()));
+            return true;
         }
 
         public void Close()
