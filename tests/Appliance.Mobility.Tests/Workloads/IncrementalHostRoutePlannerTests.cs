@@ -130,13 +130,7 @@ public sealed class IncrementalHostRoutePlannerTests
     [Fact]
     public void A_move_changes_only_the_moved_workloads_prefixes()
     {
-        var time = new ManualTimeProvider();
-        var registry = new WorkloadRegistry(new DampingPolicy(), time);
-        for (var i = 0; i < 1000; i++)
-        {
-            registry.Observe((ulong)i + 1, Acc10, MoveSource.Rarp);
-            registry.Bind((ulong)i + 1, IPAddress.Parse($"10.30.{i / 250}.{(i % 250) + 1}"));
-        }
+        var registry = LocalWorkloads(1000);
 
         var planner = new IncrementalHostRoutePlanner();
         planner.Reset(registry.Workloads, [], PolicyOf(0) with { MaxHostRoutes = 10_000 });
@@ -160,13 +154,7 @@ public sealed class IncrementalHostRoutePlannerTests
     [Fact]
     public void A_move_among_ten_thousand_workloads_allocates_a_bounded_amount()
     {
-        var time = new ManualTimeProvider();
-        var registry = new WorkloadRegistry(new DampingPolicy(), time);
-        for (var i = 0; i < 10_000; i++)
-        {
-            registry.Observe((ulong)i + 1, Acc10, MoveSource.Rarp);
-            registry.Bind((ulong)i + 1, IPAddress.Parse($"10.30.{i / 250}.{(i % 250) + 1}"));
-        }
+        var registry = LocalWorkloads(10_000);
 
         var planner = new IncrementalHostRoutePlanner();
         planner.Reset(registry.Workloads, [], PolicyOf(0) with { MaxHostRoutes = 20_000, Aggregates = [IPNetwork.Parse("10.40.0.0/16")] });
@@ -194,6 +182,19 @@ public sealed class IncrementalHostRoutePlannerTests
         var fullStart = GC.GetAllocatedBytesForCurrentThread();
         _ = HostRoutePlanner.Plan(registry.Workloads, [], planner.Policy);
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - fullStart > 100 * bytes, "the reference: a full plan allocates per workload");
+    }
+
+    /// <summary>A registry of <paramref name="count"/> workloads on acc10, 10.30.x.y each.</summary>
+    private static WorkloadRegistry LocalWorkloads(int count)
+    {
+        var registry = new WorkloadRegistry(new DampingPolicy(), new ManualTimeProvider());
+        for (var i = 0; i < count; i++)
+        {
+            registry.Observe((ulong)i + 1, Acc10, MoveSource.Rarp);
+            registry.Bind((ulong)i + 1, IPAddress.Parse($"10.30.{i / 250}.{(i % 250) + 1}"));
+        }
+
+        return registry;
     }
 
     private static bool SameRoutes(IReadOnlyDictionary<IPNetwork, Advertisement> a, System.Collections.Immutable.ImmutableDictionary<IPNetwork, Advertisement> b) =>
