@@ -168,6 +168,8 @@ die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
 [[ $SINK == xdp || $SINK == drop || $SINK == stack ]] || die "--sink is xdp, drop or stack"
 [[ $NAPI_THREAD == on || $NAPI_THREAD == off ]] || die "--napi-thread is on or off"
+# Routed + SNAT (issue 3) is measured in fwd only: a run of those modes alone reports that direction alone.
+[[ " $MODES " =~ \ (appliance|kernel)\  ]] || DIRECTIONS=fwd
 if [[ $SINK == xdp && " $DIRECTIONS " == *" fwd "* && " $MODES " =~ \ (appliance|kernel)\  ]]; then
     die "--sink xdp drops udp/9 at the VM; fwd's receiver with a sink is the underlay switch port: --sink drop (or stack)"
 fi
