@@ -163,6 +163,9 @@ while (($#)); do
 done
 
 log() { printf '[wire] %s\n' "$*" >&2; }
+# Under set -e a failing command ends the run; say which (functions and subshells too: set -E).
+set -E
+trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $REV_GEN == vtep || $REV_GEN == vm || $REV_GEN == port ]] || die "--rev-gen is vtep, port or vm"
 [[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
@@ -244,7 +247,8 @@ proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # One cat and one awk for every thread (not a process per thread: their fork/exec bursts, placed on the
 # less busy CPU1 by the scheduler, preempted the worker in the middle of a measured step).
 thread_ticks() {
-    cat /proc/"$1"/task/*/stat 2>/dev/null \
+    # A thread that ends between the glob and its read makes cat fail: not an error (with pipefail it ended the run).
+    { cat /proc/"$1"/task/*/stat 2>/dev/null || true; } \
         | awk '{ t=$1; sub(/^[^(]*\(/, ""); c=$0; sub(/\).*/, "", c); gsub(/ /, "_", c); sub(/^[^)]*\) /, ""); print t, c, $12+$13 }'
 }
 # Frames the forwarder's ingress veths in ist-app dropped (rx_dropped of acc10 + und0: in the appliance modes, frames
