@@ -121,10 +121,6 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
         {
             WorkerRealtimePriority = priority;
             WorkerScheduling = result;
-
-            // The mobility loop runs at the same priority: it cannot preempt this worker, so the worker wakes it before
-            // sending a RARP's first GARP (it plans the route on the other CPU meanwhile).
-            Mobility.WakeBeforeFirstGarp = true;
             LogRealtime(logger, "worker", result);
         }
         else

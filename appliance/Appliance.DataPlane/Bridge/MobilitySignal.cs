@@ -69,14 +69,6 @@ public sealed class MobilityFeed : IDisposable
 
     public long Posted => Volatile.Read(ref _posted);
 
-    /// <summary>
-    /// Worker only: wake the consumer as soon as a RARP's first GARP is decided, before that GARP is sent. Set when the
-    /// worker runs under SCHED_FIFO at the consumer's priority (dataPlane.realtimePriority): the woken loop cannot
-    /// preempt it and the scheduler places it on another CPU, where it plans the route while the GARP leaves. An
-    /// ordinary worker keeps the order GARP first, then the wake (a real-time loop woken on its CPU would preempt it).
-    /// </summary>
-    public bool WakeBeforeFirstGarp { get; set; }
-
     public void Post(in MobilitySignal signal)
     {
         _queue.Enqueue(signal);

@@ -268,11 +268,6 @@ public sealed class DataPlaneWorker : IDisposable
                 // A RARP answered with the first GARP: that port first, then the mobility loop, then the rest (the
                 // RARP's flood toward the VTEPs and trunks, whose kernel paths run inside these sends).
                 Context.ArrivalGarpPort = -1;
-                if (Context.Mobility.WakeBeforeFirstGarp)
-                {
-                    Context.Mobility.WakeIfPosted();
-                }
-
                 if (Context.TxQueues[garpPort].Count > 0)
                 {
                     _ports[garpPort].Transmit(Context.TxQueues[garpPort], Pool);

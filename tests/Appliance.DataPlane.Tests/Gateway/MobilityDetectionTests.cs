@@ -232,25 +232,6 @@ public class MobilityDetectionTests
         Assert.Equal(2, lab.Sent(Und0).Count); // the RARP toward both VTEPs, no GARP
     }
 
-    [Theory]
-    [InlineData(false, 3)] // an ordinary worker: the GARP leaves first (a real-time loop woken on its CPU would preempt it)
-    [InlineData(true, 0)] // a real-time worker: the loop is woken first and plans on the other CPU while the GARP leaves
-    public void The_mobility_loop_is_woken_before_or_after_the_first_garp_as_the_worker_is_real_time_or_not(bool wakeFirst, int garpsSentAtWake)
-    {
-        using var lab = new L3Fixture();
-        ArmArrivalGarp(lab, ["acc10"], []);
-        var feed = lab.Worker.Context.Mobility;
-        var sentAtWake = new List<int>();
-        feed.WakeBeforeFirstGarp = wakeFirst;
-        feed.Wake = () => sentAtWake.Add(lab.Ports[Acc10].Transmitted.Count);
-
-        lab.Receive(Acc10, Rarp(Vm));
-
-        Assert.Equal([garpsSentAtWake], sentAtWake); // one wake-up either way
-        Assert.Equal(3, lab.Sent(Acc10).Count);
-        Assert.Equal(MobilitySignalKind.Rarp, Assert.Single(Signals(lab)).Kind);
-    }
-
     [Fact]
     public void A_flood_of_rarps_on_one_segment_gets_one_garp_per_coalescing_window()
     {
