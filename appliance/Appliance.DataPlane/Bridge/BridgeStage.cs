@@ -63,7 +63,7 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
             // snooping. Nothing to look up or learn.
             // A routed train (to the domain's gateway MAC) is as common: it leaves L2 here.
             if (source == c.Source && p.IngressSegment == c.Segment
-                && (!c.SegmentIsVxlan || p.RemoteVtep == c.Vtep) && (p.Flags & PacketFlags.Traced) == 0)
+                && (!c.IngressIsVxlan || p.RemoteVtep == c.Vtep) && (p.Flags & PacketFlags.Traced) == 0)
             {
                 if (destination == c.Destination)
                 {
@@ -120,11 +120,11 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
         public bool IngressIsVxlan;
         public bool DhcpOff;
 
-        // The last location learned (raw source MAC, segment, VTEP; Segment -1 = none) and, while it holds,
-        // the last unicast destination found (Destination = NoMac: none).
+        // The last location learned (raw source MAC, segment, VTEP; Segment -1 = none; a learned Segment is always
+        // IngressSegment, so IngressIsVxlan is its kind) and, while it holds, the last unicast destination found
+        // (Destination = NoMac: none).
         public ulong Source = NoMac;
         public int Segment = -1;
-        public bool SegmentIsVxlan;
         public uint Vtep;
         public ulong Destination = NoMac;
         public int EgressSegment;
@@ -185,7 +185,6 @@ public sealed class BridgeStage() : PipelineStage("bridge", typeof(BridgeDrop))
 
             c.Source = sourceRaw;
             c.Segment = p.IngressSegment;
-            c.SegmentIsVxlan = c.IngressIsVxlan;
             c.Vtep = vtep;
         }
 
