@@ -58,6 +58,9 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     private EventLoop? _eventLoop;
     private Mailbox<Input>? _inputs;
 
+    /// <summary>The worker's wake-up (<see cref="MobilityFeed.Wake"/>): rung without a lock or an allocation, it runs <see cref="Input.Signals"/> on the loop.</summary>
+    private LoopSignal? _feedSignal;
+
     /// <summary>A <see cref="Input.Settle"/> is queued (loop only).</summary>
     private bool _settlePending;
     private readonly WorkloadRegistry _registry = new(new DampingPolicy(), time);
@@ -135,10 +138,13 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
         CheckConfig();
         Publish();
 
-        // The worker wakes the loop itself (one thread hop from the RARP to the registry, and none to the sessions).
+        // The worker wakes the loop itself (one thread hop from the RARP to the registry, and none to the sessions): a
+        // signal, not a mailbox post, so the worker takes no lock (the mailbox's and the loop's queues are locked, and
+        // their holder, the loop, may be preempted or its vCPU paused) and makes one system call (an eventfd write).
         var inputs = _inputs;
-        runtime.Mobility.Wake = () => inputs.TryWrite(Input.Signals.Instance);
-        inputs.TryWrite(Input.Signals.Instance);
+        var feed = _feedSignal = _eventLoop.CreateSignal(() => OnInput(Input.Signals.Instance));
+        runtime.Mobility.Wake = feed.Ring;
+        feed.Ring();
         _routesTimer = time.CreateTimer(_ => inputs.TryWrite(new Input.FlushRoutes()), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _tick = time.CreateTimer(_ => inputs.TryWrite(new Input.Tick()), null, TimeSpan.Zero, TickInterval);
         _stunTimer = time.CreateTimer(_ => inputs.TryWrite(new Input.StunCheck(time.GetTimestamp())), null, StunInterval, StunInterval);
@@ -153,6 +159,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     {
         vips.Changed -= OnVipsChanged;
         runtime.Mobility.Wake = null;
+        _feedSignal?.Close();
         _tick?.Dispose();
         _stunTimer?.Dispose();
         _routesTimer?.Dispose();

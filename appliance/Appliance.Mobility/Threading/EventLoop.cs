@@ -12,8 +12,13 @@ namespace Isthmus.Mobility.Threading;
 /// (<see cref="CreateMailbox{T}(Action{T}, bool)"/>: the BGP sessions) before ordinary ones, and checks for an urgent one
 /// after every item of an ordinary mailbox, so a session's UPDATE leaves before the mobility loop's bookkeeping that
 /// was queued behind the decision. Within a mailbox, items run in order.</para>
-/// <para>Waking: a post from another thread releases the loop's semaphore only when the loop announced it is going
-/// idle (one futex wake per idle period, none while it runs); a post from the loop's own thread never wakes.</para>
+/// <para>Waking: a post from another thread wakes the loop only when the loop announced it is going idle (one write to
+/// its eventfd per idle period, none while it runs; <see cref="LoopWakeup"/>); a post from the loop's own thread never
+/// wakes.</para>
+/// <para>Signals (<see cref="CreateSignal"/>): a wake-up source for a thread that must not take a lock or allocate (the
+/// data-plane worker telling the mobility service that its feed has signals): ringing one is an interlocked flag and,
+/// when the loop is idle, that one write. The loop runs a rung signal's handler after the urgent mailboxes, taking turns
+/// with the ordinary ones.</para>
 /// <para>Failures: an exception from a handler completes that mailbox with the exception (its owner sees it in
 /// <see cref="Mailbox{T}.Completion"/>); the other mailboxes go on. The thread runs at <see cref="LoopPriority"/>
 /// (<see cref="LoopThread.Elevate"/>) and blocks while idle.</para>
@@ -26,7 +31,12 @@ public sealed class EventLoop : IDisposable
     private readonly Queue<IMailbox> _urgent = new();
     private readonly Queue<IMailbox> _ordinary = new();
     private readonly List<IMailbox> _mailboxes = [];
-    private readonly SemaphoreSlim _wake = new(0);
+    private readonly LoopWakeup _wake = new();
+    private LoopSignal[] _signals = [];
+    private int _anyRung;
+
+    /// <summary>The next turn without an urgent mailbox serves the signals before the ordinary mailboxes (they alternate).</summary>
+    private bool _signalsFirst = true;
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _gate = new();
     private int _idle;
@@ -77,6 +87,33 @@ public sealed class EventLoop : IDisposable
     }
 
     /// <summary>
+    /// A wake-up source whose <see cref="LoopSignal.Ring"/> (any thread: no lock, no allocation) makes the loop run
+    /// <paramref name="handle"/> on its thread; rings before the handler starts count once, a ring while it runs runs it
+    /// again. The handler finds its work elsewhere (a lock-free queue it drains).
+    /// </summary>
+    public LoopSignal CreateSignal(Action handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        var signal = new LoopSignal(this, handle);
+        bool stopped;
+        lock (_gate)
+        {
+            stopped = _stopping;
+            if (!stopped)
+            {
+                _signals = [.. _signals, signal];
+            }
+        }
+
+        if (stopped)
+        {
+            signal.Abandon();
+        }
+
+        return signal;
+    }
+
+    /// <summary>
     /// Ends the thread once it is idle; mailboxes still open are completed then (their queued items are not run, and
     /// writes fail from then on).
     /// </summary>
@@ -87,7 +124,7 @@ public sealed class EventLoop : IDisposable
             _stopping = true;
         }
 
-        _wake.Release();
+        _wake.Signal();
     }
 
     public void Dispose() => Stop();
@@ -99,10 +136,30 @@ public sealed class EventLoop : IDisposable
             (urgent ? _urgent : _ordinary).Enqueue(mailbox);
         }
 
-        // The loop's own posts are seen before it sleeps; another thread wakes it only if it is (going) idle.
+        WakeIfIdle();
+    }
+
+    /// <summary>A signal was rung (its own flag is set): no lock, no allocation.</summary>
+    internal void Rung()
+    {
+        Interlocked.Exchange(ref _anyRung, 1);
+        WakeIfIdle();
+    }
+
+    internal void Forget(LoopSignal signal)
+    {
+        lock (_gate)
+        {
+            _signals = Array.FindAll(_signals, s => s != signal);
+        }
+    }
+
+    /// <summary>The loop's own posts are seen before it sleeps; another thread wakes it only if it is (going) idle.</summary>
+    private void WakeIfIdle()
+    {
         if (!IsLoopThread && Interlocked.Exchange(ref _idle, 0) == 1)
         {
-            _wake.Release();
+            _wake.Signal();
         }
     }
 
@@ -125,12 +182,46 @@ public sealed class EventLoop : IDisposable
         }
     }
 
-    private bool TryNext(out IMailbox mailbox)
+    /// <summary>One turn: an urgent mailbox, else the rung signals and an ordinary mailbox, taking turns; false when nothing was to do.</summary>
+    private bool RunNext()
     {
+        IMailbox? mailbox;
+        var ordinary = false;
         lock (_gate)
         {
-            return _urgent.TryDequeue(out mailbox!) || _ordinary.TryDequeue(out mailbox!);
+            if (!_urgent.TryDequeue(out mailbox) && !(_signalsFirst && Volatile.Read(ref _anyRung) == 1))
+            {
+                ordinary = _ordinary.TryDequeue(out mailbox);
+            }
         }
+
+        if (mailbox is not null)
+        {
+            mailbox.Run();
+
+            // After an ordinary mailbox's turn the signals go first (an urgent one changes nothing: a signal's handler
+            // that posts to a session must not keep the ordinary mailboxes, the timers' inputs among them, waiting).
+            _signalsFirst |= ordinary;
+            return true;
+        }
+
+        _signalsFirst = false;
+        return RunSignals();
+    }
+
+    private bool RunSignals()
+    {
+        if (Interlocked.Exchange(ref _anyRung, 0) == 0)
+        {
+            return false;
+        }
+
+        foreach (var signal in Volatile.Read(ref _signals))
+        {
+            signal.RunIfRung();
+        }
+
+        return true;
     }
 
     private void Run(LoopPriority priority, int? fifoPriority, Action<string>? started)
@@ -141,19 +232,17 @@ public sealed class EventLoop : IDisposable
             started?.Invoke(LoopThread.Elevate(priority, fifoPriority));
             while (true)
             {
-                if (TryNext(out var mailbox))
+                if (RunNext())
                 {
-                    mailbox.Run();
                     Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
                     continue;
                 }
 
-                // Going idle: announce it, then look once more (a post between the two saw _idle = 0 and did not wake).
+                // Going idle: announce it, then look once more (a post or ring between the two saw _idle = 0 and did not wake).
                 Interlocked.Exchange(ref _idle, 1);
-                if (TryNext(out mailbox))
+                if (RunNext())
                 {
                     Volatile.Write(ref _idle, 0);
-                    mailbox.Run();
                     Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
                     continue;
                 }
@@ -172,11 +261,14 @@ public sealed class EventLoop : IDisposable
         finally
         {
             IMailbox[] open;
+            LoopSignal[] signals;
             lock (_gate)
             {
                 _stopping = true;
                 open = [.. _mailboxes];
                 _mailboxes.Clear();
+                signals = _signals;
+                _signals = [];
             }
 
             foreach (var mailbox in open)
@@ -184,7 +276,13 @@ public sealed class EventLoop : IDisposable
                 mailbox.Abandon();
             }
 
-            // The semaphore is not disposed: a late post or Stop may still release it (it holds no kernel handle).
+            foreach (var signal in signals)
+            {
+                signal.Abandon();
+            }
+
+            // A late post, ring or Stop from another thread finds it closed and writes nothing.
+            _wake.Dispose();
             _done.TrySetResult();
         }
     }

@@ -186,4 +186,177 @@ public sealed class EventLoopTests
 
         Assert.Equal(200, count);
     }
+
+    [Fact]
+    public void A_signal_rung_from_another_thread_wakes_the_sleeping_loop_every_time_and_runs_on_it()
+    {
+        using var loop = new EventLoop("test-loop", LoopPriority.Normal);
+        var runs = 0;
+        var onLoop = true;
+        var signal = loop.CreateSignal(() =>
+        {
+            onLoop &= loop.IsLoopThread;
+            Volatile.Write(ref runs, runs + 1);
+        });
+
+        // Each ring finds the loop asleep (it ran the one before and found nothing else): every ring must wake it.
+        for (var i = 1; i <= 200; i++)
+        {
+            signal.Ring();
+            SpinUntil(() => Volatile.Read(ref runs) >= i);
+        }
+
+        Assert.Equal(200, Volatile.Read(ref runs));
+        Assert.True(onLoop);
+    }
+
+    [Fact]
+    public async Task Rings_coalesce_but_none_is_lost_the_handler_drains_everything_a_ringer_queued_before_it_rang()
+    {
+        using var loop = new EventLoop("test-loop", LoopPriority.Normal);
+        var queue = new System.Collections.Concurrent.ConcurrentQueue<int>();
+        var drained = new List<int>();
+        var handlerRuns = 0;
+        var signal = loop.CreateSignal(() =>
+        {
+            handlerRuns++;
+            while (queue.TryDequeue(out var item))
+            {
+                drained.Add(item);
+            }
+        });
+
+        const int Items = 20_000;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var check = loop.CreateSignal(() =>
+        {
+            if (drained.Count == Items)
+            {
+                done.TrySetResult();
+            }
+        });
+        await Task.WhenAll(Enumerable.Range(0, 2).Select(t => Task.Run(() =>
+        {
+            for (var i = t; i < Items; i += 2)
+            {
+                queue.Enqueue(i);
+                signal.Ring();
+            }
+        })));
+
+        // Every ring happened after its item was queued, so the loop has drained them all once it served the rings.
+        while (!done.Task.IsCompleted)
+        {
+            check.Ring();
+            await Task.WhenAny(done.Task, Task.Delay(10));
+            Assert.False(signal.Completion.IsCompleted);
+        }
+
+        Assert.Equal(Enumerable.Range(0, Items), drained.Order());
+        Assert.InRange(handlerRuns, 1, Items);
+    }
+
+    [Fact]
+    public void Ringing_allocates_nothing_whether_the_loop_sleeps_or_runs()
+    {
+        using var loop = new EventLoop("test-loop", LoopPriority.Normal);
+        var runs = 0;
+        var signal = loop.CreateSignal(() => Interlocked.Increment(ref runs));
+        signal.Ring();
+        SpinUntil(() => Volatile.Read(ref runs) == 1);
+
+        // Asleep: each ring writes the loop's eventfd; the ringer waits (spinning, allocation-free) until it ran.
+        var deadline = Environment.TickCount64 + (long)Guard.TotalMilliseconds;
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 2; i <= 101; i++)
+        {
+            signal.Ring();
+            while (Volatile.Read(ref runs) < i && Environment.TickCount64 < deadline)
+            {
+                Thread.SpinWait(20);
+            }
+        }
+
+        var asleep = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(101, Volatile.Read(ref runs));
+
+        // Busy (held in another handler): rings only set the flag.
+        long busy;
+        using (Block(loop))
+        {
+            before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 1000; i++)
+            {
+                signal.Ring();
+            }
+
+            busy = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        Assert.Equal(0, asleep);
+        Assert.Equal(0, busy);
+    }
+
+    [Fact]
+    public async Task A_signal_rung_without_pause_does_not_keep_ordinary_mailboxes_waiting()
+    {
+        using var loop = new EventLoop("test-loop", LoopPriority.Normal);
+        var stop = false;
+        var session = loop.CreateMailbox<int>(_ => { }, urgent: true);
+        LoopSignal? flood = null;
+        flood = loop.CreateSignal(() =>
+        {
+            // A failover's worker: a ring during every run, and each run hands a session (urgent) its work.
+            session.TryWrite(1);
+            if (!Volatile.Read(ref stop))
+            {
+                flood!.Ring();
+            }
+        });
+        flood.Ring();
+
+        var timerInputs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ordinary = loop.CreateMailbox<int>(_ => timerInputs.TrySetResult());
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(ordinary.TryWrite(i));
+        }
+
+        await timerInputs.Task.WaitAsync(Guard);
+        Volatile.Write(ref stop, true);
+        Assert.False(flood.Completion.IsCompleted);
+    }
+
+    [Fact]
+    public async Task A_signal_whose_handler_throws_closes_alone_and_a_closed_or_stopped_signal_ignores_rings()
+    {
+        var loop = new EventLoop("test-loop", LoopPriority.Normal);
+        var bad = loop.CreateSignal(() => throw new InvalidOperationException("bad"));
+        var runs = 0;
+        var good = loop.CreateSignal(() => Interlocked.Increment(ref runs));
+        bad.Ring();
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => bad.Completion.WaitAsync(Guard));
+        Assert.Equal("bad", error.Message);
+        bad.Ring();
+
+        good.Ring();
+        SpinUntil(() => Volatile.Read(ref runs) == 1);
+        good.Close();
+        await good.Completion.WaitAsync(Guard);
+        good.Ring();
+
+        // Rings after the loop ended (its eventfd closed) write nothing and throw nothing; a late signal is closed at once.
+        var late = loop.CreateSignal(() => Interlocked.Increment(ref runs));
+        loop.Stop();
+        await loop.Completion.WaitAsync(Guard);
+        await late.Completion.WaitAsync(Guard);
+        late.Ring();
+        var afterStop = loop.CreateSignal(() => Interlocked.Increment(ref runs));
+        await afterStop.Completion.WaitAsync(Guard);
+        afterStop.Ring();
+        Assert.Equal(1, Volatile.Read(ref runs));
+    }
+
+    private static void SpinUntil(Func<bool> condition) =>
+        Assert.True(SpinWait.SpinUntil(condition, Guard), "the loop did not run the signal");
 }
