@@ -66,6 +66,8 @@ public static class MetricsApi
         Gauge(sb, "isthmus_cpu_idle_latency_request_us", "The PM QoS CPU latency request held (dataPlane.cpuIdleLatencyUs); -1 when none is in force.", cpuIdle.Held ?? -1);
         Counter(sb, "isthmus_cpu_idle_latency_failures_total", "CPU latency requests that could not be made (device absent or not permitted).", [("", cpuIdle.Failures)]);
         Gauge(sb, "isthmus_worker_realtime_priority", "The SCHED_FIFO priority of the data-plane worker thread (dataPlane.realtimePriority); 0 = ordinary scheduling.", dp.WorkerRealtimePriority);
+        Gauge(sb, "isthmus_worker_nice", "The nice value the data-plane worker thread runs at, read back from the kernel (dataPlane.workerNice; ignored while it runs under SCHED_FIFO).", dp.Worker.RunningNice ?? 0);
+        Counter(sb, "isthmus_worker_nice_failures_total", "Nice values (dataPlane.workerNice or its default -20) the kernel refused the worker thread.", [("", dp.NiceFailures)]);
         Counter(sb, "isthmus_realtime_priority_failures_total", "Real-time priority requests (dataPlane.realtimePriority) the kernel refused (worker, mobility loop).", [("", dp.RealtimeFailures)]);
         Counter(sb, "isthmus_log_suppressed_total", "Data-plane log lines suppressed by the rate limit.", [("", dp.SuppressedLogLines)]);
         Counter(sb, "isthmus_conntrack_table_full_drops_total", "New flows dropped because the conntrack table was full (nat.ConntrackFull).",

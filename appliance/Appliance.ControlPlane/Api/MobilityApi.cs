@@ -20,7 +20,8 @@ public static class MobilityApi
     /// <param name="WorkerGarpFrames">GARP frames the workers sent themselves on seeing a RARP (no hop).</param>
     /// <param name="Runtime">Collections, GC pause and JIT compilations since the last reset (tail suspects).</param>
     /// <param name="WorkerScheduling">The data-plane worker thread's scheduling (dataPlane.realtimePriority: "SCHED_FIFO n", or "ordinary" with the reason).</param>
-    public sealed record LatencyView(string Scheduling, long WorkerGarpFrames, IReadOnlyList<Isthmus.Mobility.Diagnostics.LatencySummary> Hops, RuntimeActivity Runtime, Isthmus.ControlPlane.Runtime.CpuIdleLatencyStatus CpuIdle, string WorkerScheduling);
+    /// <param name="WorkerNice">The nice value the worker thread runs at, read back from the kernel (dataPlane.workerNice; ignored under SCHED_FIFO), null before it runs.</param>
+    public sealed record LatencyView(string Scheduling, long WorkerGarpFrames, IReadOnlyList<Isthmus.Mobility.Diagnostics.LatencySummary> Hops, RuntimeActivity Runtime, Isthmus.ControlPlane.Runtime.CpuIdleLatencyStatus CpuIdle, string WorkerScheduling, int? WorkerNice);
 
     public sealed record PeerView(
         string Name, string Address, uint PeerAs, string State, double? UptimeSeconds, string? LastError,
@@ -33,7 +34,7 @@ public static class MobilityApi
             .WithSummary("BGP peers: state, uptime, received and advertised routes");
         api.MapGet("/mobility", (MobilityService mobility) => mobility.Status with { Workloads = [], Moves = [] })
             .WithSummary("Mobility status: announced routes, capped / rate-limited counts, aggregates, signal and GARP counters");
-        api.MapGet("/mobility/latency", (MobilityService mobility, Isthmus.ControlPlane.Runtime.DataPlaneRuntime dp) => new LatencyView(mobility.Latency.Scheduling, mobility.Latency.WorkerGarpFrames, mobility.Latency.Read(), mobility.Latency.Runtime(), dp.CpuIdle.Status, dp.WorkerScheduling))
+        api.MapGet("/mobility/latency", (MobilityService mobility, Isthmus.ControlPlane.Runtime.DataPlaneRuntime dp) => new LatencyView(mobility.Latency.Scheduling, mobility.Latency.WorkerGarpFrames, mobility.Latency.Read(), mobility.Latency.Runtime(), dp.CpuIdle.Status, dp.WorkerScheduling, dp.Worker.RunningNice))
             .WithSummary("Where the time goes from a worker seeing a RARP to the reactions (per hop, microseconds from the RARP; recent samples)");
         api.MapPost("/mobility/latency/reset", (MobilityService mobility) =>
             {

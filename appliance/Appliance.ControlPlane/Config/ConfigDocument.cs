@@ -112,6 +112,16 @@ public sealed record DataPlaneSettings
     /// throttling (95 % of each second by default) still bounds a runaway.
     /// </summary>
     public int? RealtimePriority { get; init; }
+
+    /// <summary>
+    /// The data-plane worker thread's nice value (-20 to 19; fixed while running). null (the default) = -20 for a worker
+    /// with a CPU of its own (<see cref="WorkerCpu"/> set) or a busy-polling one, so an ordinary task the scheduler puts on
+    /// that CPU (a kernel thread, another process, a shell) does not take it from the worker while frames wait; an
+    /// unpinned interrupt-mode worker is left at the process's nice value. A negative value needs CAP_SYS_NICE: if refused
+    /// the worker runs as before (logged, counted, shown). Under SCHED_FIFO (<see cref="RealtimePriority"/>) the kernel
+    /// ignores nice; the value is still set, and holds if the real-time request is refused.
+    /// </summary>
+    public int? WorkerNice { get; init; }
 }
 
 public enum Role

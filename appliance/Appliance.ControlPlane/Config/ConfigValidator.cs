@@ -9,6 +9,11 @@ namespace Isthmus.ControlPlane.Config;
 /// </summary>
 public static class ConfigValidator
 {
+    /// <summary>The range of dataPlane.workerNice (setpriority(2)).</summary>
+    public const int MinNice = -20;
+
+    public const int MaxNice = 19;
+
     public static List<ProgramError> Validate(ConfigDocument document, bool requireAdmin)
     {
         var errors = new List<ProgramError>();
@@ -52,6 +57,11 @@ public static class ConfigValidator
             {
                 errors.Add(new("dataPlane.realtimePriority", "a busy-polling worker never sleeps: at a real-time priority it would starve its CPU; use pollMode \"interrupt\" with realtimePriority, or busy without it"));
             }
+        }
+
+        if (document.DataPlane.WorkerNice is { } nice and (< MinNice or > MaxNice))
+        {
+            errors.Add(new("dataPlane.workerNice", $"{nice} is not a nice value: {MinNice} (the highest ordinary priority) to {MaxNice}, or null for the default (-20 with workerCpu or pollMode busy, else unchanged)"));
         }
 
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

@@ -14,6 +14,8 @@ public static class LogEvents
     public const int CpuIdleLatencyFailed = 1005;
     public const int RealtimePriority = 1006;
     public const int RealtimePriorityFailed = 1007;
+    public const int WorkerNice = 1008;
+    public const int WorkerNiceFailed = 1009;
     public const int MacMoved = 1101;
     public const int MacDamped = 1102;
     public const int RateLimitedSuppressed = 1199;

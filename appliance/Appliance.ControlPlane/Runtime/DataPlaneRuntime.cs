@@ -66,6 +66,11 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     private long _realtimeFailures;
 
+    /// <summary>Nice values (dataPlane.workerNice or its default) the kernel refused the worker.</summary>
+    public long NiceFailures => Interlocked.Read(ref _niceFailures);
+
+    private long _niceFailures;
+
     /// <summary>The load balancer's health checks (their verdicts are overlaid on every published snapshot).</summary>
     public HealthMonitor Health => health;
 
@@ -90,7 +95,8 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
             {
                 Cpu = document.DataPlane.WorkerCpu,
                 PollMode = document.DataPlane.PollMode == "busy" ? WorkerPollMode.Busy : WorkerPollMode.Interrupt,
-                ThreadStarted = document.DataPlane.RealtimePriority is { } rt && document.DataPlane.PollMode != "busy" ? () => ElevateWorker(rt) : null,
+                NiceRequest = document.DataPlane.WorkerNice,
+                ThreadStarted = () => OnWorkerStarted(document.DataPlane),
             };
             Worker.Start();
             Started = document;
@@ -114,7 +120,30 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
         LogPublished(logger, snapshot.Version);
     }
 
-    /// <summary>On the worker thread at its start: SCHED_FIFO at dataPlane.realtimePriority; refused = it runs as before (logged, counted).</summary>
+    /// <summary>
+    /// On the worker thread at its start, after it set its nice value (dataPlane.workerNice, or the default): that result
+    /// logged (a refusal counted), then SCHED_FIFO at dataPlane.realtimePriority in interrupt mode.
+    /// </summary>
+    private void OnWorkerStarted(DataPlaneSettings settings)
+    {
+        var worker = Worker;
+        if (worker.NiceError is { } error)
+        {
+            Interlocked.Increment(ref _niceFailures);
+            LogNiceFailed(logger, worker.NiceRequest ?? DataPlaneWorker.DefaultNice(worker.PollMode, worker.Cpu) ?? 0, error);
+        }
+        else if (worker.Nice is { } nice)
+        {
+            LogNice(logger, nice, settings.RealtimePriority is not null && settings.PollMode != "busy" ? " (ignored by the kernel while the worker runs under SCHED_FIFO)" : "");
+        }
+
+        if (settings.RealtimePriority is { } rt && settings.PollMode != "busy")
+        {
+            ElevateWorker(rt);
+        }
+    }
+
+    /// <summary>SCHED_FIFO at dataPlane.realtimePriority; refused = it runs as before (logged, counted).</summary>
     private void ElevateWorker(int priority)
     {
         if (Isthmus.Mobility.Threading.LoopThread.TrySetFifo(priority, out var result))
@@ -224,6 +253,12 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     [LoggerMessage(EventId = LogEvents.RealtimePriorityFailed, Level = LogLevel.Warning, Message = "Real-time priority {Priority} (dataPlane.realtimePriority) not given to the {Thread} thread, running it as before: {Reason}")]
     internal static partial void LogRealtimeFailed(ILogger logger, string thread, int priority, string reason);
+
+    [LoggerMessage(EventId = LogEvents.WorkerNice, Level = LogLevel.Information, Message = "Data-plane worker thread at nice {Nice} (dataPlane.workerNice){Note}")]
+    private static partial void LogNice(ILogger logger, int nice, string note);
+
+    [LoggerMessage(EventId = LogEvents.WorkerNiceFailed, Level = LogLevel.Warning, Message = "Nice {Nice} (dataPlane.workerNice) not given to the data-plane worker thread, running it as before: {Reason}")]
+    private static partial void LogNiceFailed(ILogger logger, int nice, string reason);
 
     [LoggerMessage(EventId = LogEvents.DataPlaneStopped, Level = LogLevel.Information, Message = "Data plane stopped")]
     private static partial void LogStopped(ILogger logger);

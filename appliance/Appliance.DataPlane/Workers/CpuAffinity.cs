@@ -13,17 +13,63 @@ namespace Isthmus.DataPlane.Workers;
 /// </summary>
 public static unsafe partial class CpuAffinity
 {
-    /// <summary>Sets the calling thread's nice value (setpriority(2) on its thread id); returns it, or null when not permitted (no CAP_SYS_NICE) or not Linux.</summary>
-    public static int? TryRaiseNice(int nice)
+    /// <summary>
+    /// Sets the calling thread's nice value (setpriority(2) on its thread id: on Linux nice is per thread). False, with
+    /// the reason in <paramref name="error"/>, when the kernel refuses (a value below the current one needs CAP_SYS_NICE
+    /// or RLIMIT_NICE) or this is not Linux.
+    /// </summary>
+    public static bool TrySetNice(int nice, out string? error)
     {
+        if (!OperatingSystem.IsLinux())
+        {
+            error = "nice values are set per thread on Linux only";
+            return false;
+        }
+
         try
         {
-            return OperatingSystem.IsLinux() && SetPriority(PrioProcess, Libc.GetTid(), nice) == 0 ? nice : null;
+            if (SetPriority(PrioProcess, Libc.GetTid(), nice) == 0)
+            {
+                error = null;
+                return true;
+            }
+
+            error = $"setpriority({nice}) failed: {Libc.Describe(Libc.Errno)}";
+            return false;
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
+            error = e.Message;
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Thread <paramref name="tid"/>'s nice value as the kernel reports it (proc(5): field 19 of /proc/self/task/TID/stat),
+    /// or null when the thread is gone or this is not Linux. Whatever set it (the worker, or a renice from outside).
+    /// </summary>
+    public static int? ReadNice(int tid)
+    {
+        string stat;
+        try
+        {
+            stat = File.ReadAllText($"/proc/self/task/{tid.ToString(CultureInfo.InvariantCulture)}/stat");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
             return null;
         }
+
+        // The command name (field 2) may hold spaces and parentheses: the fields after the last ')' start at field 3.
+        var close = stat.LastIndexOf(')');
+        if (close < 0 || close + 2 >= stat.Length)
+        {
+            return null;
+        }
+
+        var fields = stat[(close + 2)..].Split(' ');
+        const int niceField = 19;
+        return fields.Length > niceField - 3 && int.TryParse(fields[niceField - 3], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var nice) ? nice : null;
     }
 
     private const int PrioProcess = 0;

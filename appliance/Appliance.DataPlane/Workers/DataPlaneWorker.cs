@@ -138,17 +138,38 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>Threads allowed on <see cref="PinnedCpu"/> beside the worker (<see cref="ShareCpu"/>), by kernel thread id.</summary>
     private readonly ConcurrentDictionary<int, bool> _sharing = new();
 
-    /// <summary>The worker thread's nice value in <see cref="WorkerPollMode.Busy"/> (<see cref="BusyNice"/> when permitted), or null when unchanged.</summary>
+    /// <summary>
+    /// dataPlane.workerNice: the nice value the worker thread sets when it starts (-20 to 19), or null for
+    /// <see cref="DefaultNice"/>. Ignored by the kernel while the thread runs under SCHED_FIFO
+    /// (<see cref="ThreadStarted"/>: dataPlane.realtimePriority), kept for when it runs ordinary again.
+    /// </summary>
+    public int? NiceRequest { get; init; }
+
+    /// <summary>The nice value the worker thread set when it started (its request, when permitted), or null when it set none or was refused (<see cref="NiceError"/>).</summary>
     public int? Nice { get; private set; }
 
-    /// <summary>The nice value a busy-polling worker asks for.</summary>
-    public const int BusyNice = -20;
+    /// <summary>Why the kernel refused the worker's nice value (no CAP_SYS_NICE for a negative one), or null.</summary>
+    public string? NiceError { get; private set; }
+
+    /// <summary>The nice value a worker with a CPU of its own or a busy-polling one asks for by default: the highest ordinary priority.</summary>
+    public const int DedicatedNice = -20;
+
+    /// <summary>
+    /// The nice value when dataPlane.workerNice is not set: <see cref="DedicatedNice"/> for a worker pinned to a CPU of its
+    /// own (<paramref name="cpu"/> set) or a busy-polling one, which should not lose that CPU to whatever ordinary task
+    /// (a kernel thread, another process, a shell) the scheduler puts there; null (left as started) for an unpinned
+    /// interrupt-mode worker, which shares the machine's CPUs with everything else.
+    /// </summary>
+    public static int? DefaultNice(WorkerPollMode mode, int? cpu) => mode == WorkerPollMode.Busy || cpu is not null ? DedicatedNice : null;
+
+    /// <summary>The nice value the worker thread runs at now, read back from the kernel (/proc), or null before it runs.</summary>
+    public int? RunningNice => ThreadId is > 0 and var tid ? CpuAffinity.ReadNice(tid) : null;
 
     /// <summary>The CPU the worker runs pinned to, or -1.</summary>
     public int PinnedCpu { get; private set; } = -1;
 
-    /// <summary>The worker thread's kernel thread id once it runs pinned, or -1.</summary>
-    public int ThreadId => _tid;
+    /// <summary>The worker thread's kernel thread id once it runs, or -1.</summary>
+    public int ThreadId => Volatile.Read(ref _tid);
 
     /// <summary>Why the worker could not be pinned to <see cref="Cpu"/>, or null.</summary>
     public string? AffinityError { get; private set; }
@@ -320,18 +341,29 @@ public sealed class DataPlaneWorker : IDisposable
 
     private void Loop()
     {
+        Volatile.Write(ref _tid, CpuAffinity.CurrentThreadId);
         if (Cpu is { } cpu)
         {
             Isolate(cpu);
         }
 
-        ThreadStarted?.Invoke();
-        if (PollMode == WorkerPollMode.Busy)
+        // A worker on its own CPU (or a busy one) at nice -20: an ordinary task woken on its CPU does not take it at once
+        // (the CFS weight of nice -20 is ~87x nice 0's; under a flood a nice-0 worker lost milliseconds at a time to
+        // shells and kernel threads, and its AF_XDP ring overflowed: docs/benchmarks.md "Session 9: wire").
+        if ((NiceRequest ?? DefaultNice(PollMode, Cpu)) is { } nice)
         {
-            // A busy worker is always runnable: at the highest ordinary priority permitted, another process woken
-            // on its CPU does not preempt it at once (the CFS weight of nice -20 is ~87x nice 0's).
-            Nice = CpuAffinity.TryRaiseNice(BusyNice);
+            if (CpuAffinity.TrySetNice(nice, out var niceError))
+            {
+                Nice = nice;
+            }
+            else
+            {
+                NiceError = niceError;
+            }
         }
+
+        // After the nice value: a SCHED_FIFO request there (realtimePriority) makes it irrelevant while it holds.
+        ThreadStarted?.Invoke();
 
         while (!_stopping)
         {
@@ -386,7 +418,6 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>Pins this thread to <paramref name="cpu"/> and moves every other thread of the process off it, now and each second.</summary>
     private void Isolate(int cpu)
     {
-        _tid = CpuAffinity.CurrentThreadId;
         _processCpus = CpuAffinity.Get();
         if (!CpuAffinity.Pin(0, cpu, out var error))
         {

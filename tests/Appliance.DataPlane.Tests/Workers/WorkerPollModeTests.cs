@@ -47,7 +47,7 @@ public sealed class WorkerPollModeTests
             WorkerAffinityTests.WaitUntil(() => ports.Transmitted(L2Fixture.Trunk0) == 2, "the second flood");
 
             // A busy worker runs at nice -20 when permitted (root here); an interrupt-mode one is left as it was.
-            Assert.Equal(mode == WorkerPollMode.Busy && Environment.IsPrivilegedProcess ? DataPlaneWorker.BusyNice : null, worker.Nice);
+            Assert.Equal(mode == WorkerPollMode.Busy && Environment.IsPrivilegedProcess ? DataPlaneWorker.DedicatedNice : null, worker.Nice);
         }
         finally
         {
