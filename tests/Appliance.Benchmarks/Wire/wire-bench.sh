@@ -60,7 +60,12 @@
 #                               one softirq round per frame inside the generator's transmit, so the generator on CPU0
 #                               offers ~1.3x more (it kicks 128 frames at a time, half of veth's ring, and yields CPU0
 #                               between bursts). off: sessions 1-6 (the generator stopped at ~430k into the appliance)
-#   --worker-nice N             renice the appliance's data-plane thread (isthmus-worker) to N, e.g. -20
+#   --worker-nice N|default     appliance/snat modes: dataPlane.workerNice = N in the appliance's config (-20..19). default
+#                               (the default, session 9): the key is not set, so the product's default applies: -20 for
+#                               the worker pinned to CPU1 (--pin worker), unchanged with --pin process. The report states
+#                               the nice value the worker ran at, as the appliance reports it (isthmus_worker_nice)
+#   --realtime-priority N       appliance/snat modes: dataPlane.realtimePriority = N (the worker at SCHED_FIFO N in interrupt
+#                               mode, where the kernel ignores its nice value); default: not set
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
 #   --port-ingress-drop         appliance modes: an nftables netdev ingress chain (policy drop) on the appliance's
 #                               access ports in ist-app, so the kernel stops each frame after the AF_PACKET taps
@@ -119,7 +124,9 @@ DO_BUILD=1
 WAIT=1
 SNAPSHOT=1
 PERF_RATE=
-WORKER_NICE=
+WORKER_NICE=default
+WORKER_NICE_RAN=
+REALTIME_PRIORITY=
 RX_BACKLOG=
 RAW_TX=on
 PIN=worker
@@ -144,6 +151,7 @@ while (($#)); do
         --worktree) SNAPSHOT=0 ;;
         --perf) PERF_RATE=$2; shift ;;
         --worker-nice) WORKER_NICE=$2; shift ;;
+        --realtime-priority) REALTIME_PRIORITY=$2; shift ;;
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
         --pin) PIN=$2; shift ;;
@@ -171,6 +179,8 @@ die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
 [[ $SINK == xdp || $SINK == drop || $SINK == stack ]] || die "--sink is xdp, drop or stack"
 [[ $NAPI_THREAD == on || $NAPI_THREAD == off ]] || die "--napi-thread is on or off"
+[[ $WORKER_NICE == default || $WORKER_NICE =~ ^-?[0-9]+$ ]] || die "--worker-nice is a nice value (-20..19) or default"
+[[ -z $REALTIME_PRIORITY || $REALTIME_PRIORITY =~ ^[0-9]+$ ]] || die "--realtime-priority is a SCHED_FIFO priority (1..99)"
 # Routed + SNAT (issue 3) is measured in fwd only: a run of those modes alone reports that direction alone.
 [[ " $MODES " =~ \ (appliance|kernel)\  ]] || DIRECTIONS=fwd
 if [[ $SINK == xdp && " $DIRECTIONS " == *" fwd "* && " $MODES " =~ \ (appliance|kernel)\  ]]; then
@@ -416,6 +426,8 @@ lab_config() {
     local keys=()
     [[ $RAW_TX == off ]] && keys+=(rawVxlanTransmit=false)
     [[ $PIN == worker ]] && keys+=(workerCpu=1)
+    [[ $WORKER_NICE != default ]] && keys+=(workerNice="$WORKER_NICE")
+    [[ -n $REALTIME_PRIORITY ]] && keys+=(realtimePriority="$REALTIME_PRIORITY")
     # Explicit either way, so a run measures the method it names whatever the appliance's defaults are.
     keys+=(xdpReceive=$([[ $RX == xdp ]] && echo true || echo false))
     keys+=(xdpTransmit=$([[ $TX == xdp ]] && echo true || echo false))
@@ -483,11 +495,12 @@ for mode in $MODES; do
                 nsx ist-app nft "add table netdev istpdrop; add chain netdev istpdrop $dev { type filter hook ingress device $dev priority 0; policy drop; }"
             done
         fi
-        if [[ -n $WORKER_NICE ]]; then
-            for t in /proc/"$APP_PID"/task/*; do
-                [[ $(cat "$t/comm" 2>/dev/null) == isthmus-worker ]] && renice -n "$WORKER_NICE" -p "${t##*/}" >/dev/null
-            done
-        fi
+        # The nice value the worker runs at, as the appliance reads it back from the kernel (dataPlane.workerNice).
+        RAN_NICE=$(curl -sf --max-time 2 "${AUTH[@]}" http://127.0.0.1:8088/metrics | awk '$1 == "isthmus_worker_nice" {print $2}')
+        [[ -n $RAN_NICE ]] || die "the appliance does not report isthmus_worker_nice"
+        RAN_SCHED=$(curl -sf --max-time 2 "${AUTH[@]}" "$API/mobility/latency" | grep -o '"workerScheduling":"[^"]*"' | cut -d'"' -f4 || true)
+        WORKER_NICE_RAN+="${WORKER_NICE_RAN:+, }$mode $RAN_NICE${RAN_SCHED:+ ($RAN_SCHED)}"
+        log "worker thread at nice $RAN_NICE (isthmus_worker_nice; dataPlane.workerNice ${WORKER_NICE})"
         # The PortGroup (trunk side, idle in this benchmark) stays off the forwarding core.
         [[ -f $RUN_DIR/portgroup.pid ]] && taskset -a -p 1 "$(cat "$RUN_DIR/portgroup.pid")" >/dev/null || true
     fi
@@ -665,5 +678,5 @@ zero_loss_any() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq% forwarder_us_per_packet ingress_rx_dropped appliance_gcs appliance_gc_pause_ms)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE:+; worker nice $WORKER_NICE}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE_RAN:+; worker nice $WORKER_NICE_RAN (isthmus_worker_nice; dataPlane.workerNice $WORKER_NICE)}${REALTIME_PRIORITY:+; dataPlane.realtimePriority $REALTIME_PRIORITY}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
