@@ -4,7 +4,7 @@
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
 #        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
-#        [--pin worker|none] [--external] [--no-build]
+#        [--pin worker|none] [--probe on|off] [--external] [--no-build]
 #
 # The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility"): 120 measured moves after
 # 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at SCHED_FIFO 10.
@@ -24,6 +24,9 @@
 # --realtime-priority (default 10): a list of off or SCHED_FIFO priorities (1-99); every poll mode and idle latency is
 #   run once per value, in that order. A value sets dataPlane.realtimePriority: the worker (interrupt mode only; busy runs
 #   skip the value) and the mobility / BGP event loop run under SCHED_FIFO at that priority.
+# --probe on (default): vcpu_probe.c (built here with gcc) runs during the measured moves: a SCHED_FIFO 99 timer thread
+#   per CPU, every 0.5 ms, notes each wake-up more than 0.25 ms late (a vCPU stall), and every move over 1 ms is printed
+#   with the stalls that overlapped it, so the tail is attributed (the p99 keeps every sample). off: no probe.
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -46,6 +49,7 @@ POLL=interrupt
 ROUNDS=1
 QOS=0
 RT=10
+PROBE=on
 BUILD=()
 while (($#)); do
     case $1 in
@@ -57,6 +61,7 @@ while (($#)); do
         --rounds) ROUNDS=$2; shift ;;
         --cpu-idle-latency) QOS=$2; shift ;;
         --realtime-priority) RT=$2; shift ;;
+        --probe) PROBE=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -64,6 +69,7 @@ while (($#)); do
     shift
 done
 [[ $PIN == worker || $PIN == none ]] || { echo "--pin: worker or none" >&2; exit 2; }
+[[ $PROBE == on || $PROBE == off ]] || { echo "--probe: on or off" >&2; exit 2; }
 IFS=, read -r -a MODES <<< "$POLL"
 for mode in "${MODES[@]}"; do
     [[ $mode == interrupt || $mode == busy || $mode == busy-unpinned ]] || { echo "--poll: a list of interrupt, busy and busy-unpinned" >&2; exit 2; }
@@ -91,6 +97,10 @@ mkdir -p "$OUT"
 LAST_CPU=$(($(nproc) - 1))
 echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git -C "$REPO" rev-parse --short HEAD)"
+if [[ $PROBE == on ]]; then
+    gcc -O2 -pthread -o "$OUT/vcpu_probe" "$HERE/vcpu_probe.c" || { echo "--probe on needs gcc (apt-get install -y gcc), or --probe off" >&2; exit 1; }
+    export MOBILITY_PROBE="$OUT/vcpu_probe"
+fi
 
 # One measurement: prints its lines and keeps them in $OUT/run-N-MODE.txt for the table.
 measure() {

@@ -7,6 +7,9 @@ latency:  N workloads, each first seen at the remote site (GARP from ist-vm10 ac
               gateway arriving back on the same interface;
             - tshark in ist-bird on eth0: the first BGP UPDATE whose NLRI holds the workload's /32;
             - BIRD's own log (timeformat with microseconds, debug routes): the /32 "added" to its RIB.
+          With MOBILITY_PROBE (mobility-bench.sh builds vcpu_probe.c; --probe off leaves it out), a SCHED_FIFO 99
+          timer thread per CPU records every wake-up more than 0.25 ms late (a vCPU stall) during the moves, and
+          every move over 1 ms is printed with the stalls that overlapped it (the p99 keeps every sample).
 failover: 10,000 workloads known at the remote site (seeded through POST /api/v1/mobility/moves),
           then one RARP each from acc10 as fast as scapy sends them; time from the first RARP on the
           wire to the last of the 10,000 /32s in BIRD's RIB, UPDATE count, what BIRD shows.
@@ -147,6 +150,50 @@ def summary(name, ms):
             f"min={min(ms):.3f} max={max(ms):.3f} mean={statistics.mean(ms):.3f}")
 
 
+def start_probe(out):
+    """The vCPU stall probe (vcpu_probe.c), one FIFO 99 timer thread per CPU; None without MOBILITY_PROBE."""
+    probe = os.environ.get("MOBILITY_PROBE")
+    if not probe:
+        return None
+    return subprocess.Popen([probe, "500", "250"], stdout=open(f"{out}/stalls.txt", "w"), stderr=subprocess.PIPE, text=True)
+
+
+def probe_lines(probe, out, moves, started, ended):
+    """Stops the probe; the stall rate per CPU, and every move over 1 ms with the stalls that overlapped it."""
+    probe.send_signal(2)
+    summary = probe.communicate(timeout=10)[1].strip().splitlines()
+    stalls = []
+    for line in open(f"{out}/stalls.txt"):
+        w = line.split()
+        if len(w) == 3:
+            stalls.append((int(w[0]), float(w[1]), float(w[2])))
+    span = max(ended - started, 1e-9)
+    cpus = sorted({c for c, _, _ in stalls})
+    lines = ["vCPU stall probe (vcpu_probe.c: a SCHED_FIFO 99 timer thread per CPU, every 0.5 ms; a wake-up > 0.25 ms "
+             f"late = a stall: the host paused the vCPU, or interrupts / a non-preemptible kernel path held it), over the {span:.0f} s of moves:"]
+    for cpu in cpus:
+        mine = [(e - s) * 1000 for c, s, e in stalls if c == cpu and s >= started and e <= ended]
+        over = [d for d in mine if d > 1]
+        lines.append(f"  cpu{cpu}: {len(over)} stalls > 1 ms ({len(over) / span:.1f}/s), > 3 ms: {sum(d > 3 for d in mine)}, "
+                     f"largest {max(mine, default=0):.2f} ms; stalls > 0.25 ms covered {sum(mine) / 10 / span:.2f} % of the time")
+    lines += ["  " + l for l in summary]
+
+    def overlapping(t0, t1):
+        return [(c, s, e) for c, s, e in stalls if s < t1 and e > t0]
+
+    slow = [m for m in moves if max(m[2] or 0, m[3] or 0) > 1]
+    hit = [m for m in slow if overlapping(m[1], m[1] + max(m[2] or 0, m[3] or 0) / 1000)]
+    fast_hit = sum(1 for m in moves if m not in slow and overlapping(m[1], m[1] + max(m[2] or 0, m[3] or 0) / 1000))
+    lines.append(f"measured moves over 1 ms (GARP or UPDATE): {len(slow)} of {len(moves)}; with a vCPU stall overlapping "
+                 f"(RARP -> the later of the two): {len(hit)} of {len(slow)}; moves under 1 ms that overlapped one: {fast_hit}")
+    for i, t0, g, u in slow:
+        found = overlapping(t0, t0 + max(g or 0, u or 0) / 1000)
+        what = ", ".join(f"cpu{c} {(e - s) * 1000:.2f} ms from {(s - t0) * 1000:+.2f} ms" for c, s, e in found) or "none"
+        lines.append(f"  move {i}: GARP {g if g is not None else float('nan'):.3f} ms, UPDATE "
+                     f"{u if u is not None else float('nan'):.3f} ms; stalls: {what}")
+    return lines
+
+
 def latency(n, warm, out):
     h10 = tshark("ist-h10", "arp or ether proto 0x8035", None,
                  ["frame.time_epoch", "eth.src", "eth.type", "arp.opcode", "arp.src.hw_mac"], f"{out}/h10.txt")
@@ -155,10 +202,14 @@ def latency(n, warm, out):
     remote, local = Sender("ist-vm10"), Sender("ist-h10")
     macs = []
     hops_available = False
+    probe = None
+    measured_from = time.time()
     for i in range(warm + n):
         if i == warm:
             # The per-hop samples and the runtime counters cover the measured moves only.
             hops_available = reset_hops()
+            probe = start_probe(out)
+            measured_from = time.time()
         mac = f"00:50:56:bb:00:{i:02x}"
         # 10.10.0.100-.239 first (as before), then .20-.98 (the lab's hosts hold .1 and .10-.13; .99 is the demo's).
         ip = f"10.10.0.{100 + i}" if i < 140 else f"10.10.0.{20 + i - 140}"
@@ -167,6 +218,7 @@ def latency(n, warm, out):
         time.sleep(0.2)
         local(f"rarp {mac}")
         time.sleep(0.3)
+    measured_to = time.time()
     stop(h10)
     stop(bird)
     added = bird_log_added(started - 1)
@@ -189,6 +241,7 @@ def latency(n, warm, out):
 
     to_garp, to_update, to_rib = [], [], []
     warm_garp, warm_update = [], []
+    measured = []  # (move, RARP time, GARP ms or None, UPDATE ms or None)
     for i, (mac, ip) in enumerate(macs):
         t0 = rarps.get(mac)
         if t0 is None:
@@ -200,6 +253,8 @@ def latency(n, warm, out):
             warm_garp.append(f"{(g - t0) * 1000:.1f}" if g is not None and g - t0 < 1 else "-")
             warm_update.append(f"{(u - t0) * 1000:.1f}" if u is not None and u - t0 < 5 else "-")
             continue
+        measured.append((i - warm, t0, (g - t0) * 1000 if g is not None and g - t0 < 1 else None,
+                         (u - t0) * 1000 if u is not None and u - t0 < 5 else None))
         if g is not None and g - t0 < 1:
             to_garp.append((g - t0) * 1000)
         if u is not None and u - t0 < 5:
@@ -215,6 +270,8 @@ def latency(n, warm, out):
              summary("RARP on the wire -> BGP UPDATE on the wire (toward BIRD)", to_update),
              summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)]
     lines += hops
+    if probe is not None:
+        lines += probe_lines(probe, out, measured, measured_from, measured_to)
     # Move them back (withdraw), so the lab is as before.
     for mac, _ in macs:
         remote(f"rarp {mac}")
