@@ -4,7 +4,7 @@
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
 #        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
-#        [--pin worker|none] [--probe on|off] [--external] [--no-build]
+#        [--pin worker|none] [--placement none,same,above,split] [--probe on|off] [--external] [--no-build]
 #
 # The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility"): 120 measured moves after
 # 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at SCHED_FIFO 10.
@@ -27,6 +27,11 @@
 # --probe on (default): vcpu_probe.c (built here with gcc) runs during the measured moves: a SCHED_FIFO 99 timer thread
 #   per CPU, every 0.5 ms, notes each wake-up more than 0.25 ms late (a vCPU stall), and every move over 1 ms is printed
 #   with the stalls that overlapped it, so the tail is attributed (the p99 keeps every sample). off: no probe.
+# --placement (default none; interrupt runs only): a list; each value is one run per poll mode / idle latency / priority.
+#   none: the scheduler places the worker and the mobility / BGP loop. same: both pinned (taskset, from outside, once the
+#   lab is up) to the last CPU, so the worker's wake-up of the loop stays on its CPU (at equal SCHED_FIFO priority the loop
+#   runs once the worker sleeps). above: as same, and the loop one SCHED_FIFO priority above the worker (chrt, with
+#   --realtime-priority N only), so the worker's ring after the first GARP preempts it on its CPU at once. split: the worker on the last CPU, the loop on CPU 0 (every wake-up crosses CPUs).
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -50,6 +55,7 @@ ROUNDS=1
 QOS=0
 RT=10
 PROBE=on
+PLACEMENT=none
 BUILD=()
 while (($#)); do
     case $1 in
@@ -62,6 +68,7 @@ while (($#)); do
         --cpu-idle-latency) QOS=$2; shift ;;
         --realtime-priority) RT=$2; shift ;;
         --probe) PROBE=$2; shift ;;
+        --placement) PLACEMENT=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -70,6 +77,10 @@ while (($#)); do
 done
 [[ $PIN == worker || $PIN == none ]] || { echo "--pin: worker or none" >&2; exit 2; }
 [[ $PROBE == on || $PROBE == off ]] || { echo "--probe: on or off" >&2; exit 2; }
+IFS=, read -r -a PLACES <<< "$PLACEMENT"
+for place in "${PLACES[@]}"; do
+    [[ $place == none || $place == same || $place == above || $place == split ]] || { echo "--placement: a list of none, same, above and split" >&2; exit 2; }
+done
 IFS=, read -r -a MODES <<< "$POLL"
 for mode in "${MODES[@]}"; do
     [[ $mode == interrupt || $mode == busy || $mode == busy-unpinned ]] || { echo "--poll: a list of interrupt, busy and busy-unpinned" >&2; exit 2; }
@@ -117,6 +128,20 @@ if ((EXTERNAL == 1)); then
     exit 0
 fi
 
+# place same|above|split [FIFO]: pins the appliance's worker and its mobility / BGP loop thread (by thread name) once the lab is up.
+place() {
+    local pid worker loop
+    pid=$(cat /run/isthmus-lab/appliance.pid)
+    worker=$(grep -lx 'isthmus-worker' /proc/"$pid"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5)
+    loop=$(grep -l '^isthmus-mobilit' /proc/"$pid"/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5)
+    [[ -n $worker && -n $loop ]] || { echo "placement: the worker or the mobility loop thread was not found" >&2; exit 1; }
+    taskset -pc "$LAST_CPU" "$worker" > /dev/null
+    taskset -pc "$([[ $1 == split ]] && echo 0 || echo "$LAST_CPU")" "$loop" > /dev/null
+    if [[ $1 == above ]]; then
+        chrt -f -R -p "$(($2 + 1))" "$loop"
+    fi
+}
+
 lab_up=0
 trap '((lab_up)) && "$LAB" down' EXIT
 RUNS=()
@@ -125,7 +150,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for mode in "${MODES[@]}"; do
       for qos in "${QOSES[@]}"; do
        for rt in "${RTS[@]}"; do
+        for place in "${PLACES[@]}"; do
         [[ $rt != off && $mode != interrupt ]] && continue # a busy worker at a real-time priority is refused
+        [[ $place != none && $mode != interrupt ]] && continue
+        [[ $place == above && $rt == off ]] && continue
         run=$((run + 1))
         keys=()
         label="pollMode $mode"
@@ -152,10 +180,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
         "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos-$rt.json" > "$OUT/lab-up-$run.log" 2>&1 \
             || { cat "$OUT/lab-up-$run.log" >&2; exit 1; }
         BUILD=(--no-build)
+        if [[ $place != none ]]; then
+            place "$place" "$rt"
+            label+=", worker on CPU $LAST_CPU, loop on CPU $([[ $place == split ]] && echo 0 || echo "$LAST_CPU")"
+            [[ $place == above ]] && label+=" at SCHED_FIFO $((rt + 1))"
+        fi
         measure "run $run, $label" "$OUT/run-$run-$mode.txt"
         "$LAB" down > /dev/null 2>&1
         lab_up=0
         RUNS+=("$OUT/run-$run-$mode.txt")
+        done
        done
       done
     done

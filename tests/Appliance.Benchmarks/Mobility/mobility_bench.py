@@ -194,6 +194,42 @@ def probe_lines(probe, out, moves, started, ended):
     return lines
 
 
+def jit_mark():
+    """(perf map, lines in it now) when the appliance writes one (DOTNET_PerfMapEnabled=1 or 3 in the bench's environment)."""
+    try:
+        path = f"/tmp/perf-{open(f'{RUN}/appliance.pid').read().strip()}.map"
+        return path, sum(1 for _ in open(path, errors="replace"))
+    except OSError:
+        return None
+
+
+def jit_lines(mark, out):
+    """The methods the runtime compiled during the measured moves (the perf map's lines after the mark), by tier."""
+    path, start = mark
+    entries = []
+    for k, line in enumerate(open(path, errors="replace")):
+        if k < start:
+            continue
+        m = re.match(r"(?:0x)?[0-9A-Fa-f]+ [0-9A-Fa-f]+ (.*)\[([^\]]+)\]$", line.strip())
+        if m:
+            entries.append((m.group(2), m.group(1)))
+    with open(f"{out}/jit-measured.txt", "w") as f:
+        for tier, name in entries:
+            f.write(f"{tier}\t{name}\n")
+    tiers = {}
+    for tier, _ in entries:
+        tiers[tier] = tiers.get(tier, 0) + 1
+    areas = {}
+    for _, name in entries:
+        a = re.search(r"\[([^\]]+)\]", name)
+        area = a.group(1) if a else "?"
+        areas[area] = areas.get(area, 0) + 1
+    return [f"JIT during the measured moves (perf map {path}): {len(entries)} compilations; by tier: "
+            + ", ".join(f"{t} {c}" for t, c in sorted(tiers.items(), key=lambda x: -x[1]))
+            + "; by assembly: " + ", ".join(f"{a} {c}" for a, c in sorted(areas.items(), key=lambda x: -x[1])[:8])
+            + f" (list: {out}/jit-measured.txt)"]
+
+
 def latency(n, warm, out):
     h10 = tshark("ist-h10", "arp or ether proto 0x8035", None,
                  ["frame.time_epoch", "eth.src", "eth.type", "arp.opcode", "arp.src.hw_mac"], f"{out}/h10.txt")
@@ -203,11 +239,13 @@ def latency(n, warm, out):
     macs = []
     hops_available = False
     probe = None
+    jit = None
     measured_from = time.time()
     for i in range(warm + n):
         if i == warm:
             # The per-hop samples and the runtime counters cover the measured moves only.
             hops_available = reset_hops()
+            jit = jit_mark()
             probe = start_probe(out)
             measured_from = time.time()
         mac = f"00:50:56:bb:00:{i:02x}"
@@ -272,6 +310,8 @@ def latency(n, warm, out):
     lines += hops
     if probe is not None:
         lines += probe_lines(probe, out, measured, measured_from, measured_to)
+    if jit is not None:
+        lines += jit_lines(jit, out)
     # Move them back (withdraw), so the lab is as before.
     for mac, _ in macs:
         remote(f"rarp {mac}")
