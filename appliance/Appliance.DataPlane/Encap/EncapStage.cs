@@ -36,138 +36,191 @@ public sealed class EncapStage() : PipelineStage("encap", typeof(EncapDrop))
     public override void Process(PacketBatch batch, WorkerContext context)
     {
         var snapshot = context.Snapshot;
+        var segments = snapshot.Segments;
         var packets = batch.Packets;
-        var unicast = new UnicastCache(snapshot.Segments, context.TxQueues);
-        var pool = context.Pool;
 
         // Packets consumed when the walk ends (the runner skips its settle walk when that is all of them).
         var consumed = 0;
-        for (var i = 0; i < packets.Length; i++)
+        var i = 0;
+        while (i < packets.Length)
         {
             ref var p = ref packets[i];
-            if (p.Disposition == Disposition.Continue && !TryEmitUnicast(ref p, pool, ref unicast))
+            if (p.Disposition == Disposition.Continue && (p.Flags & (PacketFlags.Flood | PacketFlags.Traced)) == 0
+                && (uint)p.EgressSegment < (uint)segments.Length)
+            {
+                // A run of unicast frames to this frame's segment; it ends at the first frame it cannot send as they do.
+                var segment = segments[p.EgressSegment];
+                var end = segment.Kind switch
+                {
+                    PortKind.Vxlan => EmitVxlanRun(packets, i, segment, segments, context),
+                    PortKind.Trunk => EmitTrunkRun(packets, i, segment, context),
+                    _ => EmitAccessRun(packets, i, segment, context),
+                };
+                if (end > i)
+                {
+                    consumed += end - i;
+                    i = end;
+                    continue;
+                }
+            }
+
+            if (p.Disposition == Disposition.Continue)
             {
                 ProcessOne(ref p, context, snapshot);
             }
 
             consumed += p.Disposition == Disposition.Consumed ? 1 : 0;
+            i++;
         }
 
         batch.Consumed = consumed;
     }
 
     /// <summary>
-    /// The last unicast egress segment of the batch and what sending there needs (its queue, MTU, the VXLAN
-    /// header as one 8-byte word), and the last ingress segment's kind: a train of frames to one segment
-    /// looks nothing up again.
+    /// Queues the run of frames from <paramref name="start"/> that go to the VXLAN <paramref name="segment"/> as
+    /// unicast, each with the segment's VXLAN header (one 8-byte store) toward its learned VTEP, and returns the
+    /// index of the first frame it left (= <paramref name="start"/> when it sent none). It stops at a frame that
+    /// is not a plain unicast to this segment (dropped or consumed earlier, flooded, traced, another segment), has
+    /// no VTEP (a static MAC on the VNI: replicated by <see cref="ProcessOne"/>), exceeds the MTU, would be sent
+    /// back from a VXLAN segment (split horizon), or finds the queue full. The segment's fields and the queue's
+    /// free tail are locals for the run, so the loop keeps them in registers.
     /// </summary>
-    private struct UnicastCache(Segment[] segments, TxQueue[] queues)
+    private static unsafe int EmitVxlanRun(Span<PacketMeta> packets, int start, Segment segment, Segment[] segments, WorkerContext context)
     {
-        public readonly Segment[] Segments = segments;
-        public readonly TxQueue[] Queues = queues;
-        public int Egress = -1;
-        public PortKind Kind;
-        public int Mtu;
-        public TxQueue Queue = null!;
-        public ulong VxlanWord;
-        public ushort VtepPort;
-        public VlanTag Tag;
-        public int Ingress = -1;
-        public bool IngressIsVxlan;
-
-        public void Load(int egress)
+        var queue = context.TxQueues[segment.Port];
+        var free = queue.Unused;
+        var slots = context.Pool.Slots;
+        var egress = segment.Index;
+        var mtu = segment.Mtu;
+        var vtepPort = segment.VtepUdpPort;
+        var word = HeaderWord(segment.Vni);
+        var ingress = -1;
+        var ingressIsVxlan = false;
+        var queued = 0;
+        var i = start;
+        for (; i < packets.Length; i++)
         {
-            var segment = Segments[egress];
-            Egress = egress;
-            Kind = segment.Kind;
-            Mtu = segment.Mtu;
-            Queue = Queues[segment.Port];
-            VtepPort = segment.VtepUdpPort;
-            Tag = VlanTag.Customer(segment.Vlan);
-            VxlanWord = HeaderWord(segment.Vni);
-        }
-
-        /// <summary>The segment's 8-byte VXLAN header as the word that stores it (written by <see cref="VxlanHeader.Write"/>).</summary>
-        private static ulong HeaderWord(uint vni)
-        {
-            Span<byte> header = stackalloc byte[VxlanHeader.Length];
-            VxlanHeader.Write(header, vni);
-            return MemoryMarshal.Read<ulong>(header);
-        }
-    }
-
-    /// <summary>
-    /// A bridged or routed unicast frame to a known segment (and VTEP), untraced, that fits the MTU and the
-    /// queue: queued here with no per-frame lookups. Anything else (floods, split horizon, a static MAC on a
-    /// VNI without a VTEP, MTU, a full queue, a traced packet) returns false for <see cref="ProcessOne"/>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe bool TryEmitUnicast(ref PacketMeta p, PacketPool pool, ref UnicastCache cache)
-    {
-        var flags = p.Flags;
-        if ((flags & (PacketFlags.Flood | PacketFlags.Traced)) != 0)
-        {
-            return false;
-        }
-
-        if (p.EgressSegment != cache.Egress)
-        {
-            cache.Load(p.EgressSegment);
-        }
-
-        if (p.Length - EthernetHeader.Length > cache.Mtu || cache.Queue.IsFull)
-        {
-            return false;
-        }
-
-        var offset = p.Offset;
-        var length = p.Length;
-        switch (cache.Kind)
-        {
-            case PortKind.Vxlan:
+            ref var p = ref packets[i];
+            var flags = p.Flags;
+            var length = p.Length;
+            if (p.Disposition != Disposition.Continue || (flags & (PacketFlags.Flood | PacketFlags.Traced)) != 0
+                || p.EgressSegment != egress || p.EgressVtep == 0 || length - EthernetHeader.Length > mtu
+                || (uint)queued >= (uint)free.Length)
             {
-                if (p.EgressVtep == 0)
-                {
-                    return false;
-                }
-
-                if ((flags & (PacketFlags.Routed | PacketFlags.Local)) == 0)
-                {
-                    // Split horizon: a bridged frame from a VXLAN segment never goes back to one.
-                    if (p.IngressSegment != cache.Ingress)
-                    {
-                        cache.Ingress = p.IngressSegment;
-                        cache.IngressIsVxlan = cache.Segments[p.IngressSegment].Kind == PortKind.Vxlan;
-                    }
-
-                    if (cache.IngressIsVxlan)
-                    {
-                        return false;
-                    }
-                }
-
-                var frame = pool.Pointer(p.Buffer) + offset;
-                Unsafe.WriteUnaligned(frame - VxlanHeader.Length, cache.VxlanWord);
-                var entropy = FlowEntropy(ref *frame, length);
-                cache.Queue.Add(p.Buffer, offset - VxlanHeader.Length, length + VxlanHeader.Length, p.EgressVtep, cache.VtepPort, entropy);
                 break;
             }
 
-            case PortKind.Trunk:
-                if (!VlanTags.TryInsert(pool.Slot(p.Buffer), offset, length, cache.Tag, out offset))
+            if ((flags & (PacketFlags.Routed | PacketFlags.Local)) == 0)
+            {
+                // Split horizon: a bridged frame from a VXLAN segment never goes back to one.
+                if (p.IngressSegment != ingress)
                 {
-                    return false;
+                    ingress = p.IngressSegment;
+                    ingressIsVxlan = segments[ingress].Kind == PortKind.Vxlan;
                 }
 
-                cache.Queue.Add(p.Buffer, offset, length + VlanTag.Length, 0, 0, 0);
-                break;
-            default:
-                cache.Queue.Add(p.Buffer, offset, length, 0, 0, 0);
-                break;
+                if (ingressIsVxlan)
+                {
+                    break;
+                }
+            }
+
+            var offset = p.Offset;
+            var frame = slots + ((nint)p.Buffer * PacketPool.SlotSize) + offset;
+            Unsafe.WriteUnaligned(frame - VxlanHeader.Length, word);
+            ref var tx = ref free[queued++];
+            tx.Buffer = p.Buffer;
+            tx.Offset = offset - VxlanHeader.Length;
+            tx.Length = length + VxlanHeader.Length;
+            tx.DestinationIp = p.EgressVtep;
+            tx.DestinationPort = vtepPort;
+            tx.SourcePort = FlowEntropy(ref *frame, length);
+            p.Disposition = Disposition.Consumed;
         }
 
-        p.Disposition = Disposition.Consumed;
-        return true;
+        queue.Advance(queued);
+        return i;
+    }
+
+    /// <summary>
+    /// <see cref="EmitVxlanRun"/> for an access segment: the frames leave as they are. It stops where the VXLAN
+    /// run does (but a VTEP and split horizon do not apply).
+    /// </summary>
+    private static int EmitAccessRun(Span<PacketMeta> packets, int start, Segment segment, WorkerContext context)
+    {
+        var queue = context.TxQueues[segment.Port];
+        var free = queue.Unused;
+        var egress = segment.Index;
+        var mtu = segment.Mtu;
+        var queued = 0;
+        var i = start;
+        for (; i < packets.Length; i++)
+        {
+            ref var p = ref packets[i];
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Flood | PacketFlags.Traced)) != 0
+                || p.EgressSegment != egress || p.Length - EthernetHeader.Length > mtu || (uint)queued >= (uint)free.Length)
+            {
+                break;
+            }
+
+            ref var tx = ref free[queued++];
+            tx.Buffer = p.Buffer;
+            tx.Offset = p.Offset;
+            tx.Length = p.Length;
+            tx.DestinationIp = 0;
+            tx.DestinationPort = 0;
+            tx.SourcePort = 0;
+            p.Disposition = Disposition.Consumed;
+        }
+
+        queue.Advance(queued);
+        return i;
+    }
+
+    /// <summary>
+    /// <see cref="EmitAccessRun"/> for a trunk segment: each frame gets the segment's 802.1Q tag inline; a frame
+    /// the tag does not fit in front of ends the run.
+    /// </summary>
+    private static int EmitTrunkRun(Span<PacketMeta> packets, int start, Segment segment, WorkerContext context)
+    {
+        var queue = context.TxQueues[segment.Port];
+        var free = queue.Unused;
+        var pool = context.Pool;
+        var egress = segment.Index;
+        var mtu = segment.Mtu;
+        var tag = VlanTag.Customer(segment.Vlan);
+        var queued = 0;
+        var i = start;
+        for (; i < packets.Length; i++)
+        {
+            ref var p = ref packets[i];
+            if (p.Disposition != Disposition.Continue || (p.Flags & (PacketFlags.Flood | PacketFlags.Traced)) != 0
+                || p.EgressSegment != egress || p.Length - EthernetHeader.Length > mtu || (uint)queued >= (uint)free.Length
+                || !VlanTags.TryInsert(pool.Slot(p.Buffer), p.Offset, p.Length, tag, out var offset))
+            {
+                break;
+            }
+
+            ref var tx = ref free[queued++];
+            tx.Buffer = p.Buffer;
+            tx.Offset = offset;
+            tx.Length = p.Length + VlanTag.Length;
+            tx.DestinationIp = 0;
+            tx.DestinationPort = 0;
+            tx.SourcePort = 0;
+            p.Disposition = Disposition.Consumed;
+        }
+
+        queue.Advance(queued);
+        return i;
+    }
+
+    /// <summary>A segment's 8-byte VXLAN header as the word that stores it (written by <see cref="VxlanHeader.Write"/>).</summary>
+    private static ulong HeaderWord(uint vni)
+    {
+        Span<byte> header = stackalloc byte[VxlanHeader.Length];
+        VxlanHeader.Write(header, vni);
+        return MemoryMarshal.Read<ulong>(header);
     }
 
     /// <summary>One packet the unicast path left: floods, split horizon, MTU, full queues, traced packets.</summary>

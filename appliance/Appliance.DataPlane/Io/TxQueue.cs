@@ -28,21 +28,16 @@ public sealed class TxQueue
     }
 
     /// <summary>
-    /// Queues a frame with every field given (no zeroing first): the encap stage's unicast path. The caller
-    /// checked <see cref="IsFull"/>.
+    /// The free tail of the queue, for a caller that fills frames in order (every field) and then commits how many
+    /// with <see cref="Advance"/>: the encap stage's runs of unicast frames.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Add(int buffer, int offset, int length, uint destinationIp, ushort destinationPort, ushort sourcePort)
+    public Span<TxFrame> Unused => _frames.AsSpan(Count);
+
+    /// <summary>Commits the first <paramref name="count"/> frames of <see cref="Unused"/>.</summary>
+    public void Advance(int count)
     {
-        // Unchecked: the caller saw !IsFull, so Count < Capacity, the array's length.
-        Debug.Assert(Count < Capacity);
-        ref var f = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_frames), Count++);
-        f.Buffer = buffer;
-        f.Offset = offset;
-        f.Length = length;
-        f.DestinationIp = destinationIp;
-        f.DestinationPort = destinationPort;
-        f.SourcePort = sourcePort;
+        Debug.Assert(count >= 0 && Count + count <= Capacity);
+        Count += count;
     }
 
     public void Clear() => Count = 0;

@@ -95,6 +95,9 @@ public sealed unsafe class PacketPool
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Span<byte> Frame(int buffer, int offset, int length) => new(_base + ((nint)buffer * SlotSize) + offset, length);
 
+    /// <summary>Start of slot 0: slot n starts <see cref="SlotSize"/> × n bytes further (a loop keeps it in a register).</summary>
+    public byte* Slots => _base;
+
     /// <summary>Start of a slot, for scatter/gather system calls.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public byte* Pointer(int buffer) => _base + ((nint)buffer * SlotSize);

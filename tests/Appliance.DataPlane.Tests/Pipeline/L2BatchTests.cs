@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using Isthmus.DataPlane.Encap;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Tests.Support;
@@ -147,6 +149,53 @@ public sealed class L2BatchTests
         Assert.Equal(0, lab.Worker.Pool.Outstanding);
         Assert.Equal(2, lab.Sent(Und0).Count + lab.Sent(Trunk0).Count);
         Assert.Equal(1, lab.Drops("encap", "MtuExceeded"));
+    }
+
+    /// <summary>
+    /// Beside <see cref="Mixed"/>: station moves (a VTEP change, a host from the trunk to an access port and back),
+    /// a new station, unknown unicast, a frame back to its own segment and a stranger VTEP.
+    /// </summary>
+    private static readonly (int Port, MemoryFrame Frame)[] Changes =
+    [
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(HostA, Vm1)), RemoteVtep: Vtep1)),
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(TrunkHost, Vm1, payload: 64)), RemoteVtep: Vtep1)),
+        (Und0, new MemoryFrame(Vxlan(5010, Ethernet(HostA, Vm1)), RemoteVtep: Stranger)),
+        (Acc10, new MemoryFrame(Ethernet(Vm1, TrunkHost))),
+        (Acc10, new MemoryFrame(Ethernet(Mac("02:00:00:00:10:99"), HostA))),
+        (Acc10, new MemoryFrame(Ethernet(Vm1, Mac("02:00:00:00:10:0d")))),
+        (Acc20, new MemoryFrame(Ethernet(HostB, HostB))),
+        (Trunk0, new MemoryFrame(Ethernet(Vm1, HostA), VlanTci: 10)),
+        (Trunk0, new MemoryFrame(Ethernet(HostA, TrunkHost, payload: 120), VlanTci: 10)),
+    ];
+
+    [Fact]
+    public void Random_batches_of_trains_moves_and_drops_forward_each_frame_as_a_batch_of_its_own()
+    {
+        // The per-batch shortcuts (decap's port/tunnel/segment caches, the bridge's cursor and its inline cases,
+        // encap's runs of unicast frames) against one-frame batches, where no frame follows another in a batch:
+        // random sequences (in port order, as one worker turn takes them) must send the same bytes to the same
+        // places and count the same drops.
+        (int Port, MemoryFrame Frame)[] pool = [.. Mixed, .. Changes];
+        Prop.ForAll(Arb.From(Gen.ListOf(Gen.Choose(0, pool.Length - 1))), picks =>
+        {
+            var frames = picks.Select(k => pool[k]).OrderBy(f => f.Port).ToArray();
+            var (t, a) = TogetherAndAlone(frames);
+            using var together = t;
+            using var alone = a;
+            for (var port = 0; port < alone.Ports.Length; port++)
+            {
+                Assert.Equal(Describe(alone.Sent(port)), Describe(together.Sent(port)));
+            }
+
+            var stages = alone.Worker.Pipeline.Stages;
+            for (var s = 0; s < stages.Count; s++)
+            {
+                for (var code = 0; code < stages[s].DropReasons.Count; code++)
+                {
+                    Assert.Equal(alone.Worker.Counters.Drops(s, code), together.Worker.Counters.Drops(s, code));
+                }
+            }
+        }).QuickCheckThrowOnFailure();
     }
 
     /// <summary>The frames in one batch (a worker turn takes them in port order), and each in a batch of its own, on two learned labs.</summary>
