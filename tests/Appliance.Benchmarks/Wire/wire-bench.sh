@@ -64,6 +64,8 @@
 #                               (the default, session 9): the key is not set, so the product's default applies: -20 for
 #                               the worker pinned to CPU1 (--pin worker), unchanged with --pin process. The report states
 #                               the nice value the worker ran at, as the appliance reports it (isthmus_worker_nice)
+#   --xdp-ring-frames N         appliance/snat modes: dataPlane.xdpRingFrames = N (frames per AF_XDP receive ring, a power
+#                               of two 64..65536); default: not set (the product's default, 16384)
 #   --realtime-priority N       appliance/snat modes: dataPlane.realtimePriority = N (the worker at SCHED_FIFO N in interrupt
 #                               mode, where the kernel ignores its nice value); default: not set
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is
@@ -127,6 +129,7 @@ PERF_RATE=
 WORKER_NICE=default
 WORKER_NICE_RAN=
 REALTIME_PRIORITY=
+XDP_RING_FRAMES=
 RX_BACKLOG=
 RAW_TX=on
 PIN=worker
@@ -152,6 +155,7 @@ while (($#)); do
         --perf) PERF_RATE=$2; shift ;;
         --worker-nice) WORKER_NICE=$2; shift ;;
         --realtime-priority) REALTIME_PRIORITY=$2; shift ;;
+        --xdp-ring-frames) XDP_RING_FRAMES=$2; shift ;;
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
         --pin) PIN=$2; shift ;;
@@ -181,6 +185,7 @@ die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $NAPI_THREAD == on || $NAPI_THREAD == off ]] || die "--napi-thread is on or off"
 [[ $WORKER_NICE == default || $WORKER_NICE =~ ^-?[0-9]+$ ]] || die "--worker-nice is a nice value (-20..19) or default"
 [[ -z $REALTIME_PRIORITY || $REALTIME_PRIORITY =~ ^[0-9]+$ ]] || die "--realtime-priority is a SCHED_FIFO priority (1..99)"
+[[ -z $XDP_RING_FRAMES || $XDP_RING_FRAMES =~ ^[0-9]+$ ]] || die "--xdp-ring-frames is a power of two (64..65536)"
 # Routed + SNAT (issue 3) is measured in fwd only: a run of those modes alone reports that direction alone.
 [[ " $MODES " =~ \ (appliance|kernel)\  ]] || DIRECTIONS=fwd
 if [[ $SINK == xdp && " $DIRECTIONS " == *" fwd "* && " $MODES " =~ \ (appliance|kernel)\  ]]; then
@@ -428,6 +433,7 @@ lab_config() {
     [[ $PIN == worker ]] && keys+=(workerCpu=1)
     [[ $WORKER_NICE != default ]] && keys+=(workerNice="$WORKER_NICE")
     [[ -n $REALTIME_PRIORITY ]] && keys+=(realtimePriority="$REALTIME_PRIORITY")
+    [[ -n $XDP_RING_FRAMES ]] && keys+=(xdpRingFrames="$XDP_RING_FRAMES")
     # Explicit either way, so a run measures the method it names whatever the appliance's defaults are.
     keys+=(xdpReceive=$([[ $RX == xdp ]] && echo true || echo false))
     keys+=(xdpTransmit=$([[ $TX == xdp ]] && echo true || echo false))
@@ -678,5 +684,5 @@ zero_loss_any() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq% forwarder_us_per_packet ingress_rx_dropped appliance_gcs appliance_gc_pause_ms)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE_RAN:+; worker nice $WORKER_NICE_RAN (isthmus_worker_nice; dataPlane.workerNice $WORKER_NICE)}${REALTIME_PRIORITY:+; dataPlane.realtimePriority $REALTIME_PRIORITY}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE_RAN:+; worker nice $WORKER_NICE_RAN (isthmus_worker_nice; dataPlane.workerNice $WORKER_NICE)}${REALTIME_PRIORITY:+; dataPlane.realtimePriority $REALTIME_PRIORITY}${XDP_RING_FRAMES:+; dataPlane.xdpRingFrames $XDP_RING_FRAMES}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
