@@ -256,6 +256,9 @@ take_lab() {
 cpu_sample() { awk -v c="cpu$1" '$1==c {b=$2+$3+$4+$7+$8; t=b+$5+$6; print b, t}' /proc/stat; }
 # softirq jiffies of cpuN (/proc/stat column 8).
 softirq_ticks() { awk -v c="cpu$1" '$1==c {print $8}' /proc/stat; }
+# steal jiffies of cpuN (/proc/stat column 9): time the hypervisor ran something else while this vCPU wanted to run
+# (session 9: 2-4 % of CPU1 on this guest, in pauses of up to tens of ms, invisible to the guest's scheduler).
+steal_ticks() { awk -v c="cpu$1" '$1==c {print $9}' /proc/stat; }
 # utime+stime of a process (all threads).
 proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # Per thread of a process: "tid comm utime+stime" (comm without spaces).
@@ -306,10 +309,11 @@ step() {
             vtep=(--vxlan 5010 --outer-src-mac "$VTEP_MAC" --outer-dst-mac "$UND_MAC" --outer-src-ip 192.0.2.2 --outer-dst-ip 192.0.2.1)
         fi
     fi
-    local rx0 rx1 sd0 sd1 c0 c1 p0 p1 genout id0 id1 gc0=(0 0) gc1=(0 0)
+    local rx0 rx1 sd0 sd1 c0 c1 p0 p1 genout id0 id1 gc0=(0 0) gc1=(0 0) st0 st1
     [[ -n ${APP_PID:-} ]] && read -r -a gc0 < <(app_gc)
     rx0=$(received "$rns" "$rif")
     sd0=$(softnet_drops)
+    st0=$(steal_ticks 1)
     id0=$(ingress_drops)
     nsx "$gns" taskset -c 0 dotnet "$GEN_DLL" --iface "$gif" --src-mac "$gsrc" --dst-mac "$gdst" \
         --src-ip "$sip" --dst-ip "$dip" --rate "$rate" --seconds "$SECONDS_PER_STEP" "${vtep[@]}" "${GEN_ARGS[@]}" >"$OUT/gen.out" 2>&1 &
@@ -343,6 +347,7 @@ step() {
     sleep 0.3 # drain
     rx1=$(received "$rns" "$rif")
     sd1=$(softnet_drops)
+    st1=$(steal_ticks 1)
     id1=$(ingress_drops)
     [[ -n ${APP_PID:-} ]] && read -r -a gc1 < <(app_gc)
     genout=$(cat "$OUT/gen.out")
@@ -370,11 +375,11 @@ step() {
     fi
     awk -v m="$mode" -v d="$dir" -v r="$rate" -v o="$offered" -v s="$secs" -v dl="$delivered" -v nb="$drops" \
         -v sd=$((sd1 - sd0)) -v c1="$cpu1" -v ap="$apcpu" -v si="$sirq" -v ft="$fticks" -v hz="$hz" -v w=$((tot1 - tot0)) \
-        -v id=$((id1 - id0)) -v gc=$((gc1[0] - gc0[0])) -v gp="$(awk -v a="${gc0[1]}" -v b="${gc1[1]}" 'BEGIN { printf "%.1f", b - a }')" 'BEGIN {
+        -v id=$((id1 - id0)) -v st=$((st1 - st0)) -v gc=$((gc1[0] - gc0[0])) -v gp="$(awk -v a="${gc0[1]}" -v b="${gc1[1]}" 'BEGIN { printf "%.1f", b - a }')" 'BEGIN {
             loss = (o > 0) ? 100 * (o - dl) / o : 0; if (loss < 0) loss = 0;
             us = (dl > 0 && w > 0) ? 1e6 * (ft / hz) / (dl / s * w / hz) : 0;
-            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s %s %.2f %d %d %s\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap, si, us, id, gc, gp }' >>"$RES"
-    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, ingress drops %d, CPU1 %s%% (softirq %s%%), appliance %s%% (GCs %d, %s ms), forwarder %s us/packet on CPU1\n", $1,$2,$3,$4,$5,$6,$7,$8,$13,$9,$11,$10,$14,$15,$12}' >&2
+            printf "%s %s %d %.0f %.0f %.3f %d %d %s %s %s %.2f %d %d %s %d\n", m, d, r, o / s, dl / s, loss, nb, sd, c1, ap, si, us, id, gc, gp, st * 1000 / hz }' >>"$RES"
+    tail -n 1 "$RES" | awk '{printf "[wire] %-9s %s rate %7d: offered %7d pps, delivered %7d pps, loss %6.2f%%, enobufs %d, softnet drops %d, ingress drops %d, CPU1 %s%% (softirq %s%%, stolen by the host %d ms), appliance %s%% (GCs %d, %s ms), forwarder %s us/packet on CPU1\n", $1,$2,$3,$4,$5,$6,$7,$8,$13,$9,$11,$16,$10,$14,$15,$12}' >&2
 }
 
 # Kernel reference for routed + SNAT: ist-app routes acc10 (10.10.0.1) <-> up0 (203.0.113.1) with
@@ -679,10 +684,11 @@ zero_loss_any() {
         for m in $MODES; do [[ $m == appliance || $m == snat ]] && collapse_line "$m"; done
         for m in $MODES; do
             awk -v m="$m" -v d="$dir" '$1==m && $2==d && $12 > 0 { printf "%s%s %.2f", (n++ ? ", " : "- " m " " d ": forwarder CPU1 time per delivered packet (worker thread, or CPU1 softirq for the kernel), us: "), $3, $12 } END { if (n) print "" }' "$RES"
+            awk -v m="$m" -v d="$dir" '$1==m && $2==d && $16 != "" { printf "%s%s %d", (n++ ? ", " : "- " m " " d ": CPU1 stolen by the host over each step (steal, ms): "), $3, $16 } END { if (n) print "" }' "$RES"
         done
         awk -v d="$dir" '($1=="appliance" || $1=="snat") && $2==d && $10!="-" { printf "- %s: appliance process CPU at %d pps offered: %s %% of one core (%.1f µs per delivered packet); CPU1 softirq %s %%\n", $1, $3, $10, ($5 > 0 ? 10000 * $10 / $5 : 0), $11 }' "$RES"
     done
     echo
-    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq% forwarder_us_per_packet ingress_rx_dropped appliance_gcs appliance_gc_pause_ms)"
+    echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq% forwarder_us_per_packet ingress_rx_dropped appliance_gcs appliance_gc_pause_ms cpu1_steal_ms_over_the_step)"
     echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE_RAN:+; worker nice $WORKER_NICE_RAN (isthmus_worker_nice; dataPlane.workerNice $WORKER_NICE)}${REALTIME_PRIORITY:+; dataPlane.realtimePriority $REALTIME_PRIORITY}${XDP_RING_FRAMES:+; dataPlane.xdpRingFrames $XDP_RING_FRAMES}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"
