@@ -348,8 +348,8 @@ public sealed class DataPlaneWorker : IDisposable
         }
 
         // A worker on its own CPU (or a busy one) at nice -20: an ordinary task woken on its CPU does not take it at once
-        // (the CFS weight of nice -20 is ~87x nice 0's; under a flood a nice-0 worker lost milliseconds at a time to
-        // shells and kernel threads, and its AF_XDP ring overflowed: docs/benchmarks.md "Session 9: wire").
+        // (the CFS weight of nice -20 is ~87x nice 0's; session 8's traces caught shells and kernel threads holding a
+        // nice-0 worker off its CPU for milliseconds while its AF_XDP ring filled: docs/benchmarks.md "Session 8: wire").
         if ((NiceRequest ?? DefaultNice(PollMode, Cpu)) is { } nice)
         {
             if (CpuAffinity.TrySetNice(nice, out var niceError))
