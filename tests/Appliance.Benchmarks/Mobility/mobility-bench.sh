@@ -109,6 +109,8 @@ LAST_CPU=$(($(nproc) - 1))
 echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git -C "$REPO" rev-parse --short HEAD)"
 if [[ $PROBE == on ]]; then
+    # The probe is C (a SCHED_FIFO timer thread per CPU); a fresh Debian has no compiler: install it like lab.sh's prerequisites.
+    command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
     gcc -O2 -pthread -o "$OUT/vcpu_probe" "$HERE/vcpu_probe.c" || { echo "--probe on needs gcc (apt-get install -y gcc), or --probe off" >&2; exit 1; }
     export MOBILITY_PROBE="$OUT/vcpu_probe"
 fi
