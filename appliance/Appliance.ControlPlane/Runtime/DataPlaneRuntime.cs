@@ -127,17 +127,18 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
     private void OnWorkerStarted(DataPlaneSettings settings)
     {
         var worker = Worker;
+        var realtime = settings.PollMode != "busy" ? settings.RealtimePriority : null;
         if (worker.NiceError is { } error)
         {
             Interlocked.Increment(ref _niceFailures);
-            LogNiceFailed(logger, worker.NiceRequest ?? DataPlaneWorker.DefaultNice(worker.PollMode, worker.Cpu) ?? 0, error);
+            LogNiceFailed(logger, worker.NiceTarget ?? 0, error);
         }
         else if (worker.Nice is { } nice)
         {
-            LogNice(logger, nice, settings.RealtimePriority is not null && settings.PollMode != "busy" ? " (ignored by the kernel while the worker runs under SCHED_FIFO)" : "");
+            LogNice(logger, nice, realtime is not null ? " (ignored by the kernel while the worker runs under SCHED_FIFO)" : "");
         }
 
-        if (settings.RealtimePriority is { } rt && settings.PollMode != "busy")
+        if (realtime is { } rt)
         {
             ElevateWorker(rt);
         }

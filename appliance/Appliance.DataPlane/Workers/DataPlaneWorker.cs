@@ -162,6 +162,9 @@ public sealed class DataPlaneWorker : IDisposable
     /// </summary>
     public static int? DefaultNice(WorkerPollMode mode, int? cpu) => mode == WorkerPollMode.Busy || cpu is not null ? DedicatedNice : null;
 
+    /// <summary>The nice value the worker thread sets when it starts: <see cref="NiceRequest"/>, else <see cref="DefaultNice"/>; null = none.</summary>
+    public int? NiceTarget => NiceRequest ?? DefaultNice(PollMode, Cpu);
+
     /// <summary>The nice value the worker thread runs at now, read back from the kernel (/proc), or null before it runs.</summary>
     public int? RunningNice => ThreadId is > 0 and var tid ? CpuAffinity.ReadNice(tid) : null;
 
@@ -350,7 +353,7 @@ public sealed class DataPlaneWorker : IDisposable
         // A worker on its own CPU (or a busy one) at nice -20: an ordinary task woken on its CPU does not take it at once
         // (the CFS weight of nice -20 is ~87x nice 0's; session 8's traces caught shells and kernel threads holding a
         // nice-0 worker off its CPU for milliseconds while its AF_XDP ring filled: docs/benchmarks.md "Session 8: wire").
-        if ((NiceRequest ?? DefaultNice(PollMode, Cpu)) is { } nice)
+        if (NiceTarget is { } nice)
         {
             if (CpuAffinity.TrySetNice(nice, out var niceError))
             {
