@@ -89,7 +89,7 @@ public sealed record DataPlaneSettings
     /// <summary>
     /// Frames each AF_XDP receive ring holds (RX ring, fill ring and UMEM chunks alike; a power of two, 64 to 65536):
     /// the burst a port absorbs while the worker is busy, e.g. 10,000 RARPs of a site failover in ~0.1 s. Each frame is
-    /// a 2 KiB UMEM chunk: 16384 (the default) = 32 MiB per port receiving through AF_XDP.
+    /// a 2 KiB UMEM chunk: 32768 (the default) = 64 MiB per port receiving through AF_XDP.
     /// </summary>
     public int XdpRingFrames { get; init; } = Isthmus.DataPlane.Io.XdpSocket.DefaultFrames;
 

@@ -39,7 +39,7 @@ public static class ConfigValidator
 
         if (!Isthmus.DataPlane.Io.XdpSocket.IsValidRingSize(document.DataPlane.XdpRingFrames))
         {
-            errors.Add(new("dataPlane.xdpRingFrames", $"{document.DataPlane.XdpRingFrames} frames is not an AF_XDP ring size: a power of two from {Isthmus.DataPlane.Io.XdpSocket.MinFrames} to {Isthmus.DataPlane.Io.XdpSocket.MaxFrames} (each frame is 2 KiB of memory per port)"));
+            errors.Add(new("dataPlane.xdpRingFrames", $"{document.DataPlane.XdpRingFrames} frames is not an AF_XDP ring size: a power of two from {Isthmus.DataPlane.Io.XdpSocket.MinFrames} to {Isthmus.DataPlane.Io.XdpSocket.MaxFrames} (each frame is 2 KiB of memory per port: the default, {Isthmus.DataPlane.Io.XdpSocket.DefaultFrames}, is {(long)Isthmus.DataPlane.Io.XdpSocket.DefaultFrames * Isthmus.DataPlane.Io.XdpSocket.ChunkSize >> 20} MiB)"));
         }
 
         if (document.DataPlane.CpuIdleLatencyUs is { } latency and (< 0 or > Runtime.CpuIdleLatency.MaxMicroseconds))

@@ -34,11 +34,13 @@ namespace Isthmus.DataPlane.Io;
 public sealed unsafe class XdpSocket : IDisposable
 {
     /// <summary>
-    /// Receive chunks (RX ring, fill ring and UMEM alike) by default: 16,384 × 2 KiB = 32 MiB of UMEM per receiving
-    /// socket. Sized for a site failover: 10,000 RARPs arrive in ~0.1 s (68–104k frames/s from one sender) while
-    /// the worker is busy with the signals before them, so the ring must hold the whole burst; 4,096 lost 40 % of it.
+    /// Receive chunks (RX ring, fill ring and UMEM alike) by default: 32,768 × 2 KiB = 64 MiB of UMEM per receiving
+    /// socket. It must hold a site failover's burst (10,000 RARPs in ~0.1 s while the worker is busy with the signals
+    /// before them; 4,096 lost 40 % of it) and the frames that pile up while the host pauses a worker running near its
+    /// limit (up to ~75 ms at 430k frames/s): with 16,384 one such pause made a lossless step lossy in one quiet wire run
+    /// of five; 32,768 and 65,536 held in six of six (docs/benchmarks.md "Session 9, quiet re-run", "Session 10: wire").
     /// </summary>
-    public const int DefaultFrames = 16384;
+    public const int DefaultFrames = 32768;
 
     /// <summary>The smallest and largest receive ring (<c>dataPlane.xdpRingFrames</c>); powers of two.</summary>
     public const int MinFrames = 64;

@@ -65,7 +65,7 @@
 #                               the worker pinned to CPU1 (--pin worker), unchanged with --pin process. The report states
 #                               the nice value the worker ran at, as the appliance reports it (isthmus_worker_nice)
 #   --xdp-ring-frames N         appliance/snat modes: dataPlane.xdpRingFrames = N (frames per AF_XDP receive ring, a power
-#                               of two 64..65536); default: not set (the product's default, 16384)
+#                               of two 64..65536); default: not set (the product's default, 32768 since session 10)
 #   --realtime-priority N       appliance/snat modes: dataPlane.realtimePriority = N (the worker at SCHED_FIFO N in interrupt
 #                               mode, where the kernel ignores its nice value); default: not set
 #   --rx-backlog N              net.core.netdev_max_backlog during the run (restored after); default: as is

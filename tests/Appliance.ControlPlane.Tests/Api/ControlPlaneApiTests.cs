@@ -205,18 +205,21 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
-        Assert.Contains("power of two from 64 to 65536", (string)problem!["errors"]!["dataPlane.xdpRingFrames"]![0]!, StringComparison.Ordinal);
+        var message = (string)problem!["errors"]!["dataPlane.xdpRingFrames"]![0]!;
+        Assert.Contains("power of two from 64 to 65536", message, StringComparison.Ordinal);
+        Assert.Contains("the default, 32768, is 64 MiB", message, StringComparison.Ordinal);
     }
 
     [Theory]
     [InlineData(64)]
     [InlineData(16384)]
+    [InlineData(32768)]
     [InlineData(65536)]
     public void An_af_xdp_ring_size_in_range_validates(int frames)
     {
         var document = new ConfigDocument { DataPlane = new DataPlaneSettings { XdpRingFrames = frames } };
         Assert.DoesNotContain(ConfigValidator.Validate(document, requireAdmin: false), e => e.Path.StartsWith("dataPlane", StringComparison.Ordinal));
-        Assert.Equal(16384, new DataPlaneSettings().XdpRingFrames);
+        Assert.Equal(32768, new DataPlaneSettings().XdpRingFrames);
     }
 
     [Fact]
