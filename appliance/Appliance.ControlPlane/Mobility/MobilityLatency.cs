@@ -21,6 +21,8 @@ public sealed class MobilityLatency
 {
     private long _workerGarps;
     private RuntimeActivity _baseline = RuntimeActivity.Now(null);
+    private readonly RuntimeSuspensions _suspensions = RuntimeSuspensions.Shared;
+    private DateTime _resetUtc = DateTime.UtcNow;
 
     /// <summary>The mobility / BGP loop's allocated bytes (<see cref="Isthmus.Mobility.Threading.EventLoop.AllocatedBytes"/>), once it runs.</summary>
     public Func<long>? LoopAllocatedBytes { get; set; }
@@ -44,7 +46,7 @@ public sealed class MobilityLatency
     public void CountWorkerGarp(int frames) => Interlocked.Add(ref _workerGarps, frames);
 
     /// <summary>
-    /// What the runtime did since the last <see cref="Reset"/> (tail suspects: every collection suspends every
+    /// What the runtime did since the last <see cref="Reset"/> (tail suspects: every collection, and every other runtime suspension, stops every
     /// managed thread, the worker included; methods compiled = JIT work, first calls and tier-up, on the path).
     /// </summary>
     public RuntimeActivity Runtime()
@@ -53,7 +55,10 @@ public sealed class MobilityLatency
         var now = RuntimeActivity.Now(LoopAllocatedBytes);
         return new RuntimeActivity(
             now.Gen0 - since.Gen0, now.Gen1 - since.Gen1, now.Gen2 - since.Gen2, now.GcPauseMs - since.GcPauseMs, now.JitMethods - since.JitMethods,
-            now.AllocatedBytes - since.AllocatedBytes, now.LoopAllocatedBytes - since.LoopAllocatedBytes);
+            now.AllocatedBytes - since.AllocatedBytes, now.LoopAllocatedBytes - since.LoopAllocatedBytes)
+        {
+            Suspensions = _suspensions.Since(_resetUtc),
+        };
     }
 
     public IReadOnlyList<LatencySummary> Read() => [Feed.Read(), Decision.Read(), Planned.Read(), Bgp.ToLoop.Read(), Bgp.ToSocket.Read(), GarpQuery.Read()];
@@ -68,6 +73,7 @@ public sealed class MobilityLatency
         Bgp.ToSocket.Reset();
         Interlocked.Exchange(ref _workerGarps, 0);
         _baseline = RuntimeActivity.Now(LoopAllocatedBytes);
+        _resetUtc = DateTime.UtcNow;
     }
 }
 
@@ -78,6 +84,12 @@ public sealed class MobilityLatency
 /// </summary>
 public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPauseMs, long JitMethods, long AllocatedBytes, long LoopAllocatedBytes)
 {
+    /// <summary>
+    /// The runtime's suspensions of every managed thread since the baseline (<see cref="RuntimeSuspensions"/>: for a
+    /// collection, or for the runtime's own work such as tiered compilation's call-counting cleanup), with their start.
+    /// </summary>
+    public IReadOnlyList<Suspension> Suspensions { get; init; } = [];
+
     public static RuntimeActivity Now(Func<long>? loopAllocated) => new(
         GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds,
         System.Runtime.JitInfo.GetCompiledMethodCount(), GC.GetTotalAllocatedBytes(), loopAllocated?.Invoke() ?? 0);

@@ -4,7 +4,7 @@
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
 #        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
-#        [--pin worker|none] [--placement none,same,above,split] [--probe on|off] [--external] [--no-build]
+#        [--pin worker|none] [--placement none,same,above,split] [--probe on|off] [--dotnet-env LIST] [--external] [--no-build]
 #
 # The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility"): 120 measured moves after
 # 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at SCHED_FIFO 10.
@@ -32,6 +32,10 @@
 #   lab is up) to the last CPU, so the worker's wake-up of the loop stays on its CPU (at equal SCHED_FIFO priority the loop
 #   runs once the worker sleeps). above: as same, and the loop one SCHED_FIFO priority above the worker (chrt, with
 #   --realtime-priority N only), so the worker's ring after the first GARP preempts it on its CPU at once. split: the worker on the last CPU, the loop on CPU 0 (every wake-up crosses CPUs).
+# --dotnet-env (default: default): a comma-separated list; each value is one run per configuration above, in that order
+#   (an A/B of the runtime's knobs in one window): "default" (the appliance's own runtimeconfig), or one or more
+#   DOTNET_ settings joined by '+', e.g. DOTNET_TieredCompilation=0 or DOTNET_TieredPGO=0+DOTNET_TC_CallCountingDelayMs=0,
+#   set in the environment of the lab (the appliance inherits it) for that run only.
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -56,6 +60,7 @@ QOS=0
 RT=10
 PROBE=on
 PLACEMENT=none
+DOTNET_ENVS=default
 BUILD=()
 while (($#)); do
     case $1 in
@@ -69,6 +74,7 @@ while (($#)); do
         --realtime-priority) RT=$2; shift ;;
         --probe) PROBE=$2; shift ;;
         --placement) PLACEMENT=$2; shift ;;
+        --dotnet-env) DOTNET_ENVS=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -80,6 +86,10 @@ done
 IFS=, read -r -a PLACES <<< "$PLACEMENT"
 for place in "${PLACES[@]}"; do
     [[ $place == none || $place == same || $place == above || $place == split ]] || { echo "--placement: a list of none, same, above and split" >&2; exit 2; }
+done
+IFS=, read -r -a ENVS <<< "$DOTNET_ENVS"
+for envs in "${ENVS[@]}"; do
+    [[ $envs == default || $envs =~ ^DOTNET_[A-Za-z0-9_]+=[^+]*(\+DOTNET_[A-Za-z0-9_]+=[^+]*)*$ ]] || { echo "--dotnet-env: a list of default and DOTNET_X=V[+DOTNET_Y=W]" >&2; exit 2; }
 done
 IFS=, read -r -a MODES <<< "$POLL"
 for mode in "${MODES[@]}"; do
@@ -153,6 +163,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
       for qos in "${QOSES[@]}"; do
        for rt in "${RTS[@]}"; do
         for place in "${PLACES[@]}"; do
+        for envs in "${ENVS[@]}"; do
         [[ $rt != off && $mode != interrupt ]] && continue # a busy worker at a real-time priority is refused
         [[ $place != none && $mode != interrupt ]] && continue
         [[ $place == above && $rt == off ]] && continue
@@ -179,7 +190,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
         fi
         "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos-$rt.json" "${keys[@]}"
         lab_up=1
-        "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos-$rt.json" > "$OUT/lab-up-$run.log" 2>&1 \
+        envset=()
+        if [[ $envs != default ]]; then
+            IFS=+ read -r -a envset <<< "$envs"
+            label+=", ${envs//+/ }"
+        fi
+        env "${envset[@]}" "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos-$rt.json" > "$OUT/lab-up-$run.log" 2>&1 \
             || { cat "$OUT/lab-up-$run.log" >&2; exit 1; }
         BUILD=(--no-build)
         if [[ $place != none ]]; then
@@ -191,6 +207,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         "$LAB" down > /dev/null 2>&1
         lab_up=0
         RUNS+=("$OUT/run-$run-$mode.txt")
+        done
         done
        done
       done

@@ -194,6 +194,77 @@ def probe_lines(probe, out, moves, started, ended):
     return lines
 
 
+def thread_stats():
+    """Per thread of interest (the worker, the mobility / BGP loop): /proc schedstat (ns run, ns waited runnable,
+    slices) and context switches (voluntary = it blocked, e.g. in poll() or on a runtime suspension; involuntary =
+    preempted); and per CPU the steal (ticks the host took the vCPU). None when the appliance is not found."""
+    try:
+        pid = open(f"{RUN}/appliance.pid").read().strip()
+    except OSError:
+        return None
+    threads = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            comm = open(f"/proc/{pid}/task/{task}/comm").read().strip()
+            if comm == "isthmus-worker" or comm.startswith("isthmus-mobilit"):
+                run, wait, slices = (int(x) for x in open(f"/proc/{pid}/task/{task}/schedstat").read().split())
+                status = {l.split(":")[0]: l.split(":")[1].strip() for l in open(f"/proc/{pid}/task/{task}/status") if ":" in l}
+                threads["worker" if comm == "isthmus-worker" else "loop"] = (
+                    run, wait, slices, int(status["voluntary_ctxt_switches"]), int(status["nonvoluntary_ctxt_switches"]))
+        except OSError:
+            continue
+    steal = {}
+    for line in open("/proc/stat"):
+        w = line.split()
+        if w[0].startswith("cpu") and w[0] != "cpu":
+            steal[w[0]] = int(w[8])
+    return threads, steal
+
+
+def thread_lines(before, after, moves, span):
+    """What the worker and the loop did during the measured moves (thread_stats before and after)."""
+    if before is None or after is None:
+        return []
+    lines = [f"threads during the {span:.0f} s of measured moves (/proc schedstat; per move = / {moves}):"]
+    for name in ("worker", "loop"):
+        if name in before[0] and name in after[0]:
+            b, a = before[0][name], after[0][name]
+            d = [x - y for x, y in zip(a, b)]
+            lines.append(f"  {name}: ran {d[0] / 1e6:.1f} ms, waited runnable {d[1] / 1e6:.2f} ms ({d[1] / 1e3 / max(moves, 1):.1f} us per move), "
+                         f"{d[2]} slices, {d[3]} voluntary / {d[4]} involuntary switches")
+    tick = os.sysconf("SC_CLK_TCK")
+    lines.append("  steal (the host ran something else on the vCPU): " + ", ".join(
+        f"{c} {(after[1][c] - before[1].get(c, 0)) * 1000 / tick:.0f} ms" for c in sorted(after[1])))
+    return lines
+
+
+def suspension_lines(view, moves):
+    """The runtime's suspensions during the measured moves (GET /mobility/latency runtime.suspensions), and every move
+    (RARP -> the later of GARP and UPDATE) that one overlapped."""
+    sus = (view or {}).get("runtime", {}).get("suspensions")
+    if sus is None:
+        return []
+    spans = [(datetime.fromisoformat(x["startUtc"]).timestamp(), x["ms"], x["reason"]) for x in sus]
+    reasons = {}
+    for _, ms, reason in spans:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    lines = [f"runtime suspensions during the measured moves: {len(spans)} ("
+             + ", ".join(f"{r} {c}" for r, c in sorted(reasons.items())) + f"), {sum(m for _, m, _ in spans):.2f} ms in all, "
+             + f"longest {max((m for _, m, _ in spans), default=0):.3f} ms"]
+    hit = []
+    for i, t0, g, u in moves:
+        t1 = t0 + max(g or 0, u or 0) / 1000
+        found = [(s, ms, r) for s, ms, r in spans if s < t1 and s + ms / 1000 > t0]
+        if found:
+            hit.append((i, g, u, found))
+    slow = sum(1 for _, g, u, _ in hit if max(g or 0, u or 0) > 1)
+    lines.append(f"  measured moves a suspension overlapped: {len(hit)} (of them over 1 ms: {slow})")
+    for i, g, u, found in hit:
+        lines.append(f"  move {i}: GARP {g if g is not None else float('nan'):.3f} ms, UPDATE {u if u is not None else float('nan'):.3f} ms; "
+                     + ", ".join(f"{r} {ms:.3f} ms" for _, ms, r in found))
+    return lines
+
+
 def jit_mark():
     """(perf map, lines in it now) when the appliance writes one (DOTNET_PerfMapEnabled=1 or 3 in the bench's environment)."""
     try:
@@ -247,6 +318,7 @@ def latency(n, warm, out):
             hops_available = reset_hops()
             jit = jit_mark()
             probe = start_probe(out)
+            threads_from = thread_stats()
             measured_from = time.time()
         mac = f"00:50:56:bb:00:{i:02x}"
         # 10.10.0.100-.239 first (as before), then .20-.98 (the lab's hosts hold .1 and .10-.13; .99 is the demo's).
@@ -257,10 +329,12 @@ def latency(n, warm, out):
         local(f"rarp {mac}")
         time.sleep(0.3)
     measured_to = time.time()
+    threads_to = thread_stats()
+    view = api("GET", "/mobility/latency") if hops_available else None
     stop(h10)
     stop(bird)
     added = bird_log_added(started - 1)
-    hops = hop_lines() if hops_available else []
+    hops = hop_lines(view) if hops_available else []
 
     frames = [l.rstrip("\n").split(";") for l in open(f"{out}/h10.txt") if l.strip()]
     rarps = {}
@@ -308,6 +382,9 @@ def latency(n, warm, out):
              summary("RARP on the wire -> BGP UPDATE on the wire (toward BIRD)", to_update),
              summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)]
     lines += hops
+    lines += suspension_lines(view, measured)
+    if n:
+        lines += thread_lines(threads_from, threads_to, n, measured_to - measured_from)
     if probe is not None:
         lines += probe_lines(probe, out, measured, measured_from, measured_to)
     if jit is not None:
@@ -330,9 +407,8 @@ def reset_hops():
         return False
 
 
-def hop_lines():
+def hop_lines(view):
     """Inside the appliance, per hop, from the worker seeing the RARP (GET /api/v1/mobility/latency)."""
-    view = api("GET", "/mobility/latency")
     lines = [f"inside the appliance (from the worker seeing the RARP; mobility loop {view['scheduling']}; "
              + (f"worker {view['workerScheduling']}; " if "workerScheduling" in view else "") +
              f"GARP frames sent by the worker itself: {view['workerGarpFrames']}):"]
@@ -407,8 +483,8 @@ def table(files):
                 ("BGP UPDATE", "RARP on the wire -> BGP UPDATE on the wire"),
                 ("BIRD's RIB", "RARP on the wire -> route in BIRD's RIB")]
     print("| run | load | RARP -> " + " | RARP -> ".join(m for m, _ in measures)
-          + " | failover: first RARP -> last /32 in BIRD |")
-    print("|---|---:|" + "---|" * len(measures) + "---:|")
+          + " | failover: first RARP -> last /32 in BIRD | runtime suspensions (moves overlapped) | worker waited runnable per move |")
+    print("|---|---:|" + "---|" * len(measures) + "---:|---|---:|")
     for path in files:
         text = open(path).read()
         head = text.splitlines()[0] if text else "label: ?; load: ?"
@@ -418,7 +494,10 @@ def table(files):
             m = re.search(re.escape(prefix) + r".*?p50=([\d.]+) ms p99=([\d.]+) ms min=[\d.]+ max=([\d.]+)", text)
             cells.append(f"{m.group(1)} / {m.group(2)} / {m.group(3)}" if m else "-")
         f = re.search(r"last of the \d+ /32s in BIRD's RIB: (-?[\d.]+|nan) ms", text)
-        print(f"| {label} | {load} | " + " | ".join(cells) + f" | {f.group(1) + ' ms' if f else '-'} |")
+        sus = re.search(r"runtime suspensions during the measured moves: (\d+) .*\n  measured moves a suspension overlapped: (\d+)", text)
+        wait = re.search(r"  worker: ran [\d.]+ ms, waited runnable [\d.]+ ms \(([\d.]+) us per move\)", text)
+        print(f"| {label} | {load} | " + " | ".join(cells) + f" | {f.group(1) + ' ms' if f else '-'} | "
+              + (f"{sus.group(1)} ({sus.group(2)})" if sus else "-") + f" | {wait.group(1) + ' us' if wait else '-'} |")
     print("(ms: p50 / p99 / max; goal RARP -> GARP and -> UPDATE p50 and p99 <= 1 ms, -> BIRD's RIB <= 50 ms)")
 
 
