@@ -69,6 +69,7 @@ public static class MetricsApi
         Gauge(sb, "isthmus_worker_nice", "The nice value the data-plane worker thread runs at, read back from the kernel (dataPlane.workerNice; ignored while it runs under SCHED_FIFO).", dp.Worker.RunningNice ?? 0);
         Counter(sb, "isthmus_worker_nice_failures_total", "Nice values (dataPlane.workerNice or its default -20) the kernel refused the worker thread.", [("", dp.NiceFailures)]);
         Counter(sb, "isthmus_realtime_priority_failures_total", "Real-time priority requests (dataPlane.realtimePriority) the kernel refused (worker, mobility loop).", [("", dp.RealtimeFailures)]);
+        Counter(sb, "isthmus_mobility_loop_demotions_total", "Times the mobility / BGP loop, on the worker's CPU above it (dataPlane.loopPlacement aboveWorker), worked past its budget and left that CPU.", [("", dp.LoopPlacement?.Budget.Demotions ?? 0)]);
         Counter(sb, "isthmus_log_suppressed_total", "Data-plane log lines suppressed by the rate limit.", [("", dp.SuppressedLogLines)]);
         Counter(sb, "isthmus_conntrack_table_full_drops_total", "New flows dropped because the conntrack table was full (nat.ConntrackFull).",
             [("", StateApi.Drops(dp).Where(d => d.Stage == "nat" && d.Reason == "ConntrackFull").Sum(d => d.Count))]);

@@ -34,7 +34,7 @@ public static class MobilityApi
             .WithSummary("BGP peers: state, uptime, received and advertised routes");
         api.MapGet("/mobility", (MobilityService mobility) => mobility.Status with { Workloads = [], Moves = [] })
             .WithSummary("Mobility status: announced routes, capped / rate-limited counts, aggregates, signal and GARP counters");
-        api.MapGet("/mobility/latency", (MobilityService mobility, Isthmus.ControlPlane.Runtime.DataPlaneRuntime dp) => new LatencyView(mobility.Latency.Scheduling, mobility.Latency.WorkerGarpFrames, mobility.Latency.Read(), mobility.Latency.Runtime(), dp.CpuIdle.Status, dp.WorkerScheduling, dp.Worker.RunningNice))
+        api.MapGet("/mobility/latency", (MobilityService mobility, Isthmus.ControlPlane.Runtime.DataPlaneRuntime dp) => new LatencyView(mobility.Latency.Scheduling, mobility.Latency.WorkerGarpFrames, mobility.Latency.Read(), mobility.Latency.Runtime(), dp.CpuIdle.Status, dp.WorkerScheduling + dp.WorkerPlacement, dp.Worker.RunningNice))
             .WithSummary("Where the time goes from a worker seeing a RARP to the reactions (per hop, microseconds from the RARP; recent samples)");
         api.MapPost("/mobility/latency/reset", (MobilityService mobility) =>
             {

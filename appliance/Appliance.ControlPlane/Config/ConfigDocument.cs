@@ -114,6 +114,18 @@ public sealed record DataPlaneSettings
     public int? RealtimePriority { get; init; }
 
     /// <summary>
+    /// Where the mobility / BGP event loop runs. null or "scheduler" (the default): where the scheduler puts it (with
+    /// <see cref="RealtimePriority"/> the worker holds its own CPU, so the worker's ring after a RARP's first GARP wakes the
+    /// loop on the other one). "aboveWorker": the worker pins itself to the last CPU and the loop runs on that CPU at
+    /// <see cref="RealtimePriority"/> + 1, so the ring preempts the worker on its CPU at once (issue 6's UPDATE latency);
+    /// after more than 2 ms of continuous work (a failover) the loop leaves that CPU, one priority below the worker, and
+    /// comes back when it next goes idle at least 100 ms later (counted: isthmus_mobility_loop_demotions_total). Needs
+    /// <see cref="RealtimePriority"/> 2-98 in interrupt mode, and no <see cref="WorkerCpu"/> (whose sweep keeps every other
+    /// thread off the worker's CPU). Fixed while running.
+    /// </summary>
+    public string? LoopPlacement { get; init; }
+
+    /// <summary>
     /// The data-plane worker thread's nice value (-20 to 19; fixed while running). null (the default) = -20 for a worker
     /// with a CPU of its own (<see cref="WorkerCpu"/> set) or a busy-polling one, so an ordinary task the scheduler puts on
     /// that CPU (a kernel thread, another process, a shell) does not take it from the worker while frames wait; an

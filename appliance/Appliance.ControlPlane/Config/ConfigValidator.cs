@@ -59,6 +59,22 @@ public static class ConfigValidator
             }
         }
 
+        if (document.DataPlane.LoopPlacement is { } placement and not "scheduler")
+        {
+            if (placement != "aboveWorker")
+            {
+                errors.Add(new("dataPlane.loopPlacement", $"'{placement}' is not a loop placement: \"scheduler\" (the default) or \"aboveWorker\""));
+            }
+            else if (document.DataPlane.RealtimePriority is not (>= global::Isthmus.Mobility.Threading.LoopThread.MinFifoPriority + 1 and <= global::Isthmus.Mobility.Threading.LoopThread.MaxFifoPriority - 1))
+            {
+                errors.Add(new("dataPlane.loopPlacement", "\"aboveWorker\" runs the loop one SCHED_FIFO priority above the worker and demotes it one below: it needs realtimePriority 2 to 98"));
+            }
+            else if (document.DataPlane.WorkerCpu is not null)
+            {
+                errors.Add(new("dataPlane.loopPlacement", "\"aboveWorker\" pins the worker to the last CPU itself; workerCpu (a CPU for the worker alone) keeps every other thread, the loop included, off it: set one or the other"));
+            }
+        }
+
         if (document.DataPlane.WorkerNice is { } nice and (< MinNice or > MaxNice))
         {
             errors.Add(new("dataPlane.workerNice", $"{nice} is not a nice value: {MinNice} (the highest ordinary priority) to {MaxNice}, or null for the default (-20 with workerCpu or pollMode busy, else unchanged)"));

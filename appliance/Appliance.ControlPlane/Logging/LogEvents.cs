@@ -16,6 +16,8 @@ public static class LogEvents
     public const int RealtimePriorityFailed = 1007;
     public const int WorkerNice = 1008;
     public const int WorkerNiceFailed = 1009;
+    public const int LoopPlacement = 1010;
+    public const int LoopPlacementFailed = 1011;
     public const int MacMoved = 1101;
     public const int MacDamped = 1102;
     public const int RateLimitedSuppressed = 1199;

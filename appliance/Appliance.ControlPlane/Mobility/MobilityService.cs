@@ -110,6 +110,9 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     /// <summary>Where the time goes between a worker seeing a move and the reactions leaving (GET /api/v1/mobility/latency).</summary>
     public MobilityLatency Latency { get; } = new();
 
+    /// <summary>dataPlane.loopPlacement "aboveWorker": where the loop runs and how often its budget took it off the worker's CPU; null otherwise.</summary>
+    public AboveWorkerPlacement? LoopPlacement { get; private set; }
+
     /// <summary>What the API shows; replaced after every input.</summary>
     public MobilityStatus Status => _status.Value;
 
@@ -119,16 +122,40 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     public Task StartAsync(CancellationToken cancellationToken)
     {
         // dataPlane.realtimePriority (fixed while running) sets the loop's SCHED_FIFO priority, beside the worker's.
-        var realtime = config.Current.Document.DataPlane.RealtimePriority;
+        var settings = config.Current.Document.DataPlane;
+        var realtime = settings.RealtimePriority;
+
+        // dataPlane.loopPlacement "aboveWorker" (validated: realtimePriority 2-98, interrupt mode, no workerCpu): on the
+        // worker's CPU one priority above it, with a budget (AboveWorkerPlacement).
+        var placement = LoopPlacement = settings.LoopPlacement == "aboveWorker" && realtime is { } workerPriority && AboveWorkerPlacement.ChooseCpu() is { } cpu
+            ? new AboveWorkerPlacement(cpu, workerPriority, time)
+            : null;
+        runtime.LoopPlacement = placement;
         _eventLoop = new EventLoop("isthmus-mobility", LoopPriority.RealTime, scheduling =>
         {
+            if (placement is not null)
+            {
+                Latency.Scheduling = scheduling;
+                if (placement.Failures > 0)
+                {
+                    runtime.CountRealtimeFailure();
+                    DataPlaneRuntime.LogLoopPlacementFailed(logger, "mobility loop", placement.Cpu, placement.LastError ?? "");
+                }
+                else
+                {
+                    DataPlaneRuntime.LogLoopPlacement(logger, scheduling);
+                }
+
+                return;
+            }
+
             Latency.Scheduling = scheduling + Placement();
             if (realtime is { } priority && scheduling != $"SCHED_FIFO {priority}")
             {
                 runtime.CountRealtimeFailure();
                 DataPlaneRuntime.LogRealtimeFailed(logger, "mobility loop", priority, scheduling);
             }
-        }, realtime);
+        }, realtime, placement);
         _inputs = _eventLoop.CreateMailbox<Input>(OnInput);
         var loop = _eventLoop;
         Latency.LoopAllocatedBytes = () => loop.AllocatedBytes;

@@ -140,9 +140,40 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
         if (realtime is { } rt)
         {
+            PinForLoopAbove(settings);
             ElevateWorker(rt);
         }
     }
+
+    /// <summary>
+    /// dataPlane.loopPlacement "aboveWorker": the worker pins itself (only itself: other threads may still run there) to
+    /// the CPU the mobility loop goes to above it (<see cref="Isthmus.Mobility.Threading.AboveWorkerPlacement.ChooseCpu"/>).
+    /// Refused = it runs unpinned (logged, counted with the real-time failures).
+    /// </summary>
+    private void PinForLoopAbove(DataPlaneSettings settings)
+    {
+        if (settings.LoopPlacement != "aboveWorker" || Isthmus.Mobility.Threading.AboveWorkerPlacement.ChooseCpu() is not { } cpu)
+        {
+            return;
+        }
+
+        if (Isthmus.Mobility.Threading.LoopThread.TrySetAffinity([cpu], out var error))
+        {
+            WorkerPlacement = $", pinned to CPU {cpu} (loopPlacement aboveWorker)";
+        }
+        else
+        {
+            Interlocked.Increment(ref _realtimeFailures);
+            WorkerPlacement = $", not pinned ({error})";
+            LogLoopPlacementFailed(logger, "worker", cpu, error ?? "");
+        }
+    }
+
+    /// <summary>The mobility loop's placement under dataPlane.loopPlacement "aboveWorker" (set by the mobility service), or null.</summary>
+    public Isthmus.Mobility.Threading.AboveWorkerPlacement? LoopPlacement { get; internal set; }
+
+    /// <summary>Where dataPlane.loopPlacement "aboveWorker" pinned the worker (appended to <see cref="WorkerScheduling"/>), or "".</summary>
+    public string WorkerPlacement { get; private set; } = "";
 
     /// <summary>SCHED_FIFO at dataPlane.realtimePriority; refused = it runs as before (logged, counted).</summary>
     private void ElevateWorker(int priority)
@@ -251,6 +282,12 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
 
     [LoggerMessage(EventId = LogEvents.RealtimePriority, Level = LogLevel.Information, Message = "Real-time scheduling (dataPlane.realtimePriority) of the {Thread} thread: {Scheduling}")]
     internal static partial void LogRealtime(ILogger logger, string thread, string scheduling);
+
+    [LoggerMessage(EventId = LogEvents.LoopPlacement, Level = LogLevel.Information, Message = "Loop placement (dataPlane.loopPlacement) of the mobility / BGP loop: {Placement}")]
+    internal static partial void LogLoopPlacement(ILogger logger, string placement);
+
+    [LoggerMessage(EventId = LogEvents.LoopPlacementFailed, Level = LogLevel.Warning, Message = "Loop placement aboveWorker (dataPlane.loopPlacement): the {Thread} thread not moved to CPU {Cpu} or its priority, running it as before: {Reason}")]
+    internal static partial void LogLoopPlacementFailed(ILogger logger, string thread, int cpu, string reason);
 
     [LoggerMessage(EventId = LogEvents.RealtimePriorityFailed, Level = LogLevel.Warning, Message = "Real-time priority {Priority} (dataPlane.realtimePriority) not given to the {Thread} thread, running it as before: {Reason}")]
     internal static partial void LogRealtimeFailed(ILogger logger, string thread, int priority, string reason);

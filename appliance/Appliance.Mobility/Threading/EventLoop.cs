@@ -46,9 +46,13 @@ public sealed class EventLoop : IDisposable
 
     /// <param name="started">Called on the loop's thread when it starts, with what <see cref="LoopThread.Elevate"/> got.</param>
     /// <param name="fifoPriority">The SCHED_FIFO priority of a real-time loop (null = 1; <see cref="LoopThread.Elevate"/>).</param>
-    public EventLoop(string name, LoopPriority priority, Action<string>? started = null, int? fifoPriority = null)
+    /// <param name="placement">
+    /// dataPlane.loopPlacement "aboveWorker": the thread goes onto the worker's CPU above the worker instead of
+    /// <paramref name="priority"/>, and its <see cref="AboveWorkerPlacement.Budget"/> takes it off that CPU during a long burst.
+    /// </param>
+    public EventLoop(string name, LoopPriority priority, Action<string>? started = null, int? fifoPriority = null, AboveWorkerPlacement? placement = null)
     {
-        var thread = new Thread(() => Run(priority, fifoPriority, started)) { IsBackground = true, Name = name };
+        var thread = new Thread(() => Run(priority, fifoPriority, started, placement)) { IsBackground = true, Name = name };
         thread.Start();
     }
 
@@ -224,17 +228,20 @@ public sealed class EventLoop : IDisposable
         return true;
     }
 
-    private void Run(LoopPriority priority, int? fifoPriority, Action<string>? started)
+    private void Run(LoopPriority priority, int? fifoPriority, Action<string>? started, AboveWorkerPlacement? placement)
     {
         Volatile.Write(ref _threadId, Environment.CurrentManagedThreadId);
+        var budget = placement?.Budget;
         try
         {
-            started?.Invoke(LoopThread.Elevate(priority, fifoPriority));
+            started?.Invoke(placement is null ? LoopThread.Elevate(priority, fifoPriority) : placement.Apply());
+            budget?.Woke();
             while (true)
             {
                 if (RunNext())
                 {
                     Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
+                    budget?.Ran();
                     continue;
                 }
 
@@ -244,6 +251,7 @@ public sealed class EventLoop : IDisposable
                 {
                     Volatile.Write(ref _idle, 0);
                     Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
+                    budget?.Ran();
                     continue;
                 }
 
@@ -255,7 +263,10 @@ public sealed class EventLoop : IDisposable
                     }
                 }
 
+                // A demoted loop comes back onto the worker's CPU only here, idle (a ring meanwhile makes the wait return at once).
+                budget?.GoingIdle();
                 _wake.Wait();
+                budget?.Woke();
             }
         }
         finally

@@ -83,6 +83,96 @@ public static partial class LoopThread
         }
     }
 
+    /// <summary>
+    /// Restricts the calling thread to <paramref name="cpus"/> (sched_setaffinity); false, with the reason in
+    /// <paramref name="error"/>, when refused, empty or not Linux.
+    /// </summary>
+    public static unsafe bool TrySetAffinity(ReadOnlySpan<int> cpus, out string? error)
+    {
+        if (!OperatingSystem.IsLinux() || cpus.IsEmpty)
+        {
+            error = cpus.IsEmpty ? "no CPU given" : "not Linux: no CPU affinity";
+            return false;
+        }
+
+        var mask = stackalloc ulong[MaskWords];
+        new Span<ulong>(mask, MaskWords).Clear();
+        foreach (var cpu in cpus)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(cpu);
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(cpu, MaskWords * 64);
+            mask[cpu / 64] |= 1UL << (cpu % 64);
+        }
+
+        if (SchedSetAffinity(0, MaskWords * 8, mask) != 0)
+        {
+            error = $"sched_setaffinity failed: errno {Marshal.GetLastPInvokeError()}";
+            return false;
+        }
+
+        error = null;
+        return true;
+    }
+
+    /// <summary>The CPUs thread <paramref name="tid"/> (0 = the calling thread) may run on; empty when unknown.</summary>
+    public static unsafe IReadOnlyList<int> Affinity(int tid = 0)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return [];
+        }
+
+        var mask = stackalloc ulong[MaskWords];
+        if (SchedGetAffinity(tid, MaskWords * 8, mask) != 0)
+        {
+            return [];
+        }
+
+        var cpus = new List<int>();
+        for (var cpu = 0; cpu < MaskWords * 64; cpu++)
+        {
+            if ((mask[cpu / 64] & (1UL << (cpu % 64))) != 0)
+            {
+                cpus.Add(cpu);
+            }
+        }
+
+        return cpus;
+    }
+
+    /// <summary>Thread <paramref name="tid"/>'s policy ("SCHED_FIFO", "SCHED_OTHER", ...) and real-time priority, read back from the kernel; null when unknown.</summary>
+    public static (string Policy, int Priority)? Scheduling(int tid)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+
+        var policy = SchedGetScheduler(tid);
+        var param = default(SchedParam);
+        if (policy < 0 || SchedGetParam(tid, ref param) != 0)
+        {
+            return null;
+        }
+
+        var name = (policy & ~SchedResetOnFork) switch
+        {
+            0 => "SCHED_OTHER",
+            SchedFifo => "SCHED_FIFO",
+            2 => "SCHED_RR",
+            3 => "SCHED_BATCH",
+            5 => "SCHED_IDLE",
+            var other => $"policy {other}",
+        };
+        return (name, param.Priority);
+    }
+
+    /// <summary>The calling thread's kernel thread id (gettid).</summary>
+    public static int CurrentThreadId => OperatingSystem.IsLinux() ? GetTid() : Environment.CurrentManagedThreadId;
+
+    /// <summary>cpu_set_t as glibc sizes it: 1024 CPUs.</summary>
+    private const int MaskWords = 1024 / 64;
+
     private const int SchedFifo = 1;
     private const int SchedResetOnFork = 0x40000000;
     private const int PrioProcess = 0;
@@ -95,6 +185,21 @@ public static partial class LoopThread
 
     [LibraryImport("libc", EntryPoint = "sched_setscheduler", SetLastError = true)]
     private static partial int SchedSetScheduler(int pid, int policy, ref SchedParam param);
+
+    [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
+    private static unsafe partial int SchedSetAffinity(int pid, nint size, ulong* mask);
+
+    [LibraryImport("libc", EntryPoint = "sched_getaffinity", SetLastError = true)]
+    private static unsafe partial int SchedGetAffinity(int pid, nint size, ulong* mask);
+
+    [LibraryImport("libc", EntryPoint = "sched_getscheduler", SetLastError = true)]
+    private static partial int SchedGetScheduler(int pid);
+
+    [LibraryImport("libc", EntryPoint = "sched_getparam", SetLastError = true)]
+    private static partial int SchedGetParam(int pid, ref SchedParam param);
+
+    [LibraryImport("libc", EntryPoint = "gettid")]
+    private static partial int GetTid();
 
     [LibraryImport("libc", EntryPoint = "setpriority", SetLastError = true)]
     private static partial int SetPriority(int which, int who, int priority);

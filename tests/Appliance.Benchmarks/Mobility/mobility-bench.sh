@@ -4,7 +4,7 @@
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
 #        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
-#        [--pin worker|none] [--placement none,same,above,split] [--probe on|off] [--dotnet-env LIST] [--external] [--no-build]
+#        [--pin worker|none] [--placement none,aboveWorker,same,above,split] [--probe on|off] [--dotnet-env LIST] [--external] [--no-build]
 #
 # The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility"): 120 measured moves after
 # 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at SCHED_FIFO 10.
@@ -32,6 +32,9 @@
 #   lab is up) to the last CPU, so the worker's wake-up of the loop stays on its CPU (at equal SCHED_FIFO priority the loop
 #   runs once the worker sleeps). above: as same, and the loop one SCHED_FIFO priority above the worker (chrt, with
 #   --realtime-priority N only), so the worker's ring after the first GARP preempts it on its CPU at once. split: the worker on the last CPU, the loop on CPU 0 (every wake-up crosses CPUs).
+#   aboveWorker: the product's setting for "above" (dataPlane.loopPlacement "aboveWorker", with --realtime-priority N only):
+#   the appliance pins the worker to the last CPU and runs the loop there one priority above it, with a budget (after 2 ms
+#   of continuous work the loop leaves that CPU until it goes idle 100 ms later); nothing is pinned from outside.
 # --dotnet-env (default: default): a comma-separated list; each value is one run per configuration above, in that order
 #   (an A/B of the runtime's knobs in one window): "default" (the appliance's own runtimeconfig), or one or more
 #   DOTNET_ settings joined by '+', e.g. DOTNET_TieredCompilation=0 or DOTNET_TieredPGO=0+DOTNET_TC_CallCountingDelayMs=0,
@@ -85,7 +88,7 @@ done
 [[ $PROBE == on || $PROBE == off ]] || { echo "--probe: on or off" >&2; exit 2; }
 IFS=, read -r -a PLACES <<< "$PLACEMENT"
 for place in "${PLACES[@]}"; do
-    [[ $place == none || $place == same || $place == above || $place == split ]] || { echo "--placement: a list of none, same, above and split" >&2; exit 2; }
+    [[ $place == none || $place == aboveWorker || $place == same || $place == above || $place == split ]] || { echo "--placement: a list of none, aboveWorker, same, above and split" >&2; exit 2; }
 done
 IFS=, read -r -a ENVS <<< "$DOTNET_ENVS"
 for envs in "${ENVS[@]}"; do
@@ -166,7 +169,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for envs in "${ENVS[@]}"; do
         [[ $rt != off && $mode != interrupt ]] && continue # a busy worker at a real-time priority is refused
         [[ $place != none && $mode != interrupt ]] && continue
-        [[ $place == above && $rt == off ]] && continue
+        [[ ($place == above || $place == aboveWorker) && $rt == off ]] && continue
         run=$((run + 1))
         keys=()
         label="pollMode $mode"
@@ -188,17 +191,21 @@ for ((round = 1; round <= ROUNDS; round++)); do
             keys+=("realtimePriority=$rt")
             label+=", SCHED_FIFO $rt"
         fi
-        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos-$rt.json" "${keys[@]}"
+        if [[ $place == aboveWorker ]]; then
+            keys+=('loopPlacement="aboveWorker"')
+            label+=", loopPlacement aboveWorker"
+        fi
+        "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos-$rt-$place.json" "${keys[@]}"
         lab_up=1
         envset=()
         if [[ $envs != default ]]; then
             IFS=+ read -r -a envset <<< "$envs"
             label+=", ${envs//+/ }"
         fi
-        env "${envset[@]}" "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos-$rt.json" > "$OUT/lab-up-$run.log" 2>&1 \
+        env "${envset[@]}" "$LAB" up --detach "${BUILD[@]}" --config "$OUT/lab-config-$mode-$qos-$rt-$place.json" > "$OUT/lab-up-$run.log" 2>&1 \
             || { cat "$OUT/lab-up-$run.log" >&2; exit 1; }
         BUILD=(--no-build)
-        if [[ $place != none ]]; then
+        if [[ $place != none && $place != aboveWorker ]]; then
             place "$place" "$rt"
             label+=", worker on CPU $LAST_CPU, loop on CPU $([[ $place == split ]] && echo 0 || echo "$LAST_CPU")"
             [[ $place == above ]] && label+=" at SCHED_FIFO $((rt + 1))"

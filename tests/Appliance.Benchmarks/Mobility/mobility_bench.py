@@ -440,12 +440,24 @@ def failover(count, out):
     seed = time.time() - t
     bird = tshark("ist-bird", "tcp port 179", "bgp.type == 2", ["frame.time_epoch", "bgp.nlri_prefix"], f"{out}/failover-bird.txt")
     h10 = tshark("ist-h10", "arp or ether proto 0x8035", None, ["frame.time_epoch", "eth.src", "eth.type"], f"{out}/failover-h10.txt")
+    # Forwarding during the failover: a ping every 5 ms from ist-h20 to ist-vm20 (access -> VXLAN, the same worker),
+    # from just before the RARPs until the last route is in; its loss and largest round trip show whether the worker
+    # kept its CPU while the mobility / BGP loop planned and announced.
+    demotions_before = loop_demotions()
+    ping = subprocess.Popen(["ip", "netns", "exec", "ist-h20", "ping", "-q", "-i", "0.005", "-W", "1", "10.20.0.11"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)
     local = Sender("ist-h10")
     send_start, send_end = local(f"rarp 02:aa:00:00:00:00 {count}")
     local.close()
     deadline = time.time() + 120
     while time.time() < deadline and bird_route_count() < base_routes + count:
         time.sleep(0.1)
+    ping.send_signal(2)
+    ping_out = ping.communicate(timeout=10)[0]
+    ping_loss = re.search(r"(\d+) packets transmitted, (\d+) received", ping_out)
+    ping_rtt = re.search(r"= [\d.]+/[\d.]+/([\d.]+)/", ping_out)
+    demotions = loop_demotions()
     time.sleep(1.5)
     stop(bird)
     stop(h10)
@@ -465,7 +477,22 @@ def failover(count, out):
             f"  BGP UPDATEs toward BIRD: {len(updates)} carrying {nlri} NLRI; BIRD route count {base_routes} -> {routes}",
             f"  GARP frames for the gateway on acc10 during the failover: {garps} (bursts coalesce per segment)",
             f"  appliance: announced {len(status['announced'])}, capped {status['capped']}, waiting {status['waiting']}"
-            f" (before: {len(before['announced'])})"]
+            f" (before: {len(before['announced'])})",
+            "  forwarding during the failover (ping every 5 ms ist-h20 -> ist-vm20 across the worker): "
+            + (f"{ping_loss.group(2)} of {ping_loss.group(1)} answered, largest round trip {ping_rtt.group(1) if ping_rtt else '?'} ms"
+               if ping_loss else "no ping summary"),
+            f"  mobility / BGP loop demotions (dataPlane.loopPlacement aboveWorker's budget) during the failover: "
+            + (f"{demotions - demotions_before}" if demotions is not None and demotions_before is not None else "-")]
+
+
+def loop_demotions():
+    """isthmus_mobility_loop_demotions_total from /metrics; None on a commit without it."""
+    conn = http.client.HTTPConnection("127.0.0.1", 8088, timeout=30)
+    token = open(f"{RUN}/admin-token").read().strip()
+    conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = conn.getresponse().read().decode()
+    m = re.search(r"^isthmus_mobility_loop_demotions_total (\d+)$", text, re.M)
+    return int(m.group(1)) if m else None
 
 
 def bird_route_count():
@@ -483,8 +510,8 @@ def table(files):
                 ("BGP UPDATE", "RARP on the wire -> BGP UPDATE on the wire"),
                 ("BIRD's RIB", "RARP on the wire -> route in BIRD's RIB")]
     print("| run | load | RARP -> " + " | RARP -> ".join(m for m, _ in measures)
-          + " | failover: first RARP -> last /32 in BIRD | runtime suspensions (moves overlapped) | worker waited runnable per move |")
-    print("|---|---:|" + "---|" * len(measures) + "---:|---|---:|")
+          + " | failover: first RARP -> last /32 in BIRD | forwarding during it (pings answered, largest RTT) | runtime suspensions (moves overlapped) | worker waited runnable per move |")
+    print("|---|---:|" + "---|" * len(measures) + "---:|---|---|---:|")
     for path in files:
         text = open(path).read()
         head = text.splitlines()[0] if text else "label: ?; load: ?"
@@ -496,7 +523,9 @@ def table(files):
         f = re.search(r"last of the \d+ /32s in BIRD's RIB: (-?[\d.]+|nan) ms", text)
         sus = re.search(r"runtime suspensions during the measured moves: (\d+) .*\n  measured moves a suspension overlapped: (\d+)", text)
         wait = re.search(r"  worker: ran [\d.]+ ms, waited runnable [\d.]+ ms \(([\d.]+) us per move\)", text)
+        fwd = re.search(r"ist-h20 -> ist-vm20 across the worker\): (\d+) of (\d+) answered, largest round trip ([\d.?]+) ms", text)
         print(f"| {label} | {load} | " + " | ".join(cells) + f" | {f.group(1) + ' ms' if f else '-'} | "
+              + (f"{fwd.group(1)} / {fwd.group(2)}, {fwd.group(3)} ms" if fwd else "-") + " | "
               + (f"{sus.group(1)} ({sus.group(2)})" if sus else "-") + f" | {wait.group(1) + ' us' if wait else '-'} |")
     print("(ms: p50 / p99 / max; goal RARP -> GARP and -> UPDATE p50 and p99 <= 1 ms, -> BIRD's RIB <= 50 ms)")
 
