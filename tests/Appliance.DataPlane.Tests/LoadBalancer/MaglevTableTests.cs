@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using FsCheck;
 using FsCheck.Fluent;
 using Isthmus.DataPlane.LoadBalancer;
-using Isthmus.DataPlane.Tests.Support;
+using Isthmus.Testing;
 
 namespace Isthmus.DataPlane.Tests.LoadBalancer;
 

@@ -4,6 +4,7 @@ using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Route;
 using Isthmus.DataPlane.Tests.Support;
+using Isthmus.Testing;
 using Isthmus.Packets;
 using static Isthmus.DataPlane.Tests.Support.L2Fixture;
 using static Isthmus.DataPlane.Tests.Support.L3Fixture;

@@ -176,7 +176,14 @@ public sealed class IncrementalHostRoutePlannerTests
             Move((ulong)i, Acc20);
         }
 
-        var bytes = Math.Max(Move(5000, Remote), Move(5000, Acc20));
+        // The fewest of up to three rounds (as Allocations.FewestBytes): a runtime one-off (a tier-up or OSR compilation
+        // landing in a move) is not the move's; what the move itself allocates recurs every round.
+        var bytes = long.MaxValue;
+        for (var round = 0; round < 3 && bytes >= 4096; round++)
+        {
+            bytes = Math.Min(bytes, Math.Max(Move(5000, Remote), Move(5000, Acc20)));
+        }
+
         Assert.True(bytes < 4096, $"one move allocated {bytes} bytes");
 
         var fullStart = GC.GetAllocatedBytesForCurrentThread();

@@ -1,4 +1,4 @@
-namespace Isthmus.DataPlane.Tests.Support;
+namespace Isthmus.Testing;
 
 /// <summary>Bytes allocated by a steady-state path, measured so that only the path's own allocations count.</summary>
 public static class Allocations
