@@ -18,16 +18,19 @@ internal static class Ip
     }
 
     /// <summary>
-    /// Waits (up to 3 s) until <paramref name="link"/> in <paramref name="ns"/> is operationally up. Until
-    /// linkwatch has seen the carrier, the device keeps the noop qdisc, which drops what AF_PACKET sends
-    /// while sendmmsg reports success: tests that transmit at once would lose their first frames.
+    /// Waits until <paramref name="link"/> in <paramref name="ns"/> is operationally up. Until linkwatch has seen the
+    /// carrier, the device keeps the noop qdisc, which drops what AF_PACKET sends while sendmmsg reports success: tests
+    /// that transmit at once would lose their first frames. Linkwatch runs from a work queue, late on a loaded
+    /// machine: the wait is bounded at 20 s and then throws, so a link that never came up is named as the cause
+    /// rather than showing up later as lost frames.
     /// </summary>
     public static void WaitOperUp(string ns, string link)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (clock.Elapsed < TimeSpan.FromSeconds(3))
+        var output = "";
+        while (clock.Elapsed < TimeSpan.FromSeconds(20))
         {
-            var (code, output) = TryRun("-n", ns, "-o", "link", "show", "dev", link);
+            (var code, output) = TryRun("-n", ns, "-o", "link", "show", "dev", link);
             if (code == 0 && output.Contains("state UP", StringComparison.Ordinal))
             {
                 return;
@@ -35,6 +38,8 @@ internal static class Ip
 
             Thread.Sleep(10);
         }
+
+        throw new InvalidOperationException($"{link} in {ns} is not operationally up after 20 s: {output}");
     }
 
     public static (int ExitCode, string Output) TryRun(params string[] args) =>

@@ -107,6 +107,28 @@ internal static class PortHarness
         return result;
     }
 
+    /// <summary>
+    /// Polls <paramref name="condition"/> every 10 ms until it holds or <paramref name="timeout"/> (10 s unless given)
+    /// passes, and returns its last value. For kernel effects that land after the call that caused them has returned (a
+    /// backlog or NAPI still draining, a counter not yet updated): the caller then asserts once, on the settled value.
+    /// </summary>
+    public static bool Eventually(Func<bool> condition, TimeSpan? timeout = null)
+    {
+        var clock = Stopwatch.StartNew();
+        var limit = timeout ?? TimeSpan.FromSeconds(10);
+        while (!condition())
+        {
+            if (clock.Elapsed >= limit)
+            {
+                return false;
+            }
+
+            Thread.Sleep(10);
+        }
+
+        return true;
+    }
+
     /// <summary>Reclaims completed chunks until none is in flight (or 5 s pass); returns how many are still in flight.</summary>
     public static int WaitForCompletions(XdpTxRing ring)
     {

@@ -6,7 +6,12 @@ namespace Isthmus.DataPlane.Tests.Io;
 /// </summary>
 internal sealed class VethPair : IDisposable
 {
-    public VethPair()
+    /// <param name="ipv6">
+    /// False: IPv6 is off in both namespaces before the link exists, so neither kernel sends anything on its own (a
+    /// fresh link's neighbour discovery and MLD frames come at random moments in its first seconds), for tests that
+    /// assert a ring or socket holds nothing but their own frames.
+    /// </param>
+    public VethPair(bool ipv6 = true)
     {
         var id = Random.Shared.Next(0x10000).ToString("x4");
         NamespaceA = $"istt-io-{id}-a";
@@ -17,6 +22,12 @@ internal sealed class VethPair : IDisposable
         {
             Ip.Run("netns", "add", NamespaceA);
             Ip.Run("netns", "add", NamespaceB);
+            if (!ipv6)
+            {
+                Ip.Run("netns", "exec", NamespaceA, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
+                Ip.Run("netns", "exec", NamespaceB, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6");
+            }
+
             Ip.Run("link", "add", LinkA, "netns", NamespaceA, "type", "veth", "peer", "name", LinkB, "netns", NamespaceB);
             foreach (var (ns, link) in new[] { (NamespaceA, LinkA), (NamespaceB, LinkB) })
             {

@@ -496,14 +496,17 @@ public sealed unsafe class XdpTransmitTests
                 static bool IsIpv4Transport(byte[] f) =>
                     f.Length > 34 && BinaryPrimitives.ReadUInt16BigEndian(f.AsSpan(12)) == 0x0800 && f[23] is 6 or 17;
 
+                // The SYN goes out again after a second unanswered: a receive that starts late on a loaded machine can
+                // find that retransmission too. Every frame that arrived was finished once, no more.
                 var got = Collect(b, pool, 2, (_, f) => IsIpv4Transport(f));
-                Assert.Equal(2, got.Count);
+                Assert.Equal(1, got.Count(r => r.Bytes[23] == 17));
+                Assert.Contains(got, r => r.Bytes[23] == 6);
                 foreach (var r in got)
                 {
                     Assert.True(L4Checksum.IsValid(r.Bytes, 14), $"protocol {r.Bytes[23]}: finished");
                 }
 
-                Assert.Equal(2, b.Counters.RxChecksumsFinished);
+                Assert.Equal(got.Count, b.Counters.RxChecksumsFinished);
             }
         }
 
