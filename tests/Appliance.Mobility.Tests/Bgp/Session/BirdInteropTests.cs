@@ -178,7 +178,7 @@ public sealed class BirdInteropTests : IDisposable
             RedirectStandardError = true,
         };
         _bird = Process.Start(start)!;
-        for (var i = 0; i < 100 && !File.Exists(Socket); i++)
+        for (var i = 0; i < 600 && !File.Exists(Socket) && !_bird.HasExited; i++) // up to 30 s: a bound for a loaded machine
         {
             Thread.Sleep(50);
         }

@@ -188,9 +188,10 @@ public sealed class FrrInteropTests : IDisposable
         return process;
     }
 
+    /// <summary>Waits for a daemon's socket, up to 30 s (a bound for a loaded machine, where FRR's start can take seconds).</summary>
     private static void WaitForFile(string path, Process process, string name)
     {
-        for (var i = 0; i < 100 && !File.Exists(path) && !process.HasExited; i++)
+        for (var i = 0; i < 600 && !File.Exists(path) && !process.HasExited; i++)
         {
             Thread.Sleep(50);
         }
