@@ -49,11 +49,7 @@ public sealed class ConfigLifecycleApiTests : IDisposable
         Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/api/v1/config/commit", new { document = Documents.Lab(vlan: 42, credentials: false) })).StatusCode);
         _factory.Ports["acc10"].Enqueue(new MemoryFrame(Frames.Ethernet(Frames.Broadcast, Frames.HostA)));
         var trunk = _factory.Ports["trunk0"];
-        for (var i = 0; i < 200 && trunk.Transmitted.Count == 0; i++)
-        {
-            await Task.Delay(10);
-        }
-
+        _ = await Poll.Until(() => trunk.Transmitted.Count > 0);
         var sent = Assert.Single(trunk.Transmitted).Bytes;
         Assert.Equal(42, ((sent[14] << 8) | sent[15]) & 0x0FFF);
     }

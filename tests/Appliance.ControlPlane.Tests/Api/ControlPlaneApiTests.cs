@@ -258,7 +258,8 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         var injected = await admin.PostAsJsonAsync("/api/v1/trace", new { port = "acc10", injectHex = frame });
         var id = (int)(await injected.Content.ReadFromJsonAsync<JsonObject>())!["traceId"]!;
         JsonArray? entries = null;
-        for (var i = 0; i < 100 && (entries is null || entries.Count == 0); i++)
+        var deadline = DateTime.UtcNow + Poll.Bound;
+        while ((entries is null || entries.Count == 0) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(20);
             entries = await admin.GetFromJsonAsync<JsonArray>($"/api/v1/trace?id={id}");

@@ -72,11 +72,7 @@ public sealed class RoutedAppliance : IDisposable
         port.Enqueue(new MemoryFrame(buffer[..n]));
         n = PacketBuilder.Udp(buffer, spec, 5353, 53, new byte[8]);
         port.Enqueue(new MemoryFrame(buffer[..n]));
-        for (var i = 0; i < 200 && Factory.Runtime.Worker.Counters.Packets < 3; i++)
-        {
-            await Task.Delay(10);
-        }
-
+        _ = await Poll.Until(() => Factory.Runtime.Worker.Counters.Packets >= 3);
         Assert.True(Factory.Runtime.Worker.Counters.Packets >= 3);
     }
 

@@ -68,15 +68,7 @@ public sealed class MobileAppliance : IDisposable
         Factory.Ports[port].Enqueue(new MemoryFrame(buffer[..n], vlan));
     }
 
-    public static async Task Eventually(Func<bool> condition)
-    {
-        for (var i = 0; i < 500 && !condition(); i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(condition());
-    }
+    public static async Task Eventually(Func<bool> condition) => Assert.True(await Poll.Until(condition));
 
     public void Dispose() => Factory.Dispose();
 }
