@@ -1,6 +1,18 @@
 namespace Isthmus.DataPlane.Tests.Io;
 
 /// <summary>
+/// The 4-hex-digit ids in the fixtures' names: a process-wide sequence from a random start, so fixtures of test classes
+/// that run in parallel never draw the same names (random draws could, one time in 65,536 per pair alive at once), and
+/// a namespace a killed earlier run left behind is unlikely to be hit.
+/// </summary>
+internal static class FixtureIds
+{
+    private static int _next = Random.Shared.Next(0x10000);
+
+    public static string Next() => (Interlocked.Increment(ref _next) & 0xFFFF).ToString("x4", System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>
 /// Two fresh network namespaces joined by a veth pair, both ends up. Names are unique
 /// (<c>istt-io-XXXX-a</c>/<c>-b</c>, links <c>istt-io-XXXXa</c>/<c>b</c>) and are deleted by exact name.
 /// </summary>
@@ -13,7 +25,7 @@ internal sealed class VethPair : IDisposable
     /// </param>
     public VethPair(bool ipv6 = true)
     {
-        var id = Random.Shared.Next(0x10000).ToString("x4");
+        var id = FixtureIds.Next();
         NamespaceA = $"istt-io-{id}-a";
         NamespaceB = $"istt-io-{id}-b";
         LinkA = $"istt-io-{id}a";
@@ -66,7 +78,7 @@ internal sealed class TestNamespace : IDisposable
 {
     public TestNamespace()
     {
-        Name = $"istt-io-{Random.Shared.Next(0x10000):x4}-n";
+        Name = $"istt-io-{FixtureIds.Next()}-n";
         try
         {
             Ip.Run("netns", "add", Name);
@@ -87,7 +99,7 @@ internal sealed class TestNamespace : IDisposable
 /// <summary>Any number of namespaces and veth pairs under one unique prefix, all deleted by exact name.</summary>
 internal sealed class Lab : IDisposable
 {
-    private readonly string _id = Random.Shared.Next(0x10000).ToString("x4");
+    private readonly string _id = FixtureIds.Next();
     private readonly List<string> _namespaces = [];
 
     /// <summary>Creates <c>istt-io-XXXX-suffix</c> with loopback up.</summary>
