@@ -209,8 +209,11 @@ def thread_stats():
             if comm == "isthmus-worker" or comm.startswith("isthmus-mobilit"):
                 run, wait, slices = (int(x) for x in open(f"/proc/{pid}/task/{task}/schedstat").read().split())
                 status = {l.split(":")[0]: l.split(":")[1].strip() for l in open(f"/proc/{pid}/task/{task}/status") if ":" in l}
+                sched = {l.split(":")[0].strip(): l.split(":")[1].strip() for l in open(f"/proc/{pid}/task/{task}/sched") if ":" in l}
+                stat = open(f"/proc/{pid}/task/{task}/stat").read()
                 threads["worker" if comm == "isthmus-worker" else "loop"] = (
-                    run, wait, slices, int(status["voluntary_ctxt_switches"]), int(status["nonvoluntary_ctxt_switches"]))
+                    run, wait, slices, int(status["voluntary_ctxt_switches"]), int(status["nonvoluntary_ctxt_switches"]),
+                    int(float(sched.get("se.nr_migrations", "0"))), int(stat[stat.rindex(")") + 2:].split()[36]))
         except OSError:
             continue
     steal = {}
@@ -231,7 +234,7 @@ def thread_lines(before, after, moves, span):
             b, a = before[0][name], after[0][name]
             d = [x - y for x, y in zip(a, b)]
             lines.append(f"  {name}: ran {d[0] / 1e6:.1f} ms, waited runnable {d[1] / 1e6:.2f} ms ({d[1] / 1e3 / max(moves, 1):.1f} us per move), "
-                         f"{d[2]} slices, {d[3]} voluntary / {d[4]} involuntary switches")
+                         f"{d[2]} slices, {d[3]} voluntary / {d[4]} involuntary switches, {d[5]} CPU migrations, on CPU {b[6]} -> {a[6]}")
     tick = os.sysconf("SC_CLK_TCK")
     lines.append("  steal (the host ran something else on the vCPU): " + ", ".join(
         f"{c} {(after[1][c] - before[1].get(c, 0)) * 1000 / tick:.0f} ms" for c in sorted(after[1])))
@@ -482,7 +485,7 @@ def failover(count, out):
             + (f"{ping_loss.group(2)} of {ping_loss.group(1)} answered, largest round trip {ping_rtt.group(1) if ping_rtt else '?'} ms"
                if ping_loss else "no ping summary"),
             f"  mobility / BGP loop demotions (dataPlane.loopPlacement aboveWorker's budget) during the failover: "
-            + (f"{demotions - demotions_before}" if demotions is not None and demotions_before is not None else "-")]
+            + (f"{demotions - demotions_before} (before it, since start-up: {demotions_before})" if demotions is not None and demotions_before is not None else "-")]
 
 
 def loop_demotions():
