@@ -6,8 +6,9 @@
 #        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
 #        [--pin worker|none] [--placement none,aboveWorker,same,above,split] [--probe on|off] [--dotnet-env LIST] [--external] [--no-build]
 #
-# The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility"): 120 measured moves after
-# 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at SCHED_FIFO 10.
+# The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility", "Session 10: mobility"): 120
+# measured moves after 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at
+# SCHED_FIFO 10, the loop on the worker's CPU one priority above it (dataPlane.loopPlacement "aboveWorker").
 # --moves N (default 120): measured moves.
 # --warmup K (default 60): K moves first, not counted (printed apart, the cold first moves): the first move after
 # start-up runs the path for the first time (JIT compilation: 10-20 ms here) and the next ~40 still tier up (tier 0 ->
@@ -27,12 +28,13 @@
 # --probe on (default): vcpu_probe.c (built here with gcc) runs during the measured moves: a SCHED_FIFO 99 timer thread
 #   per CPU, every 0.5 ms, notes each wake-up more than 0.25 ms late (a vCPU stall), and every move over 1 ms is printed
 #   with the stalls that overlapped it, so the tail is attributed (the p99 keeps every sample). off: no probe.
-# --placement (default none; interrupt runs only): a list; each value is one run per poll mode / idle latency / priority.
+# --placement (default aboveWorker, the recommended configuration; interrupt runs only): a list; each value is one run per
+#   poll mode / idle latency / priority.
 #   none: the scheduler places the worker and the mobility / BGP loop. same: both pinned (taskset, from outside, once the
 #   lab is up) to the last CPU, so the worker's wake-up of the loop stays on its CPU (at equal SCHED_FIFO priority the loop
 #   runs once the worker sleeps). above: as same, and the loop one SCHED_FIFO priority above the worker (chrt, with
 #   --realtime-priority N only), so the worker's ring after the first GARP preempts it on its CPU at once. split: the worker on the last CPU, the loop on CPU 0 (every wake-up crosses CPUs).
-#   aboveWorker: the product's setting for "above" (dataPlane.loopPlacement "aboveWorker", with --realtime-priority N only):
+#   aboveWorker: the product's setting for "above" (dataPlane.loopPlacement "aboveWorker"; with --realtime-priority off it is none):
 #   the appliance pins the worker to the last CPU and runs the loop there one priority above it, with a budget (after 2 ms
 #   of continuous work the loop leaves that CPU until it goes idle 100 ms later); nothing is pinned from outside.
 # --dotnet-env (default: default): a comma-separated list; each value is one run per configuration above, in that order
@@ -62,7 +64,7 @@ ROUNDS=1
 QOS=0
 RT=10
 PROBE=on
-PLACEMENT=none
+PLACEMENT=aboveWorker
 DOTNET_ENVS=default
 BUILD=()
 while (($#)); do
@@ -169,7 +171,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for envs in "${ENVS[@]}"; do
         [[ $rt != off && $mode != interrupt ]] && continue # a busy worker at a real-time priority is refused
         [[ $place != none && $mode != interrupt ]] && continue
-        [[ ($place == above || $place == aboveWorker) && $rt == off ]] && continue
+        [[ $place == above && $rt == off ]] && continue
+        [[ $place == aboveWorker && $rt == off ]] && place=none # aboveWorker needs a real-time priority: the default placement then
         run=$((run + 1))
         keys=()
         label="pollMode $mode"
