@@ -23,9 +23,13 @@ public sealed class MobilityLatency
     private RuntimeActivity _baseline = RuntimeActivity.Now(null);
     private readonly RuntimeSuspensions _suspensions = RuntimeSuspensions.Shared;
     private DateTime _resetUtc = DateTime.UtcNow;
+    private long _demotionsBaseline;
 
     /// <summary>The mobility / BGP loop's allocated bytes (<see cref="Isthmus.Mobility.Threading.EventLoop.AllocatedBytes"/>), once it runs.</summary>
     public Func<long>? LoopAllocatedBytes { get; set; }
+
+    /// <summary>Times the loop's budget took it off the worker's CPU (dataPlane.loopPlacement "aboveWorker"), once it runs so placed.</summary>
+    public Func<long>? LoopDemotions { get; set; }
 
     public LatencyRecorder Feed { get; } = new("feed");
 
@@ -58,6 +62,7 @@ public sealed class MobilityLatency
             now.AllocatedBytes - since.AllocatedBytes, now.LoopAllocatedBytes - since.LoopAllocatedBytes)
         {
             Suspensions = _suspensions.Since(_resetUtc),
+            LoopDemotions = LoopDemotions is { } demotions ? demotions() - _demotionsBaseline : null,
         };
     }
 
@@ -74,6 +79,7 @@ public sealed class MobilityLatency
         Interlocked.Exchange(ref _workerGarps, 0);
         _baseline = RuntimeActivity.Now(LoopAllocatedBytes);
         _resetUtc = DateTime.UtcNow;
+        _demotionsBaseline = LoopDemotions?.Invoke() ?? 0;
     }
 }
 
@@ -89,6 +95,9 @@ public sealed record RuntimeActivity(int Gen0, int Gen1, int Gen2, double GcPaus
     /// collection, or for the runtime's own work such as tiered compilation's call-counting cleanup), with their start.
     /// </summary>
     public IReadOnlyList<Suspension> Suspensions { get; init; } = [];
+
+    /// <summary>Times the loop's budget took it off the worker's CPU since the baseline (dataPlane.loopPlacement "aboveWorker"), else null.</summary>
+    public long? LoopDemotions { get; init; }
 
     public static RuntimeActivity Now(Func<long>? loopAllocated) => new(
         GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds,

@@ -131,6 +131,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
             ? new AboveWorkerPlacement(cpu, workerPriority, time)
             : null;
         runtime.LoopPlacement = placement;
+        Latency.LoopDemotions = placement is null ? null : () => placement.Budget.Demotions;
         _eventLoop = new EventLoop("isthmus-mobility", LoopPriority.RealTime, scheduling =>
         {
             if (placement is not null)

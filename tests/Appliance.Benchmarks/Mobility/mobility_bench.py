@@ -422,7 +422,8 @@ def hop_lines(view):
         lines.append(f"  during the measured moves: GC gen0/1/2 {r['gen0']}/{r['gen1']}/{r['gen2']} (pause {r['gcPauseMs']:.2f} ms in all), "
                      f"methods JIT-compiled {r['jitMethods']}"
                      + (f", allocated {r['allocatedBytes'] / 1e6:.2f} MB by the process" if "allocatedBytes" in r else "")
-                     + (f" ({r['loopAllocatedBytes'] / 1e6:.2f} MB by the mobility / BGP loop)" if "loopAllocatedBytes" in r else ""))
+                     + (f" ({r['loopAllocatedBytes'] / 1e6:.2f} MB by the mobility / BGP loop)" if "loopAllocatedBytes" in r else "")
+                     + (f"; the loop's budget took it off the worker's CPU {r['loopDemotions']} times" if r.get("loopDemotions") is not None else ""))
     if "cpuIdle" in view:
         q = view["cpuIdle"]
         lines.append(f"  CPU idle latency request (PM QoS, dataPlane.cpuIdleLatencyUs): {q['state']}"
