@@ -239,8 +239,12 @@ take_lab() {
             local n t
             n=$(ip netns list | grep -c '^ist-' || true)
             # Only the integration tests use the lab (any project's test host is "testhost": other unit test runs
-            # on a shared machine kept this waiting for its whole 15 minutes).
-            t=$(pgrep -f 'Appliance.Integration.Tests' || true)
+            # on a shared machine kept this waiting for its whole 15 minutes). Not a `flock` still waiting for a lock
+            # with them on its command line: one waiting for the bench lock this run holds never starts (session 10:
+            # `flock /run/isthmus-bench.lock ... Appliance.Integration.Tests` and this run waited for each other).
+            t=$(for p in $(pgrep -f 'Appliance.Integration.Tests' || true); do
+                    [[ $(cat "/proc/$p/comm" 2>/dev/null) == flock ]] || echo "$p"
+                done)
             if [[ $n -eq 0 && -z $t ]]; then export ISTHMUS_LAB_LOCKED=1; return 0; fi
             flock -u 9
             log "lab namespaces present ($n) or integration run active (${t//$'\n'/ }); waiting 20 s"
