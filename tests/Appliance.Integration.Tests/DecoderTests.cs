@@ -19,16 +19,24 @@ public sealed class DecoderTests(LabFixture lab, ITestOutputHelper output)
         string t10Mac = await Lab.Mac("ist-t10");
 
         // Raw VXLAN transmit: the first datagrams to a VTEP go through the UDP socket (source port 4789)
-        // while the kernel resolves its MAC; the worker's heartbeat (1 s) then switches to raw frames.
-        await Lab.MustPing("ist-h10", "10.10.0.11");
+        // while the kernel resolves its MAC; the worker's heartbeat (1 s) then switches to raw frames. Ping until the
+        // underlay port counts raw frames (a loaded machine can hold the heartbeat back well past a second).
         await Lab.MustPing("ist-t10", "10.10.0.13");
-        await Task.Delay(1500);
+        var until = DateTime.UtcNow.AddSeconds(30);
+        long raw;
+        do
+        {
+            raw = (await Lab.Counters()).Ports["und0"].TxRaw;
+            await Lab.MustPing("ist-h10", "10.10.0.11");
+        }
+        while ((await Lab.Counters()).Ports["und0"].TxRaw == raw && DateTime.UtcNow < until);
+
         using var cap = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1",
             "ip.src", "ip.dst", "udp.dstport", "vxlan.flags", "vxlan.vni", "eth.src", "eth.dst", "_ws.malformed", "_ws.expert.severity", "udp.srcport");
         await Lab.MustPing("ist-h10", "10.10.0.11");
         await Lab.MustPing("ist-h20", "10.20.0.11");
         await Lab.MustPing("ist-t10", "10.10.0.13");
-        var lines = await cap.StopAsync();
+        var lines = await cap.StopWhenAsync(l => Decoded(l, "10.10.0.10", "192.0.2.2") && Decoded(l, "10.20.0.10", "192.0.2.2") && Decoded(l, "10.10.0.12", "192.0.2.3"));
         foreach (string l in lines)
         {
             output.WriteLine(l);
@@ -51,6 +59,9 @@ public sealed class DecoderTests(LabFixture lab, ITestOutputHelper output)
             $"outer UDP source port: {string.Join('|', f)}"));
         Assert.Contains(rows, f => f.Length > 9 && int.TryParse(f[9].Split(',')[0], out var port) && port >= 49152);
     }
+
+    private static bool Decoded(IReadOnlyList<string> lines, string innerSrc, string vtep) =>
+        lines.Any(l => l.StartsWith($"192.0.2.1,{innerSrc}|{vtep},", StringComparison.Ordinal));
 
     private static void AssertDecoded(List<string[]> rows, string innerSrc, string innerDst, string vtep, string vni, string innerMac, string all)
     {

@@ -23,11 +23,13 @@ public sealed class FloodingTests(LabFixture lab, ITestOutputHelper output)
         // What the appliance puts on the underlay: head-end replication to both VTEPs of VNI 5010.
         using var ul = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1", "ip.dst", "vxlan.vni", "eth.src");
         await Lab.MustScapy("ist-h10", IsolationTests.Arp(mac, "10.10.0.201"));
-        var vm10Lines = await vm10.StopAsync();
-        var vm10bLines = await vm10b.StopAsync(0);
-        var t10Lines = await t10.StopAsync(0);
-        var h10Lines = await h10.StopAsync(0);
-        var ulLines = await ul.StopAsync(0);
+        // The copies that must arrive are waited for (a loaded machine's capture lags); then the ingress port's capture,
+        // which must stay empty, gets the usual settle.
+        var vm10Lines = await vm10.StopWhenAsync(l => l.Count > 0);
+        var vm10bLines = await vm10b.StopWhenAsync(l => l.Count > 0, 0);
+        var t10Lines = await t10.StopWhenAsync(l => l.Count > 0, 0);
+        var ulLines = await ul.StopWhenAsync(l => HeadEndCopies(l, mac, "192.0.2.2", "192.0.2.3"), 0);
+        var h10Lines = await h10.StopAsync();
         output.WriteLine($"vm10 {vm10Lines.Count}, vm10b {vm10bLines.Count}, t10 {t10Lines.Count}, h10 {h10Lines.Count}");
         output.WriteLine("underlay:\n" + string.Join('\n', ulLines));
         string diag = await Lab.Diagnostics();
@@ -58,9 +60,9 @@ public sealed class FloodingTests(LabFixture lab, ITestOutputHelper output)
         using var ul = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1", "ip.dst", "vxlan.vni", "eth.src");
         using var vtep2 = await Lab.Tshark("ist-vtep2", "ul0", "udp dst port 4789 and src host 192.0.2.1", "ip.dst", "vxlan.vni", "eth.src");
         await Lab.MustScapy("ist-vm10", IsolationTests.Arp(mac, "10.10.0.202"));
-        var h10Lines = await h10.StopAsync();
-        var t10Lines = await t10.StopAsync(0);
-        var vm10bLines = await vm10b.StopAsync(0);
+        var h10Lines = await h10.StopWhenAsync(l => l.Count > 0);
+        var t10Lines = await t10.StopWhenAsync(l => l.Count > 0, 0);
+        var vm10bLines = await vm10b.StopAsync();
         var vm10Lines = await vm10.StopAsync(0);
         var ulLines = await ul.StopAsync(0);
         var vtep2Lines = await vtep2.StopAsync(0);
@@ -74,4 +76,7 @@ public sealed class FloodingTests(LabFixture lab, ITestOutputHelper output)
         Assert.DoesNotContain(ulLines, l => l.EndsWith(mac, StringComparison.Ordinal));
         Assert.DoesNotContain(vtep2Lines, l => l.EndsWith(mac, StringComparison.Ordinal));
     }
+
+    private static bool HeadEndCopies(IReadOnlyList<string> lines, string mac, params string[] vteps) =>
+        vteps.All(v => lines.Any(l => l.EndsWith(mac, StringComparison.Ordinal) && l.StartsWith(v + "|5010|", StringComparison.Ordinal)));
 }

@@ -63,7 +63,8 @@ public sealed class ForwardingTests(LabFixture lab, ITestOutputHelper output)
         using var cap = await Lab.Tcpdump("ist-hv", "hvtrunk", "");
         await Lab.MustPing("ist-t10", "10.10.0.11");
         await Lab.MustPing("ist-t20", "10.20.0.11");
-        var lines = await cap.StopAsync();
+        string[] expected = ["10.10.0.12 > 10.10.0.11: ICMP echo request", "10.10.0.11 > 10.10.0.12: ICMP echo reply", "10.20.0.12 > 10.20.0.11: ICMP echo request", "10.20.0.11 > 10.20.0.12: ICMP echo reply"];
+        var lines = await cap.StopWhenAsync(l => expected.All(e => l.Any(x => x.Contains(e, StringComparison.Ordinal))));
         foreach (string l in lines)
         {
             output.WriteLine(l);

@@ -44,12 +44,24 @@ public sealed class IsolationTests(LabFixture lab, ITestOutputHelper output)
 
             await Lab.MustScapy("ist-h20", Arp(fromH20, "10.20.0.201"));
             await Lab.MustScapy("ist-vm20", Arp(fromVm20, "10.20.0.202"));
-            await Task.Delay(500);
-            var seen = new Dictionary<string, IReadOnlyList<string>>();
+            // The positive controls are waited for (a loaded machine's capture lags), then domain 10's captures, which
+            // must stay empty, get the usual settle.
+            var seen = new Dictionary<string, IReadOnlyList<string>>
+            {
+                ["ist-t20"] = await caps["ist-t20"].StopWhenAsync(l => Seen(l, fromH20) && Seen(l, fromVm20), 0),
+                ["ist-vm20"] = await caps["ist-vm20"].StopWhenAsync(l => Seen(l, fromH20), 0),
+                ["ist-h20"] = await caps["ist-h20"].StopWhenAsync(l => Seen(l, fromVm20), 0),
+            };
+            await Task.Delay(700);
             foreach (var (ns, cap) in caps)
             {
-                seen[ns] = await cap.StopAsync(0);
-                output.WriteLine($"{ns}: {seen[ns].Count} frames");
+                if (!seen.TryGetValue(ns, out var lines))
+                {
+                    lines = await cap.StopAsync(0);
+                    seen[ns] = lines;
+                }
+
+                output.WriteLine($"{ns}: {lines.Count} frames");
             }
 
             foreach (string ns in Domain10)
@@ -96,7 +108,7 @@ public sealed class IsolationTests(LabFixture lab, ITestOutputHelper output)
                 $"send(IP(src='192.0.2.2', dst='192.0.2.1')/UDP(sport=40000, dport=4789)/VXLAN(flags=0x08, vni=5010)/{ArpLayers(known, "10.10.0.98")}, count=2)");
             var after = await Lab.WaitCounters(c => c.Drop("decap.UnknownVtep") >= unknownBefore + 5, $"decap.UnknownVtep >= {unknownBefore} + 5");
             output.WriteLine($"decap.UnknownVtep {unknownBefore} -> {after.Drop("decap.UnknownVtep")}");
-            var h10Lines = await h10.StopAsync();
+            var h10Lines = await h10.StopWhenAsync(l => Seen(l, known), 700);
             var t10Lines = await t10.StopAsync(0);
             Assert.DoesNotContain(h10Lines, l => l.Contains(rogue, StringComparison.Ordinal));
             Assert.Empty(t10Lines);
@@ -107,6 +119,8 @@ public sealed class IsolationTests(LabFixture lab, ITestOutputHelper output)
             await Lab.Exec("ist-vtep1", "ip addr del 192.0.2.9/24 dev ul0");
         }
     }
+
+    private static bool Seen(IReadOnlyList<string> lines, string mac) => lines.Any(l => l.Contains(mac, StringComparison.Ordinal));
 
     // The sender and target addresses are unused ones: a request from a real host's address with a made-up
     // MAC would overwrite that host's entry in its peers' ARP caches and break later tests.

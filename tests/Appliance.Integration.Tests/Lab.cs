@@ -15,7 +15,7 @@ public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool
 }
 
 /// <summary>Per-port counters as the appliance's API reports them.</summary>
-public sealed record PortCounters(string Name, long RxPackets, long RxBytes, long TxPackets, long TxBytes, long TxErrors, long RxTruncated);
+public sealed record PortCounters(string Name, long RxPackets, long RxBytes, long TxPackets, long TxBytes, long TxErrors, long RxTruncated, long TxRaw);
 
 /// <summary>One snapshot of GET /api/v1/counters.</summary>
 public sealed class CounterSnapshot
@@ -210,7 +210,7 @@ public static class Lab
             foreach (var p in ps.EnumerateArray())
             {
                 string name = p.GetProperty("name").GetString() ?? "";
-                ports[name] = new PortCounters(name, Num(p, "rxPackets"), Num(p, "rxBytes"), Num(p, "txPackets"), Num(p, "txBytes"), Num(p, "txErrors"), Num(p, "rxTruncated"));
+                ports[name] = new PortCounters(name, Num(p, "rxPackets"), Num(p, "rxBytes"), Num(p, "txPackets"), Num(p, "txBytes"), Num(p, "txErrors"), Num(p, "rxTruncated"), Num(p, "txRaw"));
             }
         }
 
@@ -301,10 +301,13 @@ public static class Lab
         return bg;
     }
 
-    /// <summary>Polls the counters until the condition holds (counters may be published with a short delay).</summary>
+    /// <summary>
+    /// Polls the counters until the condition holds (the worker counts a frame after the sender returns), up to
+    /// <paramref name="timeout"/> (20 s unless given: a bound for a loaded machine, not a timing assert).
+    /// </summary>
     public static async Task<CounterSnapshot> WaitCounters(Func<CounterSnapshot, bool> condition, string what, TimeSpan? timeout = null)
     {
-        var until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(5));
+        var until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
         CounterSnapshot c;
         while (true)
         {
@@ -410,6 +413,24 @@ public sealed class Background : IDisposable
         }
 
         Assert.Fail($"'{Command}' did not print '{text}' (exited={_process.HasExited}). stderr:\n{Stderr}");
+    }
+
+    /// <summary>
+    /// Waits until the lines printed so far satisfy <paramref name="expected"/> (or <paramref name="timeout"/>, 10 s
+    /// unless given, passes), then <paramref name="settleMs"/> more for stragglers, stops the process and returns its
+    /// stdout lines. A capture stopped by SIGINT drops what it has not printed yet, and on a loaded machine tcpdump or
+    /// tshark can be that far behind the wire: a fixed settle alone cut frames off. The caller asserts on the lines as
+    /// before; a timeout only returns what was seen.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> StopWhenAsync(Func<IReadOnlyList<string>, bool> expected, int settleMs = 200, TimeSpan? timeout = null)
+    {
+        var until = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (!expected(Lines) && DateTime.UtcNow < until && !_process.HasExited)
+        {
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+
+        return await StopAsync(settleMs).ConfigureAwait(false);
     }
 
     /// <summary>Waits for stragglers, stops the process and returns its stdout lines.</summary>

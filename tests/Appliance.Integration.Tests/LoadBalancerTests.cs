@@ -117,16 +117,15 @@ public sealed class LoadBalancerTests(LabFixture lab, ITestOutputHelper output)
         Assert.Equal(25, wrr.GetValueOrDefault("ist-web2"));
         Assert.Equal(25, wrr.GetValueOrDefault("ist-web3"));
 
-        // 2. Kill ist-web2's server. It must be out of the pool within fall checks: down after Fall failed
-        // checks spaced interval ± jitter, plus at most one interval until the first of them, plus polling
-        // and a loaded machine's slack (3 s).
+        // 2. Kill ist-web2's server: it goes down after Fall failed checks. How soon (within fall × (interval + jitter))
+        // is proven in virtual time (HealthMonitorTests.A_failing_backend_goes_down_within_fall_intervals_...); here the
+        // time is only reported: a wall-clock bound on a loaded 2-core machine is not a test of the product.
         var killed = DateTime.UtcNow;
         await Lab.RunAsync("bash", [Lab.LabScript, "backend", "stop", "2"], TimeSpan.FromSeconds(20));
         var health = await WaitHealth("10.30.0.12", "down", TimeSpan.FromSeconds(30));
         var detected = DateTime.UtcNow - killed;
-        output.WriteLine($"ist-web2 killed; marked down after {detected.TotalMilliseconds:F0} ms (fall {Fall} × interval {IntervalMs} ms)");
+        output.WriteLine($"ist-web2 killed; marked down after {detected.TotalMilliseconds:F0} ms (fall {Fall} × interval {IntervalMs} ms ± {Jitter:P0})");
         Assert.Equal("down", health);
-        Assert.True(detected.TotalMilliseconds <= ((Fall + 1) * IntervalMs * (1 + Jitter)) + 3000, $"down only after {detected}");
         var down = await Backend("web", "10.30.0.12");
         Assert.True((long)down["checkFailures"]! >= Fall);
         Assert.False((bool)down["eligible"]!);
@@ -170,7 +169,7 @@ public sealed class LoadBalancerTests(LabFixture lab, ITestOutputHelper output)
         using (var cap = await Lab.Tshark("ist-web1", "eth0", filter, "ip.src", "ip.dst", "tcp.dstport"))
         {
             var r = await Requests(FullNatVip, 20);
-            var lines = await cap.StopAsync();
+            var lines = await cap.StopWhenAsync(l => l.Count >= r.GetValueOrDefault("ist-web1"));
             output.WriteLine($"full NAT, 20 requests ({Show(r)}); SYNs at ist-web1 (ip.src|ip.dst|port):\n" + string.Join('\n', lines));
             Assert.NotEmpty(lines);
             Assert.All(lines, l => Assert.StartsWith("10.30.0.1|10.30.0.11|80", l, StringComparison.Ordinal));
@@ -179,7 +178,7 @@ public sealed class LoadBalancerTests(LabFixture lab, ITestOutputHelper output)
         using (var cap = await Lab.Tshark("ist-web1", "eth0", filter, "ip.src", "ip.dst", "tcp.dstport"))
         {
             var r = await Requests(DnatVip, 8);
-            var lines = await cap.StopAsync();
+            var lines = await cap.StopWhenAsync(l => l.Count >= r.GetValueOrDefault("ist-web1"));
             output.WriteLine($"DNAT-only, 8 requests ({Show(r)}); SYNs at ist-web1:\n" + string.Join('\n', lines));
             Assert.Equal(8, r.Where(kv => kv.Key.StartsWith("ist-web", StringComparison.Ordinal)).Sum(kv => kv.Value));
             Assert.NotEmpty(lines);

@@ -92,9 +92,12 @@ public sealed class MobilityTests(LabFixture lab)
         Assert.True((bool)local!["local"]!);
         Assert.Equal("acc10", (string)local["segment"]!);
 
-        // At once, then every second: ARP request + reply for 10.10.0.1 from the gateway MAC (count 3).
-        await Task.Delay(2500);
-        var garps = await capture.StopAsync();
+        // At once, then every second: ARP request + reply for 10.10.0.1 from the gateway MAC (count 3), waited for
+        // (the burst's timer and the capture can both lag on a loaded machine).
+        var garps = await capture.StopWhenAsync(
+            l => l.Count(x => x.Contains("Request who-has 10.10.0.1 tell 10.10.0.1", StringComparison.Ordinal)) >= 3
+              && l.Count(x => x.Contains("Reply 10.10.0.1 is-at " + GatewayMac, StringComparison.Ordinal)) >= 3,
+            timeout: TimeSpan.FromSeconds(20));
         Assert.True(garps.Count(l => l.Contains("Request who-has 10.10.0.1 tell 10.10.0.1", StringComparison.Ordinal)) >= 3, string.Join('\n', garps));
         Assert.True(garps.Count(l => l.Contains("Reply 10.10.0.1 is-at " + GatewayMac, StringComparison.Ordinal)) >= 3, string.Join('\n', garps));
 
