@@ -158,13 +158,18 @@ public static class Probes
         return bg;
     }
 
-    /// <summary>Runs one probe in a namespace; returns the verdict and the raw output.</summary>
-    public static async Task<(string Verdict, string Raw)> Run(string ns, Probe probe, double timeoutSeconds = 2)
+    /// <summary>
+    /// Runs one probe in a namespace; returns the verdict and the raw output. Unless <paramref name="timeoutSeconds"/> is
+    /// given, the prober waits 2 s where silence is the expected verdict ("timeout": the window it watches) and 8 s where
+    /// an answer is (an answer comes in milliseconds; the wait only bounds a stall of a loaded machine, which at 2 s
+    /// turned an RST or a reply into "timeout").
+    /// </summary>
+    public static async Task<(string Verdict, string Raw)> Run(string ns, Probe probe, double? timeoutSeconds = null)
     {
-        string t = timeoutSeconds.ToString(CultureInfo.InvariantCulture);
+        string t = (timeoutSeconds ?? (probe.Expected == "timeout" ? 2 : 8)).ToString(CultureInfo.InvariantCulture);
         var r = await Lab.RunAsync("ip",
             ["netns", "exec", ns, Python, ProbeFile.Value, probe.Kind, probe.Target, probe.Port.ToString(CultureInfo.InvariantCulture), t],
-            TimeSpan.FromSeconds(timeoutSeconds + 10));
+            TimeSpan.FromSeconds(double.Parse(t, CultureInfo.InvariantCulture) + 10));
         string verdict = r.Stdout.Trim().Split('\n').LastOrDefault()?.Trim() ?? "";
         if (r.TimedOut || verdict.Length == 0)
         {
