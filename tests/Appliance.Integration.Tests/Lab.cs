@@ -324,10 +324,11 @@ public static class Lab
         return c;
     }
 
-    /// <summary>Waits until something listens on a TCP port in a namespace.</summary>
+    /// <summary>Waits until something listens on a TCP port in a namespace: up to 20 s (Python's start on a loaded 2-core machine can take seconds).</summary>
     public static async Task WaitListening(string ns, int port)
     {
-        for (int i = 0; i < 50; i++)
+        var until = DateTime.UtcNow.AddSeconds(20);
+        while (DateTime.UtcNow < until)
         {
             var r = await Exec(ns, $"ss -Hltn 'sport = :{port.ToString(CultureInfo.InvariantCulture)}' | grep -q LISTEN").ConfigureAwait(false);
             if (r.Ok)
