@@ -60,7 +60,7 @@ public static class Lab
     /// An API client that authenticates with the admin token lab.sh made for the appliance's first boot
     /// (/run/isthmus-lab/admin-token), read at every request so a restarted lab's new token is used.
     /// </summary>
-    public static HttpClient Http { get; } = new(new LabTokenHandler { InnerHandler = new HttpClientHandler() }) { BaseAddress = new Uri(Api), Timeout = TimeSpan.FromSeconds(5) };
+    public static HttpClient Http { get; } = new(new LabTokenHandler { InnerHandler = new HttpClientHandler() }) { BaseAddress = new Uri(Api), Timeout = TimeSpan.FromSeconds(15) }; // a bound for a stalled machine, not a timing assert
 
     /// <summary>The lab's admin API token (Bearer), or empty when the lab has not made one.</summary>
     public static string AdminToken
