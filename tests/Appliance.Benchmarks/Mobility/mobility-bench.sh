@@ -41,6 +41,9 @@
 #   (an A/B of the runtime's knobs in one window): "default" (the appliance's own runtimeconfig), or one or more
 #   DOTNET_ settings joined by '+', e.g. DOTNET_TieredCompilation=0 or DOTNET_TieredPGO=0+DOTNET_TC_CallCountingDelayMs=0,
 #   set in the environment of the lab (the appliance inherits it) for that run only.
+# --sender-cpu N: the moves' RARP sender (in ist-h10) pinned to CPU N, so the RARP's softirq, which wakes the worker, runs
+#   there (same CPU as the worker: a local wake-up; the other: a cross-vCPU one); default: where the scheduler puts it.
+#   Each run prints where the sender ran and its migrations.
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -80,6 +83,7 @@ while (($#)); do
         --probe) PROBE=$2; shift ;;
         --placement) PLACEMENT=$2; shift ;;
         --dotnet-env) DOTNET_ENVS=$2; shift ;;
+        --sender-cpu) export MOBILITY_SENDER_CPU=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;

@@ -78,9 +78,20 @@ for line in sys.stdin:
 
 
 class Sender:
-    def __init__(self, name):
-        self.p = subprocess.Popen(["ip", "netns", "exec", name, PY, "-c", SENDER], stdin=subprocess.PIPE,
+    def __init__(self, name, cpu=None):
+        # cpu: pin the sender (taskset), so the RARP's softirq runs on that CPU (MOBILITY_SENDER_CPU, mobility-bench.sh --sender-cpu).
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        self.p = subprocess.Popen(pin + ["ip", "netns", "exec", name, PY, "-c", SENDER], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
+
+    def cpu(self):
+        """(the CPU the sender last ran on, its CPU migrations so far)."""
+        try:
+            stat = open(f"/proc/{self.p.pid}/stat").read()
+            sched = {l.split(":")[0].strip(): l.split(":")[1].strip() for l in open(f"/proc/{self.p.pid}/sched") if ":" in l}
+            return int(stat[stat.rindex(")") + 2:].split()[36]), int(float(sched.get("se.nr_migrations", "0")))
+        except (OSError, ValueError):
+            return None
 
     def __call__(self, command):
         self.p.stdin.write(command + "\n")
@@ -309,7 +320,8 @@ def latency(n, warm, out):
                  ["frame.time_epoch", "eth.src", "eth.type", "arp.opcode", "arp.src.hw_mac"], f"{out}/h10.txt")
     bird = tshark("ist-bird", "tcp port 179", "bgp.type == 2", ["frame.time_epoch", "bgp.nlri_prefix"], f"{out}/bird.txt")
     started = time.time()
-    remote, local = Sender("ist-vm10"), Sender("ist-h10")
+    sender_cpu = os.environ.get("MOBILITY_SENDER_CPU")
+    remote, local = Sender("ist-vm10"), Sender("ist-h10", int(sender_cpu) if sender_cpu else None)
     macs = []
     hops_available = False
     probe = None
@@ -322,6 +334,7 @@ def latency(n, warm, out):
             jit = jit_mark()
             probe = start_probe(out)
             threads_from = thread_stats()
+            sender_from = local.cpu()
             measured_from = time.time()
         mac = f"00:50:56:bb:00:{i:02x}"
         # 10.10.0.100-.239 first (as before), then .20-.98 (the lab's hosts hold .1 and .10-.13; .99 is the demo's).
@@ -333,6 +346,7 @@ def latency(n, warm, out):
         time.sleep(0.3)
     measured_to = time.time()
     threads_to = thread_stats()
+    sender_to = local.cpu()
     view = api("GET", "/mobility/latency") if hops_available else None
     stop(h10)
     stop(bird)
@@ -388,6 +402,9 @@ def latency(n, warm, out):
     lines += suspension_lines(view, measured)
     if n:
         lines += thread_lines(threads_from, threads_to, n, measured_to - measured_from)
+        if sender_from and sender_to:
+            lines.append(f"  the RARP sender (ist-h10, where the RARP's softirq runs){' pinned to CPU ' + sender_cpu if sender_cpu else ''}: "
+                         f"on CPU {sender_from[0]} -> {sender_to[0]}, {sender_to[1] - sender_from[1]} CPU migrations")
     if probe is not None:
         lines += probe_lines(probe, out, measured, measured_from, measured_to)
     if jit is not None:
