@@ -234,11 +234,6 @@ public sealed class DataPlaneWorker : IDisposable
     {
         Context.Now = _time.GetTimestamp();
         Context.Apply(_slot.Current);
-        if (Context.Now - _lastTick >= Context.TicksPerSecond)
-        {
-            Heartbeat();
-        }
-
         if (Queries.Pending)
         {
             Queries.Serve(Context);
@@ -305,6 +300,14 @@ public sealed class DataPlaneWorker : IDisposable
             // Mobility signals of this batch wake the mobility loop only now: its thread runs at real-time
             // priority and would otherwise preempt this worker before the batch's frames (the first GARP) left.
             Context.Mobility.WakeIfPosted();
+        }
+
+        // The once-a-second heartbeat (kernel counters, aging, retries: up to a few ms with big tables) runs after the
+        // batch it woke for, so a frame that was waiting (a RARP) never waits for it (session 10: every other move of a
+        // 0.5 s schedule met a due heartbeat first).
+        if (Context.Now - _lastTick >= Context.TicksPerSecond)
+        {
+            Heartbeat();
         }
 
         return count;
