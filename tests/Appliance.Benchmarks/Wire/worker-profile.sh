@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Where the forwarder's CPU1 goes per packet (session 10): run beside a wire-bench run of the appliance, as root.
 #
-#   DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 bash -c \
-#     'tests/Appliance.Benchmarks/Wire/worker-profile.sh /tmp/w10-p 400000 450000 & \
-#      tests/Appliance.Benchmarks/Wire/wire-bench.sh --modes appliance --directions fwd --rates "400000 450000" \
-#        --seconds 9 --out /tmp/w10-p > /tmp/w10-p/run.log; wait'
+#   mkdir -p /tmp/w10-p && DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 bash -c \
+#     'tests/Appliance.Benchmarks/Wire/worker-profile.sh /tmp/w10-p 300000 450000 & \
+#      tests/Appliance.Benchmarks/Wire/wire-bench.sh --modes appliance --directions fwd --rates "300000 450000" \
+#        --seconds 9 --out /tmp/w10-p > /tmp/w10-p/run.log 2>&1; wait'
 #
+# Profile a step after a first one: right after the appliance starts, the worker's methods may still be tiered PGO's
+# instrumented code for seconds while traffic flows (the tiering thread shares CPU0 with the generator and the NAPI
+# thread; docs/benchmarks.md "Session 10: wire").
 # For each RATE: waits until the generator runs at that rate, then over 3 s counts the worker thread's system calls,
 # context switches and CPU time (perf stat -t on the worker's TID, which wire-bench logs) and CPU1's interrupts, IPIs and
 # softirqs (perf stat -C 1), then records CPU1 with call graphs for 2 s and splits the worker's samples by what they ran
