@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
@@ -114,47 +115,61 @@ public sealed class WorkerNiceApiTests
     [Fact]
     public async Task A_refused_nice_value_is_logged_counted_and_the_appliance_forwards_on()
     {
-        RootInCi();
+        var root = RootInCi();
+
+        // A whole process without CAP_SYS_NICE, as a service without it would run: this assembly as a child program
+        // (ChildProcess "nice-refused") under setpriv, which drops the capability from the bounding set before exec. In
+        // this process a thread without it would hand that loss to every thread it creates (the thread pool's too), and
+        // other tests' workers would inherit it.
+        var psi = new ProcessStartInfo(root ? "setpriv" : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (root)
+        {
+            foreach (var arg in new[] { "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "dotnet" })
+            {
+                psi.ArgumentList.Add(arg);
+            }
+        }
+
+        psi.ArgumentList.Add(typeof(ChildProcess).Assembly.Location);
+        psi.ArgumentList.Add("nice-refused");
+        using var child = Process.Start(psi)!;
+        var stdout = child.StandardOutput.ReadToEndAsync();
+        var stderr = child.StandardError.ReadToEndAsync();
+        var exited = child.WaitForExitAsync();
+        if (await Task.WhenAny(exited, Task.Delay(TimeSpan.FromSeconds(120))) != exited)
+        {
+            child.Kill();
+            Assert.Fail("the child did not finish within 120 s");
+        }
+
+        Assert.True(child.ExitCode == 0, $"exit {child.ExitCode}: {await stdout}\n{await stderr}");
+        Assert.Contains("nice refused: logged, counted, forwarding", await stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The child's scenario (a process without CAP_SYS_NICE): the appliance asks for nice -20, the kernel refuses, and the
+    /// refusal is logged, counted and shown while the worker runs on. Throws on any failed expectation.
+    /// </summary>
+    internal static async Task RefusedNiceScenario()
+    {
+        Assert.False(HasSysNice(), "the child still has CAP_SYS_NICE: nothing would be refused");
         var seed = Documents.Lab();
         seed["dataPlane"] = new JsonObject { ["workerNice"] = -20 };
-        ApplianceFactory? factory = null;
-        HttpClient? admin = null;
-        Exception? failure = null;
+        using var factory = new ApplianceFactory(seed);
+        var admin = factory.Admin();
+        var worker = factory.Runtime.Worker;
+        await WaitFor(() => worker.Nice is not null || worker.NiceError is not null);
+        Assert.Null(worker.Nice);
+        Assert.Contains("setpriority(-20)", worker.NiceError, StringComparison.Ordinal);
+        Assert.NotEqual(-20, KernelStat(worker.ThreadId).Nice);
+        Assert.Equal(1, factory.Runtime.NiceFailures);
+        Assert.Contains(factory.Logs.Lines, l => l.EventId == LogEvents.WorkerNiceFailed && l.Message.Contains("running it as before", StringComparison.Ordinal));
+        var metrics = await admin.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Contains("\nisthmus_worker_nice_failures_total 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nisthmus_up 1\n", metrics, StringComparison.Ordinal);
 
-        // Capabilities are per thread, and a thread inherits its creator's: the appliance starts (and its worker thread is
-        // created) on a thread without CAP_SYS_NICE, as a service without that capability would.
-        var starter = new Thread(() =>
-        {
-            try
-            {
-                DropSysNice();
-                factory = new ApplianceFactory(seed);
-                admin = factory.Admin();
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        });
-        starter.Start();
-        starter.Join();
-        Assert.Null(failure);
-        using (factory)
-        {
-            var worker = factory!.Runtime.Worker;
-            await WaitFor(() => worker.Nice is not null || worker.NiceError is not null);
-            Assert.Null(worker.Nice);
-            Assert.Contains("setpriority(-20)", worker.NiceError, StringComparison.Ordinal);
-            Assert.NotEqual(-20, KernelStat(worker.ThreadId).Nice);
-            Assert.Equal(1, factory.Runtime.NiceFailures);
-            Assert.Contains(factory.Logs.Lines, l => l.EventId == LogEvents.WorkerNiceFailed && l.Message.Contains("running it as before", StringComparison.Ordinal));
-            var metrics = await admin!.GetStringAsync(new Uri("/metrics", UriKind.Relative));
-            Assert.Contains("\nisthmus_worker_nice_failures_total 1\n", metrics, StringComparison.Ordinal);
-            Assert.Contains("\nisthmus_up 1\n", metrics, StringComparison.Ordinal);
-
-            // The worker runs: it serves a query (the live state behind /api/v1/sessions).
-            Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync(new Uri("/api/v1/sessions", UriKind.Relative))).StatusCode);
-        }
+        // The worker runs: it serves a query (the live state behind /api/v1/sessions).
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync(new Uri("/api/v1/sessions", UriKind.Relative))).StatusCode);
     }
 
     private const int SchedOther = 0;
@@ -187,28 +202,12 @@ public sealed class WorkerNiceApiTests
         return (Field(41), Field(40), Field(19));
     }
 
-    /// <summary>Clears CAP_SYS_NICE (23) from the calling thread's effective set (capset(2) acts on the calling thread only).</summary>
-    private static void DropSysNice()
+    /// <summary>CAP_SYS_NICE (bit 23) in this process's effective set.</summary>
+    private static bool HasSysNice()
     {
-        uint[] header = [0x20080522, 0]; // _LINUX_CAPABILITY_VERSION_3, this thread
-        var data = new uint[6]; // two { effective, permitted, inheritable }
-        if (CapGet(header, data) != 0)
-        {
-            throw new InvalidOperationException("capget failed");
-        }
-
-        data[0] &= ~(1u << 23);
-        if (CapSet(header, data) != 0)
-        {
-            throw new InvalidOperationException("capset failed");
-        }
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
+        return (ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture) & (1UL << 23)) != 0;
     }
-
-    [DllImport("libc", EntryPoint = "capget")]
-    private static extern int CapGet([In, Out] uint[] header, [In, Out] uint[] data);
-
-    [DllImport("libc", EntryPoint = "capset")]
-    private static extern int CapSet([In, Out] uint[] header, [In, Out] uint[] data);
 
     [DllImport("libc", EntryPoint = "sched_setscheduler")]
     private static extern int SchedSetScheduler(int pid, int policy, ref int param);

@@ -7,16 +7,25 @@ namespace Isthmus.ControlPlane.Tests.Support;
 /// <summary>
 /// Entry point of this assembly when run as a program (`dotnet Appliance.ControlPlane.Tests.dll
 /// commit-loop STORE`): the crash test's child, committing valid documents as fast as it can and
-/// printing each revision number once its commit returned, until it is killed.
+/// printing each revision number once its commit returned, until it is killed; and `nice-refused`, the appliance in a
+/// process without CAP_SYS_NICE (WorkerNiceApiTests).
 /// </summary>
 public static class ChildProcess
 {
     public static int Main(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
+        if (args is ["nice-refused"])
+        {
+            // WorkerNiceApiTests: the appliance in a process without CAP_SYS_NICE.
+            Api.WorkerNiceApiTests.RefusedNiceScenario().GetAwaiter().GetResult();
+            Console.Out.WriteLine("nice refused: logged, counted, forwarding");
+            return 0;
+        }
+
         if (args.Length != 2 || args[0] != "commit-loop")
         {
-            Console.Error.WriteLine("usage: commit-loop STORE");
+            Console.Error.WriteLine("usage: commit-loop STORE | nice-refused");
             return 2;
         }
 
