@@ -51,7 +51,7 @@ public sealed class LoopPlacementApiTests
     [Fact]
     public async Task Above_the_worker_the_loop_and_the_worker_share_its_cpu_the_loop_one_priority_up()
     {
-        var permitted = CanSetRealtime();
+        var permitted = Capabilities.HasSysNice();
         Assert.False(!permitted && Environment.GetEnvironmentVariable("CI") == "true", "the placement test needs CAP_SYS_NICE (root)");
 
         // A priority no other test uses, to find this appliance's threads among those of the tests running beside it.
@@ -128,12 +128,4 @@ public sealed class LoopPlacementApiTests
 
     private static async Task<JsonObject> Latency(HttpClient client) =>
         (await client.GetFromJsonAsync<JsonObject>("/api/v1/mobility/latency"))!;
-
-    /// <summary>CAP_SYS_NICE (bit 23) in the effective set.</summary>
-    private static bool CanSetRealtime()
-    {
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
-        var caps = ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        return (caps & (1UL << 23)) != 0;
-    }
 }

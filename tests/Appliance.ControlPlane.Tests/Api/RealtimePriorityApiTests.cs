@@ -39,7 +39,7 @@ public sealed class RealtimePriorityApiTests
     [Fact]
     public async Task The_worker_and_the_mobility_loop_run_at_the_priority_and_status_and_metrics_show_it()
     {
-        var permitted = CanSetRealtime();
+        var permitted = Capabilities.HasSysNice();
         Assert.False(!permitted && Environment.GetEnvironmentVariable("CI") == "true", "the real-time test needs CAP_SYS_NICE (root)");
         var seed = Documents.Lab();
         seed["dataPlane"] = new JsonObject { ["realtimePriority"] = 3 };
@@ -98,12 +98,4 @@ public sealed class RealtimePriorityApiTests
 
     private static async Task<JsonObject> Latency(HttpClient client) =>
         (await client.GetFromJsonAsync<JsonObject>("/api/v1/mobility/latency"))!;
-
-    /// <summary>CAP_SYS_NICE (bit 23) in the effective set.</summary>
-    private static bool CanSetRealtime()
-    {
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
-        var caps = ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        return (caps & (1UL << 23)) != 0;
-    }
 }

@@ -152,7 +152,7 @@ public sealed class WorkerNiceApiTests
     /// </summary>
     internal static async Task RefusedNiceScenario()
     {
-        Assert.False(HasSysNice(), "the child still has CAP_SYS_NICE: nothing would be refused");
+        Assert.False(Capabilities.HasSysNice(), "the child still has CAP_SYS_NICE: nothing would be refused");
         var seed = Documents.Lab();
         seed["dataPlane"] = new JsonObject { ["workerNice"] = -20 };
         using var factory = new ApplianceFactory(seed);
@@ -200,13 +200,6 @@ public sealed class WorkerNiceApiTests
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         int Field(int n) => int.Parse(fields[n - 3], CultureInfo.InvariantCulture);
         return (Field(41), Field(40), Field(19));
-    }
-
-    /// <summary>CAP_SYS_NICE (bit 23) in this process's effective set.</summary>
-    private static bool HasSysNice()
-    {
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
-        return (ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture) & (1UL << 23)) != 0;
     }
 
     [DllImport("libc", EntryPoint = "sched_setscheduler")]
