@@ -110,9 +110,6 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
     /// <summary>Where the time goes between a worker seeing a move and the reactions leaving (GET /api/v1/mobility/latency).</summary>
     public MobilityLatency Latency { get; } = new();
 
-    /// <summary>dataPlane.loopPlacement "aboveWorker": where the loop runs and how often its budget took it off the worker's CPU; null otherwise.</summary>
-    public AboveWorkerPlacement? LoopPlacement { get; private set; }
-
     /// <summary>What the API shows; replaced after every input.</summary>
     public MobilityStatus Status => _status.Value;
 
@@ -127,7 +124,7 @@ public sealed partial class MobilityService(ConfigService config, DataPlaneRunti
 
         // dataPlane.loopPlacement "aboveWorker" (validated: realtimePriority 2-98, interrupt mode, no workerCpu): on the
         // worker's CPU one priority above it, with a budget (AboveWorkerPlacement).
-        var placement = LoopPlacement = settings.LoopPlacement == "aboveWorker" && realtime is { } workerPriority && AboveWorkerPlacement.ChooseCpu() is { } cpu
+        var placement = settings.LoopPlacement == "aboveWorker" && realtime is { } workerPriority && AboveWorkerPlacement.ChooseCpu() is { } cpu
             ? new AboveWorkerPlacement(cpu, workerPriority, time)
             : null;
         runtime.LoopPlacement = placement;

@@ -157,7 +157,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
             return;
         }
 
-        if (Isthmus.Mobility.Threading.LoopThread.TrySetAffinity([cpu], out var error))
+        if (CpuAffinity.Pin(0, cpu, out var error))
         {
             WorkerPlacement = $", pinned to CPU {cpu} (loopPlacement aboveWorker)";
         }
@@ -169,7 +169,7 @@ public sealed partial class DataPlaneRuntime(ConfigService config, IPortFactory 
         }
     }
 
-    /// <summary>The mobility loop's placement under dataPlane.loopPlacement "aboveWorker" (set by the mobility service), or null.</summary>
+    /// <summary>The mobility loop's placement under dataPlane.loopPlacement "aboveWorker" (set by the mobility service, read by the metrics), or null.</summary>
     public Isthmus.Mobility.Threading.AboveWorkerPlacement? LoopPlacement { get; internal set; }
 
     /// <summary>Where dataPlane.loopPlacement "aboveWorker" pinned the worker (appended to <see cref="WorkerScheduling"/>), or "".</summary>
