@@ -4,15 +4,23 @@
 #
 #   sudo tests/Appliance.Benchmarks/Mobility/mobility-bench.sh [--moves N] [--warmup K] [--failover COUNT]
 #        [--poll interrupt,busy,busy-unpinned] [--cpu-idle-latency off,0] [--realtime-priority off,N] [--rounds R]
-#        [--pin worker|none] [--placement none,aboveWorker,same,above,split] [--probe on|off] [--dotnet-env LIST] [--external] [--no-build]
+#        [--pin worker|none] [--placement none,aboveWorker,same,above,split] [--probe on|off] [--dotnet-env LIST]
+#        [--sender-cpu any,0,1] [--jitter SEED|off] [--external] [--no-build]
 #
 # The defaults are the recommended configuration (docs/benchmarks.md "Session 7: mobility", "Session 10: mobility"): 120
 # measured moves after 60 warm-up moves, 10,000-workload failover, pollMode interrupt, PM QoS 0 us, worker and loop at
 # SCHED_FIFO 10, the loop on the worker's CPU one priority above it (dataPlane.loopPlacement "aboveWorker").
-# --moves N (default 120): measured moves.
+# Session 11: 240 measured moves (p99 is then interpolated between the 3rd and 2nd largest, not the 2nd largest of
+# 120), a jittered schedule (--jitter), the gateway widened to 10.10.0.1/22 in the bench's config (addresses for them).
+# --moves N (default 240): measured moves.
 # --warmup K (default 60): K moves first, not counted (printed apart, the cold first moves): the first move after
 # start-up runs the path for the first time (JIT compilation: 10-20 ms here) and the next ~40 still tier up (tier 0 ->
-# instrumented -> tier 1); an appliance runs for months, so the steady state is the figure; N + K <= 219.
+# instrumented -> tier 1); an appliance runs for months, so the steady state is the figure; N + K <= 900 (one
+# address each: 10.10.0.x, then 10.10.1-3.x, inside the bench config's 10.10.0.1/22 gateway).
+# --jitter SEED (default: the time at start) or off: the gap between moves. SEED: GARP -> RARP uniform 0.15-0.25 s,
+#   RARP -> next GARP uniform 0.15-0.45 s (a move every 0.3-0.7 s, 0.5 on average), drawn from SEED + the round's number,
+#   so every run of one round (an A/B's variants) has the same schedule and the seed is printed; off: session 10's fixed
+#   0.2 + 0.3 s, which samples one phase of anything periodic in the appliance (its poll timeout, its heartbeat).
 # --poll (default interrupt): the worker's poll modes to measure, one lab run each, in that order,
 # repeated --rounds times (A/B alternating in one window); a table of every run is printed at the end.
 #   interrupt: the shipped lab config (dataPlane.pollMode "interrupt": the worker sleeps in poll() when idle).
@@ -41,9 +49,11 @@
 #   (an A/B of the runtime's knobs in one window): "default" (the appliance's own runtimeconfig), or one or more
 #   DOTNET_ settings joined by '+', e.g. DOTNET_TieredCompilation=0 or DOTNET_TieredPGO=0+DOTNET_TC_CallCountingDelayMs=0,
 #   set in the environment of the lab (the appliance inherits it) for that run only.
-# --sender-cpu N: the moves' RARP sender (in ist-h10) pinned to CPU N, so the RARP's softirq, which wakes the worker, runs
-#   there (same CPU as the worker: a local wake-up; the other: a cross-vCPU one); default: where the scheduler puts it.
-#   Each run prints where the sender ran and its migrations.
+# --sender-cpu (default any): a list of any or a CPU number; each value is one run per configuration above, in that order.
+#   N: the moves' RARP sender (in ist-h10) pinned to CPU N, so the RARP's softirq, which wakes the worker, runs there
+#   (the worker's CPU under aboveWorker, the last: a local wake-up; another: a cross-vCPU one); any: where the scheduler
+#   puts it. Each run prints where the sender ran and its migrations. (On a real NIC the analogue is the NIC queue's
+#   interrupt affinity; this is the harness's placement, not the product's.)
 # --pin (interrupt runs only) none (default): the shipped lab config. worker: dataPlane.workerCpu set to the last
 # CPU, so the worker has that CPU alone and every other thread shares the others with the lab's peers, tshark and
 # the senders; on this 2-core lab that was slower (docs/benchmarks.md, "Session 3, quiet re-run").
@@ -57,8 +67,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 LAB="$REPO/appliance/lab/lab.sh"
-MOVES=120
+MOVES=240
 WARMUP=60
+JITTER=$(date +%s)
+SENDER_CPUS=any
 FAILOVER=10000
 EXTERNAL=0
 PIN=none
@@ -83,7 +95,8 @@ while (($#)); do
         --probe) PROBE=$2; shift ;;
         --placement) PLACEMENT=$2; shift ;;
         --dotnet-env) DOTNET_ENVS=$2; shift ;;
-        --sender-cpu) export MOBILITY_SENDER_CPU=$2; shift ;;
+        --sender-cpu) SENDER_CPUS=$2; shift ;;
+        --jitter) JITTER=$2; shift ;;
         --external) EXTERNAL=1 ;;
         --no-build) BUILD=(--no-build) ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -100,6 +113,11 @@ IFS=, read -r -a ENVS <<< "$DOTNET_ENVS"
 for envs in "${ENVS[@]}"; do
     [[ $envs == default || $envs =~ ^DOTNET_[A-Za-z0-9_]+=[^+]*(\+DOTNET_[A-Za-z0-9_]+=[^+]*)*$ ]] || { echo "--dotnet-env: a list of default and DOTNET_X=V[+DOTNET_Y=W]" >&2; exit 2; }
 done
+IFS=, read -r -a SCPUS <<< "$SENDER_CPUS"
+for scpu in "${SCPUS[@]}"; do
+    [[ $scpu == any || ($scpu =~ ^[0-9]+$ && $scpu -lt $(nproc)) ]] || { echo "--sender-cpu: a list of any and CPU numbers" >&2; exit 2; }
+done
+[[ $JITTER == off || $JITTER =~ ^[0-9]+$ ]] || { echo "--jitter: a seed (a number) or off" >&2; exit 2; }
 IFS=, read -r -a MODES <<< "$POLL"
 for mode in "${MODES[@]}"; do
     [[ $mode == interrupt || $mode == busy || $mode == busy-unpinned ]] || { echo "--poll: a list of interrupt, busy and busy-unpinned" >&2; exit 2; }
@@ -114,7 +132,7 @@ for rt in "${RTS[@]}"; do
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds: a positive number" >&2; exit 2; }
 (( $(nproc) >= 2 )) || PIN=none
-((MOVES + WARMUP <= 219)) || { echo "--moves + --warmup: at most 219 (one 10.10.0.x address each)" >&2; exit 2; }
+((MOVES + WARMUP <= 900)) || { echo "--moves + --warmup: at most 900 (one address each in 10.10.0.0/22)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root" >&2; exit 1; }
 
 # The lab is single-user: hold its lock for the whole run (lab.sh and the integration fixture take it too).
@@ -139,7 +157,7 @@ measure() {
     local label=$1 file=$2
     echo
     echo "== $label; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    MOBILITY_MOVES=$MOVES MOBILITY_WARMUP=$WARMUP MOBILITY_FAILOVER=$FAILOVER MOBILITY_OUT=$OUT /usr/bin/python3 "$HERE/mobility_bench.py" \
+    MOBILITY_JITTER_SEED=$([[ $JITTER == off ]] || echo $((JITTER + round))) MOBILITY_MOVES=$MOVES MOBILITY_WARMUP=$WARMUP MOBILITY_FAILOVER=$FAILOVER MOBILITY_OUT=$OUT /usr/bin/python3 "$HERE/mobility_bench.py" \
         | { echo "label: $label; load: $(cut -d' ' -f1 /proc/loadavg)"; cat; } | tee "$file" | tail -n +2
 }
 
@@ -173,6 +191,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
        for rt in "${RTS[@]}"; do
         for place in "${PLACES[@]}"; do
         for envs in "${ENVS[@]}"; do
+        for scpu in "${SCPUS[@]}"; do
         [[ $rt != off && $mode != interrupt ]] && continue # a busy worker at a real-time priority is refused
         [[ $place != none && $mode != interrupt ]] && continue
         [[ $place == above && $rt == off ]] && continue
@@ -203,6 +222,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
             label+=", loopPlacement aboveWorker"
         fi
         "$HERE/../lab_config.py" "$REPO/appliance/lab/lab-config-l3.json" "$OUT/lab-config-$mode-$qos-$rt-$place.json" "${keys[@]}"
+        # Room for more than 219 moves: bd10's gateway on a /22 (the moves' addresses go on into 10.10.1-3.x).
+        sed -i 's#"10.10.0.1/24"#"10.10.0.1/22"#' "$OUT/lab-config-$mode-$qos-$rt-$place.json"
+        grep -q '"10.10.0.1/22"' "$OUT/lab-config-$mode-$qos-$rt-$place.json" || { echo "the lab config has no 10.10.0.1/24 gateway to widen" >&2; exit 1; }
         lab_up=1
         envset=()
         if [[ $envs != default ]]; then
@@ -217,10 +239,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
             label+=", worker on CPU $LAST_CPU, loop on CPU $([[ $place == split ]] && echo 0 || echo "$LAST_CPU")"
             [[ $place == above ]] && label+=" at SCHED_FIFO $((rt + 1))"
         fi
+        if [[ $scpu == any ]]; then
+            unset MOBILITY_SENDER_CPU
+        else
+            export MOBILITY_SENDER_CPU=$scpu
+            label+=", RARP sender on CPU $scpu"
+        fi
         measure "run $run, $label" "$OUT/run-$run-$mode.txt"
         "$LAB" down > /dev/null 2>&1
         lab_up=0
         RUNS+=("$OUT/run-$run-$mode.txt")
+        done
         done
         done
        done

@@ -17,6 +17,7 @@ failover: 10,000 workloads known at the remote site (seeded through POST /api/v1
 import http.client
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -197,6 +198,12 @@ def probe_lines(probe, out, moves, started, ended):
     fast_hit = sum(1 for m in moves if m not in slow and overlapping(m[1], m[1] + max(m[2] or 0, m[3] or 0) / 1000))
     lines.append(f"measured moves over 1 ms (GARP or UPDATE): {len(slow)} of {len(moves)}; with a vCPU stall overlapping "
                  f"(RARP -> the later of the two): {len(hit)} of {len(slow)}; moves under 1 ms that overlapped one: {fast_hit}")
+    by_cpu = {}
+    for i, t0, g, u in slow:
+        key = "+".join(f"cpu{c}" for c in sorted({c for c, _, _ in overlapping(t0, t0 + max(g or 0, u or 0) / 1000)})) or "none"
+        by_cpu[key] = by_cpu.get(key, 0) + 1
+    lines.append("  slow moves by the vCPU(s) whose stall overlapped them: "
+                 + (", ".join(f"{k} {v}" for k, v in sorted(by_cpu.items())) if by_cpu else "-"))
     for i, t0, g, u in slow:
         found = overlapping(t0, t0 + max(g or 0, u or 0) / 1000)
         what = ", ".join(f"cpu{c} {(e - s) * 1000:.2f} ms from {(s - t0) * 1000:+.2f} ms" for c, s, e in found) or "none"
@@ -322,6 +329,14 @@ def latency(n, warm, out):
     started = time.time()
     sender_cpu = os.environ.get("MOBILITY_SENDER_CPU")
     remote, local = Sender("ist-vm10"), Sender("ist-h10", int(sender_cpu) if sender_cpu else None)
+    # The schedule: a fixed one (GARP, 0.2 s, RARP, 0.3 s) samples one phase of anything periodic in the appliance (the
+    # worker's 50 ms poll timeout restarts on each frame, so a RARP 0.2 s after the GARP met its 4th timeout; session 10
+    # found a once-a-second heartbeat phase-locked to the 0.5 s moves). With MOBILITY_JITTER_SEED, GARP -> RARP is drawn
+    # uniformly from 0.15-0.25 s and RARP -> next GARP from 0.15-0.45 s (a move every 0.3-0.7 s, 0.5 s on average),
+    # from that seed, so a run can be repeated.
+    seed = os.environ.get("MOBILITY_JITTER_SEED")
+    rng = random.Random(int(seed)) if seed else None
+    gaps = [(rng.uniform(0.15, 0.25), rng.uniform(0.15, 0.45)) if rng else (0.2, 0.3) for _ in range(warm + n)]
     macs = []
     hops_available = False
     probe = None
@@ -336,14 +351,13 @@ def latency(n, warm, out):
             threads_from = thread_stats()
             sender_from = local.cpu()
             measured_from = time.time()
-        mac = f"00:50:56:bb:00:{i:02x}"
-        # 10.10.0.100-.239 first (as before), then .20-.98 (the lab's hosts hold .1 and .10-.13; .99 is the demo's).
-        ip = f"10.10.0.{100 + i}" if i < 140 else f"10.10.0.{20 + i - 140}"
+        mac = f"00:50:56:bb:{i >> 8:02x}:{i & 0xff:02x}"
+        ip = move_address(i)
         macs.append((mac, ip))
         remote(f"garp {mac} {ip}")
-        time.sleep(0.2)
+        time.sleep(gaps[i][0])
         local(f"rarp {mac}")
-        time.sleep(0.3)
+        time.sleep(gaps[i][1])
     measured_to = time.time()
     threads_to = thread_stats()
     sender_to = local.cpu()
@@ -390,7 +404,10 @@ def latency(n, warm, out):
             to_update.append((u - t0) * 1000)
         if r is not None and r - t0 < 5:
             to_rib.append((r - t0) * 1000)
-    lines = [f"moves: {n} measured after {warm} warm-up moves, RARPs seen on the wire: {len(rarps)}"]
+    lines = [f"moves: {n} measured after {warm} warm-up moves, RARPs seen on the wire: {len(rarps)}; schedule: "
+             + (f"jittered, seed {seed} (GARP -> RARP 0.15-0.25 s, RARP -> next GARP 0.15-0.45 s; "
+                f"move to move {min(a + b for a, b in gaps):.3f}-{max(a + b for a, b in gaps):.3f} s, mean {statistics.mean(a + b for a, b in gaps):.3f})"
+                if rng else "fixed (GARP -> RARP 0.2 s, RARP -> next GARP 0.3 s)")]
     if warm:
         lines.append(f"warm-up moves (not counted; the first after start-up JIT-compiles the path), RARP -> GARP ms: "
                      f"{' '.join(warm_garp)}; -> UPDATE ms: {' '.join(warm_update)}")
@@ -416,6 +433,18 @@ def latency(n, warm, out):
     remote.close()
     local.close()
     return lines
+
+
+def move_address(i):
+    """Move i's workload address: 10.10.0.100-.239 first (as before), then .20-.98 (the lab's hosts hold .1 and .10-.13;
+    .99 is the demo's), then 10.10.1.2-.251, 10.10.2.2-... (mobility-bench.sh widens the gateway to 10.10.0.1/22 in its
+    config, so the gateway's on-link check learns them)."""
+    if i < 140:
+        return f"10.10.0.{100 + i}"
+    if i < 219:
+        return f"10.10.0.{20 + i - 140}"
+    j = i - 219
+    return f"10.10.{1 + j // 250}.{2 + j % 250}"
 
 
 def reset_hops():
@@ -531,8 +560,8 @@ def table(files):
                 ("BGP UPDATE", "RARP on the wire -> BGP UPDATE on the wire"),
                 ("BIRD's RIB", "RARP on the wire -> route in BIRD's RIB")]
     print("| run | load | RARP -> " + " | RARP -> ".join(m for m, _ in measures)
-          + " | failover: first RARP -> last /32 in BIRD | forwarding during it (pings answered, largest RTT) | runtime suspensions (moves overlapped) | worker waited runnable per move |")
-    print("|---|---:|" + "---|" * len(measures) + "---:|---|---|---:|")
+          + " | failover: first RARP -> last /32 in BIRD | forwarding during it (pings answered, largest RTT) | runtime suspensions (moves overlapped) | worker waited runnable per move | moves > 1 ms of n (stall overlapping; by vCPU) |")
+    print("|---|---:|" + "---|" * len(measures) + "---:|---|---|---:|---|")
     for path in files:
         text = open(path).read()
         head = text.splitlines()[0] if text else "label: ?; load: ?"
@@ -545,9 +574,12 @@ def table(files):
         sus = re.search(r"runtime suspensions during the measured moves: (\d+) .*\n  measured moves a suspension overlapped: (\d+)", text)
         wait = re.search(r"  worker: ran [\d.]+ ms, waited runnable [\d.]+ ms \(([\d.]+) us per move\)", text)
         fwd = re.search(r"ist-h20 -> ist-vm20 across the worker\): (\d+) of (\d+) answered, largest round trip ([\d.?]+) ms", text)
+        slow = re.search(r"measured moves over 1 ms \(GARP or UPDATE\): (\d+) of (\d+); with a vCPU stall overlapping \(RARP -> the later of the two\): (\d+)", text)
+        by_cpu = re.search(r"slow moves by the vCPU\(s\) whose stall overlapped them: (.*)", text)
         print(f"| {label} | {load} | " + " | ".join(cells) + f" | {f.group(1) + ' ms' if f else '-'} | "
               + (f"{fwd.group(1)} / {fwd.group(2)}, {fwd.group(3)} ms" if fwd else "-") + " | "
-              + (f"{sus.group(1)} ({sus.group(2)})" if sus else "-") + f" | {wait.group(1) + ' us' if wait else '-'} |")
+              + (f"{sus.group(1)} ({sus.group(2)})" if sus else "-") + f" | {wait.group(1) + ' us' if wait else '-'} | "
+              + (f"{slow.group(1)} of {slow.group(2)} ({slow.group(3)}; {by_cpu.group(1) if by_cpu else '?'})" if slow else "-") + " |")
     print("(ms: p50 / p99 / max; goal RARP -> GARP and -> UPDATE p50 and p99 <= 1 ms, -> BIRD's RIB <= 50 ms)")
 
 
