@@ -58,6 +58,7 @@ public static class MetricsApi
         Counter(sb, "isthmus_drops_total", "Packets dropped, per pipeline stage and reason.", StateApi.Drops(dp).Select(d => (Label("stage", d.Stage, "reason", d.Reason), d.Count)));
         Counter(sb, "isthmus_worker_packets_total", "Packets the workers ran through the pipeline.", [("", dp.Worker.Counters.Packets)]);
         Counter(sb, "isthmus_worker_batches_total", "Batches the workers ran through the pipeline.", [("", dp.Worker.Counters.Batches)]);
+        Heartbeats(sb, dp.Worker.HeartbeatTimings);
         Counter(sb, "isthmus_config_commits_total", "Configuration revisions committed (including rollbacks).", [("", config.Store.Count)]);
         Gauge(sb, "isthmus_config_revision", "Revision the data plane runs.", dp.SnapshotVersion);
         Gauge(sb, "isthmus_config_confirm_pending", "1 while a commit-confirmed waits for its confirmation.", config.Pending is null ? 0 : 1);
@@ -127,6 +128,25 @@ public static class MetricsApi
         {
             sb.Append(name).Append(labels).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
         }
+    }
+
+    /// <summary>The worker's heartbeat durations: a histogram in µs (a frame arriving during one waits), the last and the largest.</summary>
+    private static void Heartbeats(StringBuilder sb, HeartbeatTimings timings)
+    {
+        const string name = "isthmus_worker_heartbeat_duration_us";
+        sb.Append("# HELP ").Append(name).Append(" How long the data-plane worker's heartbeats took (kernel counters, MAC aging, conntrack sweep, stage timers), microseconds; a frame arriving meanwhile waits.\n");
+        sb.Append("# TYPE ").Append(name).Append(" histogram\n");
+        var cumulative = timings.Cumulative();
+        for (var i = 0; i < cumulative.Length; i++)
+        {
+            var le = i < HeartbeatTimings.BoundsUs.Count ? HeartbeatTimings.BoundsUs[i].ToString(CultureInfo.InvariantCulture) : "+Inf";
+            sb.Append(name).Append("_bucket{le=\"").Append(le).Append("\"} ").Append(cumulative[i].ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
+
+        sb.Append(name).Append("_sum ").Append(timings.SumUs.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        sb.Append(name).Append("_count ").Append(cumulative[^1].ToString(CultureInfo.InvariantCulture)).Append('\n');
+        Gauge(sb, "isthmus_worker_heartbeat_last_us", "The data-plane worker's latest heartbeat, microseconds.", timings.LastUs);
+        Gauge(sb, "isthmus_worker_heartbeat_max_us", "The data-plane worker's longest heartbeat since it started, microseconds.", timings.MaxUs);
     }
 
     private static void Gauge(StringBuilder sb, string name, string help, long value)

@@ -132,6 +132,9 @@ public sealed class DataPlaneWorker : IDisposable
     /// </summary>
     public Action? ThreadStarted { get; init; }
 
+    /// <summary>How long the heartbeats take (a frame arriving meanwhile waits): /metrics isthmus_worker_heartbeat_*.</summary>
+    public HeartbeatTimings HeartbeatTimings { get; } = new();
+
     /// <summary>poll(0) system calls made to find frames on cold ports (<see cref="PollCold"/>); written by the worker only.</summary>
     public long ColdPolls { get; private set; }
 
@@ -307,7 +310,9 @@ public sealed class DataPlaneWorker : IDisposable
         // 0.5 s schedule met a due heartbeat first).
         if (Context.Now - _lastTick >= Context.TicksPerSecond)
         {
+            var started = _time.GetTimestamp();
             Heartbeat();
+            HeartbeatTimings.Record(_time.GetTimestamp() - started, _time.TimestampFrequency);
         }
 
         return count;

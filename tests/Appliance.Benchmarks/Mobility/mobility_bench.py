@@ -350,6 +350,7 @@ def latency(n, warm, out):
             probe = start_probe(out)
             threads_from = thread_stats()
             sender_from = local.cpu()
+            beats_from = heartbeats()
             measured_from = time.time()
         mac = f"00:50:56:bb:{i >> 8:02x}:{i & 0xff:02x}"
         ip = move_address(i)
@@ -361,6 +362,7 @@ def latency(n, warm, out):
     measured_to = time.time()
     threads_to = thread_stats()
     sender_to = local.cpu()
+    beats_to = heartbeats() if n else None
     view = api("GET", "/mobility/latency") if hops_available else None
     stop(h10)
     stop(bird)
@@ -417,6 +419,8 @@ def latency(n, warm, out):
              summary("RARP on the wire -> route in BIRD's RIB (BIRD's log)", to_rib)]
     lines += hops
     lines += suspension_lines(view, measured)
+    if n:
+        lines += heartbeat_lines(beats_from, beats_to)
     if n:
         lines += thread_lines(threads_from, threads_to, n, measured_to - measured_from)
         if sender_from and sender_to:
@@ -535,12 +539,38 @@ def failover(count, out):
             + (f"{demotions - demotions_before} (before it, since start-up: {demotions_before})" if demotions is not None and demotions_before is not None else "-")]
 
 
-def loop_demotions():
-    """isthmus_mobility_loop_demotions_total from /metrics; None on a commit without it."""
+def metrics_text():
     conn = http.client.HTTPConnection("127.0.0.1", 8088, timeout=30)
     token = open(f"{RUN}/admin-token").read().strip()
     conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
-    text = conn.getresponse().read().decode()
+    return conn.getresponse().read().decode()
+
+
+def heartbeats():
+    """The worker's heartbeat histogram from /metrics ({le: count}, sum us, max us); None on a commit without it."""
+    text = metrics_text()
+    buckets = {m.group(1): int(m.group(2)) for m in re.finditer(r'^isthmus_worker_heartbeat_duration_us_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)}
+    total = re.search(r"^isthmus_worker_heartbeat_duration_us_sum (\d+)$", text, re.M)
+    most = re.search(r"^isthmus_worker_heartbeat_max_us (\d+)$", text, re.M)
+    return (buckets, int(total.group(1)), int(most.group(1))) if buckets and total and most else None
+
+
+def heartbeat_lines(before, after):
+    """The worker's heartbeats during the measured moves: how many, how long (the histogram's difference)."""
+    if before is None or after is None:
+        return []
+    les = list(after[0])
+    counts = [after[0][le] - before[0].get(le, 0) for le in les]
+    n = counts[-1]
+    per = [counts[0]] + [b - a for a, b in zip(counts, counts[1:])]
+    return [f"worker heartbeats during the measured moves: {n}, mean {(after[1] - before[1]) / max(n, 1):.0f} us; by duration (us): "
+            + ", ".join(f"{'<=' + le if le != '+Inf' else '>' + les[-2]} {c}" for le, c in zip(les, per) if c)
+            + f"; the longest since start-up {after[2]} us"]
+
+
+def loop_demotions():
+    """isthmus_mobility_loop_demotions_total from /metrics; None on a commit without it."""
+    text = metrics_text()
     m = re.search(r"^isthmus_mobility_loop_demotions_total (\d+)$", text, re.M)
     return int(m.group(1)) if m else None
 

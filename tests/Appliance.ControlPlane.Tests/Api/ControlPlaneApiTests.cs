@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Isthmus.ControlPlane.Config;
 using Isthmus.ControlPlane.Tests.Support;
 using Isthmus.DataPlane.Io;
@@ -311,5 +313,25 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         Assert.Contains("isthmus_drops_total{stage=\"decap\",reason=\"UnknownVtep\"} ", text, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^isthmus_config_commits_total \d+$", text);
         Assert.DoesNotContain("\r", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_show_the_workers_heartbeat_durations_as_a_histogram()
+    {
+        // The worker's first heartbeat falls due within its first second of running.
+        Assert.True(await Poll.Until(() => _factory.Runtime.Worker.HeartbeatTimings.Count > 0), "the worker ran no heartbeat");
+        var text = await _factory.Reader().GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Contains("# TYPE isthmus_worker_heartbeat_duration_us histogram\n", text, StringComparison.Ordinal);
+        var buckets = Regex.Matches(text, @"(?m)^isthmus_worker_heartbeat_duration_us_bucket\{le=""([^""]+)""\} (\d+)$");
+        Assert.Equal(["10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "+Inf"], buckets.Select(m => m.Groups[1].Value));
+        var counts = buckets.Select(m => long.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)).ToList();
+        Assert.True(counts.Zip(counts.Skip(1)).All(p => p.First <= p.Second), string.Join(", ", counts));
+        var count = long.Parse(Regex.Match(text, @"(?m)^isthmus_worker_heartbeat_duration_us_count (\d+)$").Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.True(count >= 1);
+        Assert.Equal(count, counts[^1]);
+        Assert.Matches(@"(?m)^isthmus_worker_heartbeat_duration_us_sum \d+$", text);
+        var last = long.Parse(Regex.Match(text, @"(?m)^isthmus_worker_heartbeat_last_us (\d+)$").Groups[1].Value, CultureInfo.InvariantCulture);
+        var max = long.Parse(Regex.Match(text, @"(?m)^isthmus_worker_heartbeat_max_us (\d+)$").Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.True(last <= max, $"last {last} us, max {max} us");
     }
 }

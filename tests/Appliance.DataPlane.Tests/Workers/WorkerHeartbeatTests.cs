@@ -42,6 +42,46 @@ public sealed class WorkerHeartbeatTests
         Assert.DoesNotContain(log, e => e.StartsWith("refresh ", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void Each_heartbeat_is_timed_and_counted_in_its_bucket()
+    {
+        using var lab = new L2Fixture();
+        var (time, worker) = (lab.Time, lab.Worker);
+        worker.RunOnce();
+        Assert.Equal(0, worker.HeartbeatTimings.Count);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        worker.RunOnce();
+        var timings = worker.HeartbeatTimings;
+        Assert.Equal(1, timings.Count);
+
+        // The virtual clock does not move during the heartbeat: it took 0 µs, in the first bucket.
+        Assert.Equal(0, timings.LastUs);
+        Assert.All(timings.Cumulative(), c => Assert.Equal(1, c));
+    }
+
+    [Fact]
+    public void Heartbeat_durations_fall_in_the_bucket_of_their_upper_bound()
+    {
+        var timings = new HeartbeatTimings();
+        const long perUs = 1_000_000; // a timestamp frequency of 1e12: a tick is a picosecond
+        foreach (var us in new long[] { 0, 10, 11, 120, 4_000, 60_000 })
+        {
+            timings.Record(us * perUs, perUs * 1_000_000);
+        }
+
+        Assert.Equal(6, timings.Count);
+        Assert.Equal(64_141, timings.SumUs);
+        Assert.Equal(60_000, timings.LastUs);
+        Assert.Equal(60_000, timings.MaxUs);
+
+        // le 10: 0 and 10; 25: + 11; 50, 100: the same; 250: + 120; ... 5000: + 4,000; 10,000: the same; +Inf: + 60,000.
+        Assert.Equal([2L, 3, 3, 3, 4, 4, 4, 4, 5, 5, 6], timings.Cumulative());
+        timings.Record(5 * perUs, perUs * 1_000_000);
+        Assert.Equal(5, timings.LastUs);
+        Assert.Equal(60_000, timings.MaxUs);
+    }
+
     /// <summary>A port that logs its transmits and its kernel-counter refreshes (the heartbeat's first step), in order.</summary>
     private sealed class LoggingPort(MemoryPort inner, List<string> log) : IPacketPort
     {
