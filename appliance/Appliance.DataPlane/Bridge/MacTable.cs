@@ -42,6 +42,9 @@ public sealed class MacTable
     private readonly int _mask;
     private readonly int _limit;
 
+    /// <summary>Where the next <see cref="AgeSlice"/> starts: a pass walks the slots in order, a slice per heartbeat tick.</summary>
+    private int _ageCursor;
+
     public MacTable(int maxEntries)
     {
         _limit = maxEntries;
@@ -53,6 +56,9 @@ public sealed class MacTable
     public int Count { get; private set; }
 
     public bool IsFull => Count >= _limit;
+
+    /// <summary>Slots in the table (a power of two); <see cref="AgeSlice"/> passes cover them all.</summary>
+    public int SlotCount => _slots.Length;
 
     /// <summary>Finds a MAC; returns a reference to its entry, or a null reference.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -138,6 +144,49 @@ public sealed class MacTable
         return removed;
     }
 
+    /// <summary>
+    /// The heartbeat's share of aging: looks at the next <paramref name="slots"/> slots of the current pass (at most the
+    /// whole table; a pass goes from slot 0 to the last and starts again) and removes the dynamic entries there last seen
+    /// before <paramref name="cutoff"/>; returns how many. A pass looks at every entry that was in the table when it
+    /// started, at least once: an entry the backward shift of a deletion (here, or through <see cref="Remove"/> between
+    /// two calls) pulls from the part of the pass still ahead into the part behind it makes the pass resume there.
+    /// </summary>
+    public int AgeSlice(long cutoff, int slots)
+    {
+        var removed = 0;
+        slots = Math.Min(slots, _slots.Length);
+        while (slots > 0)
+        {
+            var start = _ageCursor;
+            var end = Math.Min(_slots.Length, start + slots);
+            var i = start;
+            while (i < end)
+            {
+                ref var slot = ref _slots[i];
+                if (slot.Key != 0 && !slot.Static && slot.LastSeen < cutoff)
+                {
+                    // Backward shift may pull a later entry into i: look at i again.
+                    RemoveAt(i);
+                    removed++;
+                    continue;
+                }
+
+                i++;
+            }
+
+            slots -= end - start;
+            if (_ageCursor != start)
+            {
+                // A deletion's shift moved the cursor back (a cluster wrapping past the table's end): resume there next time.
+                break;
+            }
+
+            _ageCursor = end == _slots.Length ? 0 : end;
+        }
+
+        return removed;
+    }
+
     /// <summary>Removes every dynamic entry (the domain's segments changed).</summary>
     public void FlushDynamic() => Age(long.MaxValue);
 
@@ -172,6 +221,13 @@ public sealed class MacTable
             var inRange = hole <= i ? home > hole && home <= i : home > hole || home <= i;
             if (!inRange)
             {
+                // An entry pulled from the aging pass's part ahead (at or after the cursor) into the part behind it
+                // would miss this pass: the pass takes it up again there.
+                if (hole < _ageCursor && i >= _ageCursor)
+                {
+                    _ageCursor = hole;
+                }
+
                 _slots[hole] = _slots[i];
                 hole = i;
             }

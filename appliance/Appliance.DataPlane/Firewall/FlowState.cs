@@ -165,15 +165,23 @@ public sealed class FlowState : IConntrackObserver
         Now = (uint)((now - _epoch) / ticksPerSecond) + 1;
     }
 
-    /// <summary>Heartbeat work: reclaims expired sessions, a slice of the table per tick.</summary>
-    public int Heartbeat(long now, long ticksPerSecond)
+    /// <summary>
+    /// Heartbeat work: reclaims expired sessions, a slice of the table per call. The worker's heartbeat calls it
+    /// <paramref name="slicesPerSecond"/> times a second with <paramref name="slices"/> = 1 (more when ticks were
+    /// missed), so the table is swept at the same rate whatever that number: an eighth of it (at least 4,096 entries)
+    /// per second, and a session leaves at most ~8 s after it expired.
+    /// </summary>
+    public int Heartbeat(long now, long ticksPerSecond, int slices = 1, int slicesPerSecond = 1)
     {
         Tick(now, ticksPerSecond);
         Log.Refill(Now);
         var table = Table;
         Balancer.Heartbeat(table, Now);
-        return table is null ? 0 : table.Sweep(Now, Math.Max(4096, table.MaxSessions / 8));
+        return table is null ? 0 : table.Sweep(Now, SweepBudget(table.MaxSessions, slicesPerSecond) * slices);
     }
+
+    /// <summary>Entries one of <paramref name="slicesPerSecond"/> heartbeat slices a second sweeps: an eighth of the table (at least 4,096) per second, split evenly.</summary>
+    public static int SweepBudget(int maxSessions, int slicesPerSecond) => (Math.Max(4096, maxSessions / 8) + slicesPerSecond - 1) / slicesPerSecond;
 
     /// <summary>Every rule's new-flow hits in this worker, for the API (allocates; not for the packet path).</summary>
     public IReadOnlyList<(int RuleId, long Hits)> RuleCounters()

@@ -14,6 +14,11 @@ namespace Isthmus.DataPlane.Workers;
 /// heartbeat driven by the injected <see cref="TimeProvider"/> ages MAC entries.
 /// </summary>
 /// <remarks>
+/// The heartbeat: a second's work (every MAC table aged once, an eighth of conntrack swept, the kernel counters refreshed,
+/// the stages' timers) is spread over <see cref="HeartbeatTicksPerSecond"/> ticks, each a slice of it, so that a frame
+/// arriving during one waits for a slice, not for the whole (session 11; <see cref="HeartbeatTimings"/> measures them).
+/// </remarks>
+/// <remarks>
 /// Livelock: the loop drains each port a batch at a time in turn and never blocks while any
 /// port has frames, so receive and transmit keep pace; it sleeps in poll() only when every
 /// port is idle, and never in <see cref="WorkerPollMode.Busy"/>.
@@ -21,6 +26,16 @@ namespace Isthmus.DataPlane.Workers;
 public sealed class DataPlaneWorker : IDisposable
 {
     public const int DefaultPoolSize = 16384;
+
+    /// <summary>
+    /// Heartbeat ticks per second (every 125 ms): each ages 1/8 of every MAC table's slots (a pass of 8 ticks, one
+    /// second, looks at every entry, so an entry leaves at most ~1 s after its deadline, as with one heartbeat a second)
+    /// and sweeps 1/8 of conntrack's per-second share. A tick that comes late (the worker busy or stalled) does the
+    /// slices it missed, at most a second's, so aging keeps to the clock. Once a second, in different ticks, one of
+    /// them refreshes the kernel counters (system calls per port) and another, half a second later, runs the stages'
+    /// heartbeats (neighbor probes and expiry).
+    /// </summary>
+    public const int HeartbeatTicksPerSecond = 8;
 
     private readonly IPacketPort[] _ports;
     private readonly SnapshotSlot _slot;
@@ -57,6 +72,9 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>Consecutive idle turns inside <see cref="Loop"/> (0 outside it, so a caller's every idle RunOnce polls).</summary>
     private int _spin;
     private long _lastTick;
+    private long _lastCounters;
+    private long _lastStages;
+    private readonly long _tickInterval;
     private int _nextPort;
     private Thread? _thread;
     private volatile bool _stopping;
@@ -89,6 +107,9 @@ public sealed class DataPlaneWorker : IDisposable
         Context.Now = time.GetTimestamp();
         Context.Apply(slot.Current);
         _lastTick = Context.Now;
+        _lastCounters = Context.Now;
+        _lastStages = Context.Now - (Context.TicksPerSecond / 2);
+        _tickInterval = Math.Max(1, time.TimestampFrequency / HeartbeatTicksPerSecond);
         _pollIndex = new int[_ports.Length];
         _hot = new bool[_ports.Length];
         _ringVisible = [.. _ports.Select(p => p.PollHandle >= 0 && p.ReceiveRingVisible)];
@@ -305,13 +326,25 @@ public sealed class DataPlaneWorker : IDisposable
             Context.Mobility.WakeIfPosted();
         }
 
-        // The once-a-second heartbeat (kernel counters, aging, retries: up to a few ms with big tables) runs after the
-        // batch it woke for, so a frame that was waiting (a RARP) never waits for it (session 10: every other move of a
-        // 0.5 s schedule met a due heartbeat first).
-        if (Context.Now - _lastTick >= Context.TicksPerSecond)
+        // The heartbeat tick (a slice of the second's aging, sweeping and refreshing) runs after the batch it woke for,
+        // so a frame that was waiting (a RARP) never waits for it (session 10: every other move of a 0.5 s schedule met
+        // a due heartbeat first). Ticks keep their 125 ms grid: a late one does the slices it missed (at most a second's)
+        // and the next is not delayed.
+        var due = (Context.Now - _lastTick) / _tickInterval;
+        if (due > 0)
         {
+            if (due > HeartbeatTicksPerSecond)
+            {
+                due = HeartbeatTicksPerSecond;
+                _lastTick = Context.Now;
+            }
+            else
+            {
+                _lastTick += due * _tickInterval;
+            }
+
             var started = _time.GetTimestamp();
-            Heartbeat();
+            Heartbeat((int)due);
             HeartbeatTimings.Record(_time.GetTimestamp() - started, _time.TimestampFrequency);
         }
 
@@ -526,30 +559,40 @@ public sealed class DataPlaneWorker : IDisposable
         }
     }
 
-    private void Heartbeat()
+    /// <summary>One heartbeat tick: <paramref name="slices"/> slices of the second's work (<see cref="HeartbeatTicksPerSecond"/> a second).</summary>
+    private void Heartbeat(int slices)
     {
-        foreach (var port in _ports)
+        if (Context.Now - _lastCounters >= Context.TicksPerSecond)
         {
-            port.RefreshKernelCounters();
+            _lastCounters = Context.Now;
+            foreach (var port in _ports)
+            {
+                port.RefreshKernelCounters();
+            }
         }
 
-        _lastTick = Context.Now;
         var snapshot = Context.Snapshot;
         var domains = Context.Bridge.Domains;
         for (var d = 0; d < domains.Length; d++)
         {
-            if (domains[d].Table.Age(Context.Now - snapshot.Domains[d].MacAgingTicks) > 0)
+            var table = domains[d].Table;
+            var slice = (table.SlotCount + HeartbeatTicksPerSecond - 1) / HeartbeatTicksPerSecond;
+            if (table.AgeSlice(Context.Now - snapshot.Domains[d].MacAgingTicks, slice * slices) > 0)
             {
                 // A next hop's MAC that aged out is flooded again by the slow path, not sent to its old segment.
                 Context.Epoch.Advance();
             }
         }
 
-        Context.Flows.Heartbeat(Context.Now, Context.TicksPerSecond);
+        Context.Flows.Heartbeat(Context.Now, Context.TicksPerSecond, slices, HeartbeatTicksPerSecond);
 
-        // Stage aging (neighbor cache: ARP/ND retries, expiry); what it originates is sent now.
-        _pipeline.Heartbeat(Context);
-        Flush();
+        if (Context.Now - _lastStages >= Context.TicksPerSecond)
+        {
+            _lastStages = Context.Now;
+            // Stage aging (neighbor cache: ARP/ND retries, expiry), once a second; what it originates is sent now.
+            _pipeline.Heartbeat(Context);
+            Flush();
+        }
     }
 
     private void TakeInjected()

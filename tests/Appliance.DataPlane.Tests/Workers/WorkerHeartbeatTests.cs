@@ -1,12 +1,18 @@
+using Isthmus.DataPlane.Firewall;
 using Isthmus.DataPlane.Io;
 using Isthmus.DataPlane.Pipeline;
 using Isthmus.DataPlane.Programming;
 using Isthmus.DataPlane.Tests.Support;
 using Isthmus.DataPlane.Workers;
 
+using Isthmus.Packets;
+
 namespace Isthmus.DataPlane.Tests.Workers;
 
-/// <summary>The once-a-second heartbeat never delays a frame that was already waiting.</summary>
+/// <summary>
+/// The heartbeat never delays a frame that was already waiting, is timed, and is spread over 8 ticks a second that still
+/// age every MAC on time and refresh the kernel counters and run the stages' timers once a second (virtual time).
+/// </summary>
 public sealed class WorkerHeartbeatTests
 {
     [Fact]
@@ -80,6 +86,85 @@ public sealed class WorkerHeartbeatTests
         timings.Record(5 * perUs, perUs * 1_000_000);
         Assert.Equal(5, timings.LastUs);
         Assert.Equal(60_000, timings.MaxUs);
+    }
+
+    [Fact]
+    public void Mac_aging_in_ticks_removes_every_learned_mac_within_a_second_after_its_deadline_and_none_before()
+    {
+        // 200 MACs learned in one batch at t0, aged after 10 s; the idle worker turns every 50 ms (its poll timeout).
+        using var lab = new L2Fixture(d => d with { MacAgingSeconds = 10 });
+        var (time, worker) = (lab.Time, lab.Worker);
+        var macs = Enumerable.Range(1, 200).Select(i => new MacAddress(0x02_00_00_00_10_00UL + (ulong)(i * 7919))).ToList();
+        foreach (var mac in macs)
+        {
+            lab.Port(L2Fixture.Acc10).Enqueue(Frames.Ethernet(Frames.Broadcast, mac));
+        }
+
+        lab.Run();
+        lab.ClearSent();
+        var table = worker.Context.Bridge.Domains[0].Table;
+        Assert.Equal(200, table.Count);
+
+        // Never before the deadline (the 10 s after learning) ...
+        var step = TimeSpan.FromMilliseconds(50);
+        var elapsed = TimeSpan.Zero;
+        while (elapsed + step < TimeSpan.FromSeconds(10))
+        {
+            time.Advance(step);
+            elapsed += step;
+            worker.RunOnce();
+            Assert.Equal(200, table.Count);
+        }
+
+        // ... and each within a pass of 8 ticks (one second) after it: all of them, wherever their slots are.
+        while (elapsed < TimeSpan.FromSeconds(11) && table.Count > 0)
+        {
+            time.Advance(step);
+            elapsed += step;
+            worker.RunOnce();
+        }
+
+        Assert.Equal(0, table.Count);
+        Assert.True(elapsed <= TimeSpan.FromSeconds(11), $"the last MAC left {elapsed} after it was learned");
+    }
+
+    [Fact]
+    public void Eight_ticks_a_second_refresh_the_kernel_counters_once_a_second_and_a_late_turn_catches_up()
+    {
+        var log = new List<string>();
+        var time = new ManualTimeProvider();
+        var memory = new MemoryPort[] { new("und0", PortKind.Vxlan), new("acc10", PortKind.Access), new("acc20", PortKind.Access), new("trunk0", PortKind.Trunk) };
+        var ports = memory.Select(p => (IPacketPort)new LoggingPort(p, log)).ToArray();
+        var slot = new SnapshotSlot(SnapshotCompiler.Compile(L2Fixture.LabProgram(), 1, time.TimestampFrequency));
+        var worker = new DataPlaneWorker(ports, slot, PacketPipeline.CreateDefault(), time, poolSize: 1024);
+
+        // 4 s of turns every 25 ms: 32 ticks, the kernel counters refreshed 4 times per port (at 1, 2, 3 and 4 s).
+        for (var t = 0; t < 160; t++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(25));
+            worker.RunOnce();
+        }
+
+        Assert.Equal(4 * DataPlaneWorker.HeartbeatTicksPerSecond, worker.HeartbeatTimings.Count);
+        Assert.Equal(4 * ports.Length, log.Count(e => e.StartsWith("refresh ", StringComparison.Ordinal)));
+
+        // A turn 3 s late (a stall) is one tick (no burst), and does a second's worth of slices.
+        time.Advance(TimeSpan.FromSeconds(3));
+        worker.RunOnce();
+        Assert.Equal((4 * DataPlaneWorker.HeartbeatTicksPerSecond) + 1, worker.HeartbeatTimings.Count);
+        Assert.Equal(5 * ports.Length, log.Count(e => e.StartsWith("refresh ", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [InlineData(262_144)]
+    [InlineData(1_000)]
+    [InlineData(1_000_003)]
+    public void Conntrack_is_swept_at_the_same_rate_in_eight_slices_a_second_as_in_one(int maxSessions)
+    {
+        var perSecond = FlowState.SweepBudget(maxSessions, 1);
+        Assert.Equal(Math.Max(4096, maxSessions / 8), perSecond);
+        var perSlice = FlowState.SweepBudget(maxSessions, DataPlaneWorker.HeartbeatTicksPerSecond);
+        Assert.InRange(perSlice * DataPlaneWorker.HeartbeatTicksPerSecond, perSecond, perSecond + DataPlaneWorker.HeartbeatTicksPerSecond - 1);
     }
 
     /// <summary>A port that logs its transmits and its kernel-counter refreshes (the heartbeat's first step), in order.</summary>
