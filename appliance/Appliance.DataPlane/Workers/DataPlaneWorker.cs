@@ -31,9 +31,9 @@ public sealed class DataPlaneWorker : IDisposable
     /// Heartbeat ticks per second (every 125 ms): each ages 1/8 of every MAC table's slots (a pass of 8 ticks, one
     /// second, looks at every entry, so an entry leaves at most ~1 s after its deadline, as with one heartbeat a second)
     /// and sweeps 1/8 of conntrack's per-second share. A tick that comes late (the worker busy or stalled) does the
-    /// slices it missed, at most a second's, so aging keeps to the clock. Once a second, in different ticks, one of
-    /// them refreshes the kernel counters (system calls per port) and another, half a second later, runs the stages'
-    /// heartbeats (neighbor probes and expiry).
+    /// slices it missed, at most a second's, so aging keeps to the clock. Once a second the kernel counters are
+    /// refreshed (system calls), one port per tick, and the stages' heartbeats (neighbor probes and expiry) run in a
+    /// tick half a second from the counters' start.
     /// </summary>
     public const int HeartbeatTicksPerSecond = 8;
 
@@ -73,6 +73,7 @@ public sealed class DataPlaneWorker : IDisposable
     private int _spin;
     private long _lastTick;
     private long _lastCounters;
+    private int _refreshNext;
     private long _lastStages;
     private readonly long _tickInterval;
     private int _nextPort;
@@ -108,6 +109,7 @@ public sealed class DataPlaneWorker : IDisposable
         Context.Apply(slot.Current);
         _lastTick = Context.Now;
         _lastCounters = Context.Now;
+        _refreshNext = _ports.Length;
         _lastStages = Context.Now - (Context.TicksPerSecond / 2);
         _tickInterval = Math.Max(1, time.TimestampFrequency / HeartbeatTicksPerSecond);
         _pollIndex = new int[_ports.Length];
@@ -562,13 +564,17 @@ public sealed class DataPlaneWorker : IDisposable
     /// <summary>One heartbeat tick: <paramref name="slices"/> slices of the second's work (<see cref="HeartbeatTicksPerSecond"/> a second).</summary>
     private void Heartbeat(int slices)
     {
-        if (Context.Now - _lastCounters >= Context.TicksPerSecond)
+        // The kernel counters once a second, one port per tick (a VXLAN port's refresh also re-resolves its raw transmit
+        // paths: netlink round trips, the costliest part of a heartbeat).
+        if (_refreshNext >= _ports.Length && Context.Now - _lastCounters >= Context.TicksPerSecond)
         {
             _lastCounters = Context.Now;
-            foreach (var port in _ports)
-            {
-                port.RefreshKernelCounters();
-            }
+            _refreshNext = 0;
+        }
+
+        for (var k = 0; k < slices && _refreshNext < _ports.Length; k++)
+        {
+            _ports[_refreshNext++].RefreshKernelCounters();
         }
 
         var snapshot = Context.Snapshot;
