@@ -123,26 +123,7 @@ public sealed class MacTable
     }
 
     /// <summary>Removes dynamic entries last seen before <paramref name="cutoff"/>; returns how many.</summary>
-    public int Age(long cutoff)
-    {
-        var removed = 0;
-        var i = 0;
-        while (i < _slots.Length)
-        {
-            ref var slot = ref _slots[i];
-            if (slot.Key != 0 && !slot.Static && slot.LastSeen < cutoff)
-            {
-                // Backward shift may pull a later entry into i: look at i again.
-                RemoveAt(i);
-                removed++;
-                continue;
-            }
-
-            i++;
-        }
-
-        return removed;
-    }
+    public int Age(long cutoff) => AgeRange(cutoff, 0, _slots.Length);
 
     /// <summary>
     /// The heartbeat's share of aging: looks at the next <paramref name="slots"/> slots of the current pass (at most the
@@ -159,21 +140,7 @@ public sealed class MacTable
         {
             var start = _ageCursor;
             var end = Math.Min(_slots.Length, start + slots);
-            var i = start;
-            while (i < end)
-            {
-                ref var slot = ref _slots[i];
-                if (slot.Key != 0 && !slot.Static && slot.LastSeen < cutoff)
-                {
-                    // Backward shift may pull a later entry into i: look at i again.
-                    RemoveAt(i);
-                    removed++;
-                    continue;
-                }
-
-                i++;
-            }
-
+            removed += AgeRange(cutoff, start, end);
             slots -= end - start;
             if (_ageCursor != start)
             {
@@ -182,6 +149,28 @@ public sealed class MacTable
             }
 
             _ageCursor = end == _slots.Length ? 0 : end;
+        }
+
+        return removed;
+    }
+
+    /// <summary>Removes the dynamic entries last seen before <paramref name="cutoff"/> in slots [<paramref name="start"/>, <paramref name="end"/>); returns how many.</summary>
+    private int AgeRange(long cutoff, int start, int end)
+    {
+        var removed = 0;
+        var i = start;
+        while (i < end)
+        {
+            ref var slot = ref _slots[i];
+            if (slot.Key != 0 && !slot.Static && slot.LastSeen < cutoff)
+            {
+                // Backward shift may pull a later entry into i: look at i again.
+                RemoveAt(i);
+                removed++;
+                continue;
+            }
+
+            i++;
         }
 
         return removed;
