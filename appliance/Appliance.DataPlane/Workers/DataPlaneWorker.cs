@@ -17,11 +17,11 @@ namespace Isthmus.DataPlane.Workers;
 /// The heartbeat: a second's work (every MAC table aged once, an eighth of conntrack swept, the kernel counters refreshed,
 /// the stages' timers) is spread over <see cref="HeartbeatTicksPerSecond"/> ticks, each a slice of it, so that a frame
 /// arriving during one waits for a slice, not for the whole (session 11; <see cref="HeartbeatTimings"/> measures them).
-/// </remarks>
-/// <remarks>
+/// <para>
 /// Livelock: the loop drains each port a batch at a time in turn and never blocks while any
 /// port has frames, so receive and transmit keep pace; it sleeps in poll() only when every
 /// port is idle, and never in <see cref="WorkerPollMode.Busy"/>.
+/// </para>
 /// </remarks>
 public sealed class DataPlaneWorker : IDisposable
 {
