@@ -24,7 +24,7 @@ public static class StateApi
         string Name, string Kind, long RxPackets, long RxBytes, long TxPackets, long TxBytes,
         long TxErrors, long RxNoBuffer, long RxTruncated, long RxSyscalls, long TxSyscalls,
         long RxKernelDrops, long RxGsoSegmented, long RxGsoSegments, long RxGsoDropped, long RxChecksumsFinished,
-        long TxRaw, long TxRawFallback, long TxRingFull);
+        long TxRaw, long TxRawFallback, long TxRingFull, long TxGsoTrains, IReadOnlyDictionary<string, long> TxDropped);
 
     public sealed record CountersView(IReadOnlyList<PortCountersView> Ports, IReadOnlyDictionary<string, long> Drops, long Batches, long Packets);
 
@@ -66,8 +66,28 @@ public static class StateApi
         return new PortCountersView(p.Name, p.Kind.ToString().ToLowerInvariant(), c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes,
             c.TxErrors, c.RxNoBuffer, c.RxTruncated, c.RxSyscalls, c.TxSyscalls,
                 c.RxKernelDrops, c.RxGsoSegmented, c.RxGsoSegments, c.RxGsoDropped, c.RxChecksumsFinished,
-                c.TxRaw, c.TxRawFallback, c.TxRingFull);
+                c.TxRaw, c.TxRawFallback, c.TxRingFull, c.TxGsoTrains, TxDropped(c));
     }
+
+    /// <summary>A port's transmit drops per reason (VXLAN with UDP GSO transmit), zeros included, by the reason's wire name.</summary>
+    public static Dictionary<string, long> TxDropped(DataPlane.Io.PortCounters c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        var result = new Dictionary<string, long>();
+        foreach (var reason in Enum.GetValues<DataPlane.Io.VxlanTransmitDrop>())
+        {
+            result[TxDropName(reason)] = c.TxDropped[(int)reason];
+        }
+
+        return result;
+    }
+
+    public static string TxDropName(DataPlane.Io.VxlanTransmitDrop reason) => reason switch
+    {
+        DataPlane.Io.VxlanTransmitDrop.NoRoom => "no_room",
+        DataPlane.Io.VxlanTransmitDrop.TooBig => "too_big",
+        _ => "refused",
+    };
 
     public static List<DropView> Drops(DataPlaneRuntime dp)
     {

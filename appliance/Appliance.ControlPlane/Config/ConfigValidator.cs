@@ -37,6 +37,11 @@ public static class ConfigValidator
             errors.Add(new("dataPlane.pollMode", $"'{document.DataPlane.PollMode}' is not a poll mode: interrupt (sleep in poll() when idle) or busy (poll without sleeping, costs one CPU)"));
         }
 
+        if (document.DataPlane.VxlanTransmit is not (DataPlaneSettings.VxlanTransmitRaw or DataPlaneSettings.VxlanTransmitUdpGso))
+        {
+            errors.Add(new("dataPlane.vxlanTransmit", $"'{document.DataPlane.VxlanTransmit}' is not a VXLAN transmit method: raw (outer headers built by the appliance, AF_XDP or AF_PACKET on the underlay interface; rawVxlanTransmit and xdpTransmit choose) or udpGso (the kernel's UDP stack, runs of same-size datagrams as one UDP GSO send)"));
+        }
+
         if (!Isthmus.DataPlane.Io.XdpSocket.IsValidRingSize(document.DataPlane.XdpRingFrames))
         {
             errors.Add(new("dataPlane.xdpRingFrames", $"{document.DataPlane.XdpRingFrames} frames is not an AF_XDP ring size: a power of two from {Isthmus.DataPlane.Io.XdpSocket.MinFrames} to {Isthmus.DataPlane.Io.XdpSocket.MaxFrames} (each frame is 2 KiB of memory per port: the default, {Isthmus.DataPlane.Io.XdpSocket.DefaultFrames}, is {(long)Isthmus.DataPlane.Io.XdpSocket.DefaultFrames * Isthmus.DataPlane.Io.XdpSocket.ChunkSize >> 20} MiB)"));

@@ -60,6 +60,15 @@ public sealed class PortCounters
     /// </summary>
     public long TxErrors;
 
+    /// <summary>VXLAN with UDP GSO transmit: sendmsg trains that left (their datagrams are in <see cref="TxPackets"/>).</summary>
+    public long TxGsoTrains;
+
+    /// <summary>
+    /// VXLAN with UDP GSO transmit: datagrams dropped per <see cref="VxlanTransmitDrop"/> reason (also in
+    /// <see cref="TxErrors"/>).
+    /// </summary>
+    public readonly long[] TxDropped = new long[Enum.GetValues<VxlanTransmitDrop>().Length];
+
     /// <summary>System calls made, to show what batching buys.</summary>
     public long RxSyscalls;
     public long TxSyscalls;

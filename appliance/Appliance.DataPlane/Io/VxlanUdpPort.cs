@@ -39,6 +39,13 @@ public sealed class VxlanUdpPortOptions
     public bool XdpTransmit { get; init; }
 
     /// <summary>
+    /// Send every datagram through the kernel's UDP stack with UDP GSO (<see cref="VxlanGsoSender"/>): runs of same-size
+    /// datagrams to one VTEP and source port leave as one sendmsg. Replaces <see cref="RawTransmit"/> and
+    /// <see cref="XdpTransmit"/> for this port; the UDP socket on <see cref="Port"/> still receives.
+    /// </summary>
+    public bool UdpGsoTransmit { get; init; }
+
+    /// <summary>
     /// Receive the VXLAN datagrams to <see cref="LocalAddress"/>:<see cref="Port"/> through AF_XDP on the
     /// interface holding the address: an XDP program redirects IPv4 UDP frames to that address and port
     /// (no IP options, not fragmented) to the socket, and passes everything else to the kernel (ARP, ICMP,
@@ -78,6 +85,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     private readonly int[] _rented;
     private readonly TxFrame[] _udpFrames;
     private readonly VxlanRawSender? _raw;
+    private readonly VxlanGsoSender? _gso;
     private readonly XdpSocket? _xdp;
     private readonly int _epoll = -1;
     private readonly int _xdpInterface;
@@ -128,7 +136,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
             _rented = new int[_batchSize];
             _udpFrames = new TxFrame[_batchSize];
             var local = BinaryPrimitives.ReadUInt32BigEndian(options.LocalAddress.GetAddressBytes());
-            var xdpTransmit = options.XdpTransmit && options.RawTransmit;
+            var xdpTransmit = options.XdpTransmit && options.RawTransmit && !options.UdpGsoTransmit;
             if (options.XdpReceive || xdpTransmit)
             {
                 var ifIndex = XdpSocket.InterfaceOf(local);
@@ -166,7 +174,11 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
                 }
             }
 
-            if (options.RawTransmit)
+            if (options.UdpGsoTransmit)
+            {
+                _gso = new VxlanGsoSender(local, options.Port, TxQueue.Capacity, options.SocketBufferBytes);
+            }
+            else if (options.RawTransmit)
             {
                 try
                 {
@@ -189,6 +201,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
         catch
         {
             options.Resolver?.Dispose();
+            _gso?.Dispose();
             _xdp?.Dispose();
             if (_epoll >= 0)
             {
@@ -295,7 +308,11 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
         ArgumentNullException.ThrowIfNull(pool);
         ObjectDisposedException.ThrowIf(_fd < 0, this);
         var frames = queue.Frames;
-        if (_batchSyscalls)
+        if (_gso is not null)
+        {
+            _gso.Send(frames, pool, Counters);
+        }
+        else if (_batchSyscalls)
         {
             TransmitBatched(frames, pool);
         }
@@ -330,6 +347,15 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
     /// <summary>Raw frames leave through AF_XDP (<see cref="VxlanUdpPortOptions.XdpTransmit"/> and its set-up worked).</summary>
     public bool TransmitsWithXdp => _raw?.TransmitsWithXdp ?? false;
 
+    /// <summary>Datagrams leave through UDP GSO trains (<see cref="VxlanUdpPortOptions.UdpGsoTransmit"/>).</summary>
+    public bool TransmitsWithUdpGso => _gso is not null;
+
+    /// <summary>With UDP GSO transmit: the outer source port of each of its sockets, else empty (diagnostics and tests).</summary>
+    public ReadOnlySpan<ushort> GsoSourcePorts => _gso is null ? default : _gso.SourcePorts;
+
+    /// <summary>With UDP GSO transmit: the outer source port a frame with flow entropy <paramref name="entropy"/> leaves from.</summary>
+    public ushort GsoSourcePortFor(ushort entropy) => _gso?.SourcePortFor(entropy) ?? 0;
+
     /// <summary>Why AF_XDP receive or transmit was asked for but the port uses its sockets, or null.</summary>
     public string? XdpError { get; }
 
@@ -347,6 +373,7 @@ public sealed unsafe class VxlanUdpPort : IPacketPort
             _fd = -1;
             _messages.Dispose();
             _raw?.Dispose();
+            _gso?.Dispose();
             _xdp?.Dispose();
             if (_epoll >= 0)
             {

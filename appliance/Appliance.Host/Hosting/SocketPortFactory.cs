@@ -35,6 +35,7 @@ public sealed class SocketPortFactory(ILogger<SocketPortFactory>? logger = null)
                         BatchSize = settings.RxBatch,
                         RawTransmit = settings.RawVxlanTransmit,
                         XdpTransmit = settings.XdpTransmit,
+                        UdpGsoTransmit = settings.VxlanTransmit == DataPlaneSettings.VxlanTransmitUdpGso,
                         XdpReceive = settings.XdpVxlanReceive,
                         XdpRingFrames = settings.XdpRingFrames,
                     }),

@@ -91,6 +91,14 @@
 #                               AF_PACKET. xdp (default): dataPlane.xdpTransmit (AF_XDP TX ring, copy mode, sendto() kicks)
 #   --vxlan-rx xdp|socket       appliance/snat modes: how the VXLAN port receives. socket: the UDP socket.
 #                               xdp (default): dataPlane.xdpVxlanReceive (AF_XDP on the underlay interface, UDP 4789 only)
+#   --vxlan-tx raw|udpGso       appliance/snat modes: dataPlane.vxlanTransmit. raw (default: the key is not set, the product's
+#                               default applies): the appliance builds the outer headers and sends each datagram through
+#                               its AF_XDP TX ring (--tx xdp) or AF_PACKET. udpGso (session 11): the kernel's UDP stack,
+#                               runs of same-size datagrams to one VTEP as one UDP GSO sendmsg, cut into datagrams at und0.
+#                               In every mode und0 (the forwarder's underlay veth) has tx-udp-segmentation off, so a GSO
+#                               skb is cut on the sender (veth would otherwise hand the whole train to ul-app, where the
+#                               sink would count one packet for up to 64 datagrams); the kernel forwarder never sends GSO
+#                               skbs there, so this changes nothing for it
 #   --raw-tx off                appliance/snat modes with dataPlane.rawVxlanTransmit = false (VXLAN through the
 #                               UDP socket), to measure what raw VXLAN transmit buys in the same window
 #
@@ -132,6 +140,7 @@ REALTIME_PRIORITY=
 XDP_RING_FRAMES=
 RX_BACKLOG=
 RAW_TX=on
+VXLAN_TX=raw
 PIN=worker
 RECEIVER_CPU=same
 RX=xdp
@@ -158,6 +167,7 @@ while (($#)); do
         --xdp-ring-frames) XDP_RING_FRAMES=$2; shift ;;
         --rx-backlog) RX_BACKLOG=$2; shift ;;
         --raw-tx) RAW_TX=$2; shift ;;
+        --vxlan-tx) VXLAN_TX=$2; shift ;;
         --pin) PIN=$2; shift ;;
         --rx) RX=$2; shift ;;
         --tx) TX=$2; shift ;;
@@ -183,6 +193,7 @@ die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
 [[ $SINK == xdp || $SINK == drop || $SINK == stack ]] || die "--sink is xdp, drop or stack"
 [[ $NAPI_THREAD == on || $NAPI_THREAD == off ]] || die "--napi-thread is on or off"
+[[ $VXLAN_TX == raw || $VXLAN_TX == udpGso ]] || die "--vxlan-tx is raw or udpGso"
 [[ $WORKER_NICE == default || $WORKER_NICE =~ ^-?[0-9]+$ ]] || die "--worker-nice is a nice value (-20..19) or default"
 [[ -z $REALTIME_PRIORITY || $REALTIME_PRIORITY =~ ^[0-9]+$ ]] || die "--realtime-priority is a SCHED_FIFO priority (1..99)"
 [[ -z $XDP_RING_FRAMES || $XDP_RING_FRAMES =~ ^[0-9]+$ ]] || die "--xdp-ring-frames is a power of two (64..65536)"
@@ -439,6 +450,7 @@ echo "$COMMIT" >"$OUT/commit.txt"
 lab_config() {
     local keys=()
     [[ $RAW_TX == off ]] && keys+=(rawVxlanTransmit=false)
+    [[ $VXLAN_TX != raw ]] && keys+=(vxlanTransmit="\"$VXLAN_TX\"")
     [[ $PIN == worker ]] && keys+=(workerCpu=1)
     [[ $WORKER_NICE != default ]] && keys+=(workerNice="$WORKER_NICE")
     [[ -n $REALTIME_PRIORITY ]] && keys+=(realtimePriority="$REALTIME_PRIORITY")
@@ -519,6 +531,8 @@ for mode in $MODES; do
         # The PortGroup (trunk side, idle in this benchmark) stays off the forwarding core.
         [[ -f $RUN_DIR/portgroup.pid ]] && taskset -a -p 1 "$(cat "$RUN_DIR/portgroup.pid")" >/dev/null || true
     fi
+    # The sink counts datagrams: a UDP GSO train must be cut on the sender, not cross the veth whole (see --vxlan-tx).
+    nsx ist-app ethtool -K und0 tx-udp-segmentation off >/dev/null
     # Forwarding side's ingress softirq on CPU1 (RPS).
     echo 2 | nsx ist-app tee /sys/class/net/acc10/queues/rx-0/rps_cpus >/dev/null
     echo 2 | nsx ist-app tee /sys/class/net/und0/queues/rx-0/rps_cpus >/dev/null
@@ -694,5 +708,5 @@ zero_loss_any() {
     done
     echo
     echo "Raw: $RES (mode dir target offered_pps delivered_pps loss% enobufs softnet_drops cpu1% appliance% cpu1_softirq% forwarder_us_per_packet ingress_rx_dropped appliance_gcs appliance_gc_pause_ms cpu1_steal_ms_over_the_step)"
-    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE_RAN:+; worker nice $WORKER_NICE_RAN (isthmus_worker_nice; dataPlane.workerNice $WORKER_NICE)}${REALTIME_PRIORITY:+; dataPlane.realtimePriority $REALTIME_PRIORITY}${XDP_RING_FRAMES:+; dataPlane.xdpRingFrames $XDP_RING_FRAMES}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
+    echo "Commit: $COMMIT; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)${WORKER_NICE_RAN:+; worker nice $WORKER_NICE_RAN (isthmus_worker_nice; dataPlane.workerNice $WORKER_NICE)}${REALTIME_PRIORITY:+; dataPlane.realtimePriority $REALTIME_PRIORITY}${XDP_RING_FRAMES:+; dataPlane.xdpRingFrames $XDP_RING_FRAMES}${RX_BACKLOG:+; netdev_max_backlog $RX_BACKLOG}; raw VXLAN transmit $RAW_TX; vxlan tx $VXLAN_TX; rx $RX; tx $TX; vxlan rx $VXLAN_RX; pin $PIN; receiver CPU $RECEIVER_CPU; generator $GEN; sink $SINK; napi thread $NAPI_THREAD$([[ " $DIRECTIONS " == *" rev "* ]] && echo "; rev generator $REV_GEN")$( ((PORT_INGRESS_DROP)) && echo "; port ingress drop")"
 } | tee "$OUT/report.md"

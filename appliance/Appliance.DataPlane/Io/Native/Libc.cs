@@ -117,6 +117,15 @@ internal static unsafe partial class Libc
     // Socket options.
     public const int SolSocket = 1;
     public const int SoReuseAddr = 2;
+
+    /// <summary>IPPROTO_IP options: IP_MTU_DISCOVER = IP_PMTUDISC_DO sets DF and refuses what exceeds the path MTU (EMSGSIZE).</summary>
+    public const int SolIp = 0;
+    public const int IpMtuDiscover = 10;
+    public const int IpPmtuDiscDo = 2;
+
+    /// <summary>SOL_UDP's UDP_SEGMENT (Linux 4.18+): a sendmsg's payload is cut into datagrams of this many bytes (GSO).</summary>
+    public const int SolUdp = 17;
+    public const int UdpSegment = 103;
     public const int SoSndBuf = 7;
     public const int SoRcvBuf = 8;
 
@@ -156,6 +165,7 @@ internal static unsafe partial class Libc
     public const int EInval = 22;
     public const int ENoBufs = 105;
     public const int EMsgSize = 90;
+    public const int EAddrInUse = 98;
 
     // poll events.
     public const short PollIn = 0x1;
@@ -174,6 +184,9 @@ internal static unsafe partial class Libc
 
     /// <summary>CMSG_ALIGN(sizeof(struct cmsghdr)): where a control message's data starts.</summary>
     public const int CmsgHeaderSpace = 16;
+
+    /// <summary>CMSG_SPACE(sizeof(uint16_t)): a UDP_SEGMENT control message.</summary>
+    public const int CmsgUint16Space = CmsgHeaderSpace + 8;
 
     /// <summary>CMSG_SPACE(sizeof(struct tpacket_auxdata)).</summary>
     public const int CmsgAuxDataSpace = CmsgHeaderSpace + 24;
