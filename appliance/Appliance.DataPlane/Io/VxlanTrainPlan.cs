@@ -29,12 +29,13 @@ internal struct VxlanTrain
 /// every datagram but the last exactly <see cref="VxlanTrain.SegmentSize"/> bytes, the last one as long or shorter, at
 /// most <see cref="MaxSegments"/> datagrams, and the payload within one IPv4 datagram's limit
 /// (<see cref="MaxTrainBytes"/>).</para>
-/// <para>The batch is grouped per socket first, keeping the batch's order inside each socket's group: a flow's
-/// datagrams always hash to the same source port (RFC 7348 §5, <c>FlowEntropy</c>), so they keep their order; only
-/// datagrams of different source ports (different flows) may overtake one another, which nothing on the wire
-/// promises anyway (ECMP sends them on different paths). Within a group, a change of destination or a longer datagram
-/// ends the train, and so does a shorter one after it is added (the kernel's last segment). The trains come out socket
-/// by socket (<see cref="SocketFirst"/>, <see cref="SocketTrains"/>), so each socket's trains leave in one sendmmsg.</para>
+/// <para>The batch is grouped per (socket, destination VTEP and port) first, keeping the batch's order inside each
+/// group: a flow's datagrams always hash to the same source port (RFC 7348 §5, <c>FlowEntropy</c>) and go to one VTEP,
+/// so they keep their order; only datagrams of different groups (different flows, or different VTEPs) may overtake one
+/// another, which nothing on the wire promises anyway (ECMP sends them on different paths). Within a group a longer
+/// datagram ends the train, and so does a shorter one after it is added (the kernel's last segment), and so do the
+/// segment and byte limits. The trains come out socket by socket (<see cref="SocketFirst"/>,
+/// <see cref="SocketTrains"/>), so each socket's trains leave in one sendmmsg.</para>
 /// <para>Allocation-free after construction; single-threaded (the port's worker).</para>
 /// </remarks>
 internal sealed class VxlanTrainPlan
@@ -48,10 +49,20 @@ internal sealed class VxlanTrainPlan
     /// <summary>An IPv4 datagram's payload limit for UDP: 65,535 - 20 (IPv4 header) - 8 (UDP header).</summary>
     public const int MaxTrainBytes = 65_535 - 20 - 8;
 
+    // Frames of a group (one socket, one destination) as a list through _next; groups of a socket through _groupNext.
     private readonly int[] _next;
-    private readonly int[] _head;
-    private readonly int[] _tail;
-    private readonly int[] _seen;
+    private readonly int[] _groupHead;
+    private readonly int[] _groupTail;
+    private readonly int[] _groupNext;
+    private readonly int[] _socketGroupHead;
+    private readonly int[] _socketGroupTail;
+    private readonly int[] _socketSeen;
+
+    // Open addressing (linear probing) from (destination, port, socket) to its group, valid where the stamp is current.
+    private readonly ulong[] _slotKey;
+    private readonly int[] _slotGroup;
+    private readonly int[] _slotStamp;
+    private readonly int _slotShift;
     private readonly int _socketMask;
     private int _generation;
 
@@ -69,16 +80,31 @@ internal sealed class VxlanTrainPlan
         Order = new int[capacity];
         Trains = new VxlanTrain[capacity];
         _next = new int[capacity];
-        _head = new int[sockets];
-        _tail = new int[sockets];
-        _seen = new int[sockets];
+        _groupHead = new int[capacity];
+        _groupTail = new int[capacity];
+        _groupNext = new int[capacity];
+        _socketGroupHead = new int[sockets];
+        _socketGroupTail = new int[sockets];
+        _socketSeen = new int[sockets];
         _socketMask = sockets - 1;
         SocketFirst = new int[sockets];
         SocketTrains = new int[sockets];
         UsedSockets = new int[sockets];
+
+        // At most half full: a power of two at least twice the capacity.
+        var bits = 1;
+        while ((1 << bits) < 2 * capacity)
+        {
+            bits++;
+        }
+
+        _slotKey = new ulong[1 << bits];
+        _slotGroup = new int[1 << bits];
+        _slotStamp = new int[1 << bits];
+        _slotShift = 64 - bits;
     }
 
-    /// <summary>The batch's frame indices, grouped by socket, in batch order inside each group.</summary>
+    /// <summary>The batch's frame indices, grouped by socket and destination, in batch order inside each group.</summary>
     public int[] Order { get; }
 
     /// <summary>The trains, <see cref="TrainCount"/> of them, grouped by socket.</summary>
@@ -108,64 +134,87 @@ internal sealed class VxlanTrainPlan
             throw new ArgumentException("More frames than the plan's capacity.", nameof(frames));
         }
 
-        // Group by socket: a linked list per socket through _next, sockets in order of first use.
-        UsedSocketCount = 0;
         if (++_generation == int.MaxValue)
         {
-            // Never reuse a stamp a socket may still hold from an old batch.
-            Array.Clear(_seen);
+            // Never let an old batch's stamp pass for this one's.
+            Array.Clear(_slotStamp);
+            Array.Clear(_socketSeen);
             _generation = 1;
         }
 
+        // Group: one list of frames per (socket, destination), one list of groups per socket, sockets in order of first use.
+        UsedSocketCount = 0;
+        var groups = 0;
         for (var i = 0; i < frames.Length; i++)
         {
-            var s = SocketOf(frames[i].SourcePort);
-            _next[i] = -1;
-            if (_seen[s] != _generation)
+            ref readonly var f = ref frames[i];
+            var s = SocketOf(f.SourcePort);
+            var key = ((ulong)f.DestinationIp << 32) | ((ulong)f.DestinationPort << 16) | (uint)s;
+            var slot = (int)((key * 0x9E37_79B9_7F4A_7C15UL) >> _slotShift);
+            while (_slotStamp[slot] == _generation && _slotKey[slot] != key)
             {
-                _seen[s] = _generation;
+                slot = (slot + 1) & (_slotKey.Length - 1);
+            }
+
+            _next[i] = -1;
+            if (_slotStamp[slot] == _generation)
+            {
+                var g = _slotGroup[slot];
+                _next[_groupTail[g]] = i;
+                _groupTail[g] = i;
+                continue;
+            }
+
+            var group = groups++;
+            _slotStamp[slot] = _generation;
+            _slotKey[slot] = key;
+            _slotGroup[slot] = group;
+            _groupHead[group] = _groupTail[group] = i;
+            _groupNext[group] = -1;
+            if (_socketSeen[s] != _generation)
+            {
+                _socketSeen[s] = _generation;
                 UsedSockets[UsedSocketCount++] = s;
-                _head[s] = i;
+                _socketGroupHead[s] = group;
             }
             else
             {
-                _next[_tail[s]] = i;
+                _groupNext[_socketGroupTail[s]] = group;
             }
 
-            _tail[s] = i;
+            _socketGroupTail[s] = group;
         }
 
+        // Cut each group into trains, socket by socket.
         var placed = 0;
         TrainCount = 0;
         for (var u = 0; u < UsedSocketCount; u++)
         {
             var s = UsedSockets[u];
             SocketFirst[s] = TrainCount;
-            var open = false;
-            ref var train = ref Trains[0];
-            for (var i = _head[s]; i >= 0; i = _next[i])
+            for (var g = _socketGroupHead[s]; g >= 0; g = _groupNext[g])
             {
-                ref readonly var f = ref frames[i];
-                if (open)
+                var open = false;
+                ref var train = ref Trains[0];
+                for (var i = _groupHead[g]; i >= 0; i = _next[i])
                 {
-                    ref readonly var first = ref frames[Order[train.First]];
-                    if (f.DestinationIp == first.DestinationIp && f.DestinationPort == first.DestinationPort
-                        && f.Length <= train.SegmentSize && train.Count < MaxSegments && train.Bytes + f.Length <= MaxTrainBytes)
+                    var length = frames[i].Length;
+                    if (open && length <= train.SegmentSize && train.Count < MaxSegments && train.Bytes + length <= MaxTrainBytes)
                     {
                         Order[placed++] = i;
                         train.Count++;
-                        train.Bytes += f.Length;
+                        train.Bytes += length;
 
                         // A shorter datagram can only be the last segment.
-                        open = f.Length == train.SegmentSize;
+                        open = length == train.SegmentSize;
                         continue;
                     }
-                }
 
-                train = ref Trains[TrainCount++];
-                train = new VxlanTrain { First = placed, Count = 1, SegmentSize = f.Length, Bytes = f.Length, Socket = s };
-                Order[placed++] = i;
-                open = true;
+                    train = ref Trains[TrainCount++];
+                    train = new VxlanTrain { First = placed, Count = 1, SegmentSize = length, Bytes = length, Socket = s };
+                    Order[placed++] = i;
+                    open = true;
+                }
             }
 
             SocketTrains[s] = TrainCount - SocketFirst[s];
