@@ -72,7 +72,9 @@ public sealed class VxlanUdpPortOptions
 /// hop is resolved leaves as a raw frame built in place (<see cref="VxlanRawSender"/>) and carries
 /// <see cref="TxFrame.SourcePort"/> (RFC 7348 §5 flow entropy). Through the UDP socket (raw transmit off,
 /// or the fallback) the source port cannot vary per packet: every such datagram leaves from
-/// <see cref="VxlanUdpPortOptions.Port"/>.
+/// <see cref="VxlanUdpPortOptions.Port"/>. With <see cref="VxlanUdpPortOptions.UdpGsoTransmit"/> every datagram goes
+/// through <see cref="VxlanGsoSender"/>'s sockets instead, in UDP GSO trains, from one of its 16 source ports chosen by
+/// <see cref="TxFrame.SourcePort"/>.
 /// </remarks>
 public sealed unsafe class VxlanUdpPort : IPacketPort
 {

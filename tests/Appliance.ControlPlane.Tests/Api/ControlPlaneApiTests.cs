@@ -194,6 +194,34 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
     }
 
     [Theory]
+    [InlineData("gso")]
+    [InlineData("UdpGso")]
+    [InlineData("xdp")]
+    [InlineData("")]
+    public async Task An_unknown_vxlan_transmit_method_is_reported_at_its_path(string method)
+    {
+        var doc = Documents.Lab();
+        doc["dataPlane"] = new JsonObject { ["vxlanTransmit"] = method };
+        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
+        var message = (string)problem!["errors"]!["dataPlane.vxlanTransmit"]![0]!;
+        Assert.Contains("raw", message, StringComparison.Ordinal);
+        Assert.Contains("udpGso", message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("raw")]
+    [InlineData("udpGso")]
+    public void A_vxlan_transmit_method_validates(string method)
+    {
+        var document = new ConfigDocument { DataPlane = new DataPlaneSettings { VxlanTransmit = method } };
+        Assert.DoesNotContain(ConfigValidator.Validate(document, requireAdmin: false), e => e.Path.StartsWith("dataPlane", StringComparison.Ordinal));
+        Assert.Equal("raw", new DataPlaneSettings().VxlanTransmit);
+    }
+
+    [Theory]
     [InlineData(10000)]
     [InlineData(32)]
     [InlineData(131072)]

@@ -32,13 +32,13 @@ public sealed class ConfigServiceTests : IDisposable
     {
         using var service = Service();
         var doc = Documents.Lab(vlan: 0);
-        doc["dataPlane"] = new JsonObject { ["rxBatch"] = 1000, ["workerCpu"] = 4096, ["pollMode"] = "spin", ["xdpRingFrames"] = 10000, ["cpuIdleLatencyUs"] = -5 };
+        doc["dataPlane"] = new JsonObject { ["rxBatch"] = 1000, ["workerCpu"] = 4096, ["pollMode"] = "spin", ["xdpRingFrames"] = 10000, ["cpuIdleLatencyUs"] = -5, ["vxlanTransmit"] = "sendmmsg" };
         doc["apiTokens"]![0]!["tokenHash"] = "plain-text";
         var outcome = service.Commit(doc, "bad", null, Alice);
 
         Assert.False(outcome.Ok);
         Assert.Equal(
-            ["apiTokens[0].tokenHash", "bridgeDomains[0].segments[1].vlan", "dataPlane.cpuIdleLatencyUs", "dataPlane.pollMode", "dataPlane.rxBatch", "dataPlane.workerCpu", "dataPlane.xdpRingFrames"],
+            ["apiTokens[0].tokenHash", "bridgeDomains[0].segments[1].vlan", "dataPlane.cpuIdleLatencyUs", "dataPlane.pollMode", "dataPlane.rxBatch", "dataPlane.vxlanTransmit", "dataPlane.workerCpu", "dataPlane.xdpRingFrames"],
             outcome.Errors.Select(e => e.Path).Order(StringComparer.Ordinal));
         Assert.Null(_store.Head());
         Assert.Empty(_target.Published);
