@@ -13,8 +13,11 @@ namespace Isthmus.Benchmarks;
 /// a namespace that drops them at once (nftables prerouting, so no ICMP comes back and the receive side
 /// costs both variants the same), through the UDP socket (sendmmsg → UDP/IP output, route and neighbor
 /// lookups, qdisc), raw (sendmmsg on AF_PACKET with PACKET_QDISC_BYPASS and pre-built headers) or raw
-/// through an AF_XDP TX ring (copy mode: one sendto() kick per 32 frames, chunks back on the completion ring). The
-/// veth delivers synchronously, so the peer's drop runs on the same core and is in both figures.
+/// through an AF_XDP TX ring (copy mode: one sendto() kick per 32 frames, chunks back on the completion ring), or
+/// through UDP GSO trains (session 11: one sendmsg per train, cut into datagrams at the veth, which has
+/// tx-udp-segmentation off as in the wire benchmark), with 64 flows (their entropy spread over the sender's 16 source
+/// ports: 16 trains of 4) or one flow (one train of 64). The veth delivers synchronously, so the peer's drop runs on
+/// the same core and is in every figure.
 /// Needs root: it makes namespaces <c>istp-vxtx-a</c>/<c>-b</c> and deletes them by name.
 /// </summary>
 [MemoryDiagnoser]
@@ -31,6 +34,7 @@ public class VxlanTransmitBenchmarks : IDisposable
     private VxlanUdpPort _socket = null!;
     private VxlanUdpPort _raw = null!;
     private VxlanUdpPort _xdp = null!;
+    private VxlanUdpPort _gso = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -42,6 +46,8 @@ public class VxlanTransmitBenchmarks : IDisposable
         Run("ip", "-n", NsA, "addr", "add", "10.77.0.1/24", "dev", "istp-vxtx0");
         Run("ip", "-n", NsA, "addr", "add", "10.77.0.3/24", "dev", "istp-vxtx0");
         Run("ip", "-n", NsA, "addr", "add", "10.77.0.4/24", "dev", "istp-vxtx0");
+        Run("ip", "-n", NsA, "addr", "add", "10.77.0.5/24", "dev", "istp-vxtx0");
+        Run("ip", "netns", "exec", NsA, "ethtool", "-K", "istp-vxtx0", "tx-udp-segmentation", "off");
         Run("ip", "-n", NsB, "addr", "add", "10.77.0.2/24", "dev", "istp-vxtx1");
         Run("ip", "-n", NsA, "link", "set", "istp-vxtx0", "up");
         Run("ip", "-n", NsB, "link", "set", "istp-vxtx1", "up");
@@ -55,6 +61,7 @@ public class VxlanTransmitBenchmarks : IDisposable
             _socket = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.1"), Name = "socket", RawTransmit = false });
             _raw = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.3"), Name = "raw" });
             _xdp = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.4"), Name = "xdp", XdpTransmit = true });
+            _gso = new VxlanUdpPort(new VxlanUdpPortOptions { LocalAddress = IPAddress.Parse("10.77.0.5"), Name = "gso", UdpGsoTransmit = true });
         }
 
         if (!_xdp.TransmitsWithXdp)
@@ -69,6 +76,13 @@ public class VxlanTransmitBenchmarks : IDisposable
         }
 
         VxlanHeader.Write(_payload, 5010);
+        Send(_gso, flows: 1);
+        Send(_gso);
+        if (_gso.Counters.TxPackets != 2 * Batch || _gso.Counters.TxGsoTrains != 1 + (Batch / 4) || _gso.Counters.TxErrors != 0)
+        {
+            throw new InvalidOperationException($"UDP GSO transmit sent {_gso.Counters.TxPackets} of {2 * Batch} in {_gso.Counters.TxGsoTrains} trains, {_gso.Counters.TxErrors} errors");
+        }
+
         Send(_raw);
         if (_raw.Counters.TxRaw != Batch)
         {
@@ -85,12 +99,19 @@ public class VxlanTransmitBenchmarks : IDisposable
     [Benchmark(OperationsPerInvoke = Batch, Description = "VXLAN raw through an AF_XDP TX ring (copy mode), per datagram")]
     public void Xdp() => Send(_xdp);
 
+    [Benchmark(OperationsPerInvoke = Batch, Description = "VXLAN through UDP GSO, 64 flows (16 trains of 4), per datagram")]
+    public void UdpGso() => Send(_gso);
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "VXLAN through UDP GSO, one flow (one train of 64), per datagram")]
+    public void UdpGsoOneFlow() => Send(_gso, flows: 1);
+
     [GlobalCleanup]
     public void Cleanup()
     {
         _socket?.Dispose();
         _raw?.Dispose();
         _xdp?.Dispose();
+        _gso?.Dispose();
         _ = Output("ip", "netns", "del", NsA);
         _ = Output("ip", "netns", "del", NsB);
     }
@@ -101,7 +122,7 @@ public class VxlanTransmitBenchmarks : IDisposable
         GC.SuppressFinalize(this);
     }
 
-    private void Send(VxlanUdpPort port)
+    private void Send(VxlanUdpPort port, int flows = Batch)
     {
         for (var i = 0; i < Batch; i++)
         {
@@ -113,7 +134,7 @@ public class VxlanTransmitBenchmarks : IDisposable
             f.Length = _payload.Length;
             f.DestinationIp = 0x0A4D0002;
             f.DestinationPort = 0;
-            f.SourcePort = (ushort)(49152 + i);
+            f.SourcePort = (ushort)(49152 + (i % flows));
         }
 
         port.Transmit(_queue, _pool);

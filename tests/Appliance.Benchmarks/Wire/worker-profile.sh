@@ -25,7 +25,7 @@ for rate in "$@"; do
     sleep 1.5 # past the generator's start-up
     tid=$(grep -o "worker thread [0-9]* pinned" "$OUT/run.log" | awk '{print $3}' | tail -n 1)
     [[ -n $tid ]] || { echo "no worker thread id in $OUT/run.log" >&2; exit 1; }
-    perf stat -t "$tid" -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_poll,syscalls:sys_enter_recvfrom,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_read,syscalls:sys_enter_write,sched:sched_switch,task-clock' \
+    perf stat -t "$tid" -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_poll,syscalls:sys_enter_recvfrom,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_read,syscalls:sys_enter_write,sched:sched_switch,task-clock' \
         -o "$OUT/stat-tid-$rate.txt" -- sleep 3 &
     perf stat -C 1 -e 'irq_vectors:reschedule_entry,irq_vectors:call_function_single_entry,irq_vectors:local_timer_entry,irq:softirq_entry,sched:sched_switch,cpu-clock' \
         -o "$OUT/stat-c1-$rate.txt" -- sleep 3
