@@ -135,6 +135,9 @@ topology() {
     veth ist-ul ul-vtep2 ist-vtep2 ul0
     for ns in ul-app ul-vtep1 ul-vtep2; do nsx ist-ul ip link set "$ns" master br0; done
     nsx ist-app ip addr add 192.0.2.1/24 dev und0
+    # A wire carries datagrams, not GSO trains: the appliance's UDP GSO transmit (dataPlane.vxlanTransmit "udpGso") is cut
+    # into datagrams at und0, as a NIC without USO would need (veth would pass the train to ul-app whole).
+    nsx ist-app ethtool -K und0 tx-udp-segmentation off >/dev/null
     nsx ist-vtep1 ip addr add 192.0.2.2/24 dev ul0
     nsx ist-vtep2 ip addr add 192.0.2.3/24 dev ul0
 

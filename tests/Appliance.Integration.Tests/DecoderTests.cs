@@ -18,9 +18,10 @@ public sealed class DecoderTests(LabFixture lab, ITestOutputHelper output)
         string h20Mac = await Lab.Mac("ist-h20");
         string t10Mac = await Lab.Mac("ist-t10");
 
-        // Raw VXLAN transmit: the first datagrams to a VTEP go through the UDP socket (source port 4789)
-        // while the kernel resolves its MAC; the worker's heartbeat (1 s) then switches to raw frames. Ping until the
-        // underlay port counts raw frames (a loaded machine can hold the heartbeat back well past a second).
+        // Raw VXLAN transmit (dataPlane.vxlanTransmit "raw"): the first datagrams to a VTEP go through the UDP socket
+        // (source port 4789) while the kernel resolves its MAC; the worker's heartbeat (1 s) then switches to raw frames.
+        // Ping until the underlay port counts raw frames (a loaded machine can hold the heartbeat back well past a
+        // second), or UDP GSO trains ("udpGso": every datagram from the start, from a port in the entropy range).
         await Lab.MustPing("ist-t10", "10.10.0.13");
         var until = DateTime.UtcNow.AddSeconds(30);
         long raw;
@@ -29,7 +30,7 @@ public sealed class DecoderTests(LabFixture lab, ITestOutputHelper output)
             raw = (await Lab.Counters()).Ports["und0"].TxRaw;
             await Lab.MustPing("ist-h10", "10.10.0.11");
         }
-        while ((await Lab.Counters()).Ports["und0"].TxRaw == raw && DateTime.UtcNow < until);
+        while ((await Lab.Counters()).Ports["und0"] is var c && c.TxRaw == raw && c.TxGsoTrains == 0 && DateTime.UtcNow < until);
 
         using var cap = await Lab.Tshark("ist-ul", "ul-app", "udp dst port 4789 and src host 192.0.2.1",
             "ip.src", "ip.dst", "udp.dstport", "vxlan.flags", "vxlan.vni", "eth.src", "eth.dst", "_ws.malformed", "_ws.expert.severity", "udp.srcport");

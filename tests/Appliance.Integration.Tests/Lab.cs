@@ -15,7 +15,7 @@ public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool
 }
 
 /// <summary>Per-port counters as the appliance's API reports them.</summary>
-public sealed record PortCounters(string Name, long RxPackets, long RxBytes, long TxPackets, long TxBytes, long TxErrors, long RxTruncated, long TxRaw);
+public sealed record PortCounters(string Name, long RxPackets, long RxBytes, long TxPackets, long TxBytes, long TxErrors, long RxTruncated, long TxRaw, long TxGsoTrains = 0);
 
 /// <summary>One snapshot of GET /api/v1/counters.</summary>
 public sealed class CounterSnapshot
@@ -210,7 +210,7 @@ public static class Lab
             foreach (var p in ps.EnumerateArray())
             {
                 string name = p.GetProperty("name").GetString() ?? "";
-                ports[name] = new PortCounters(name, Num(p, "rxPackets"), Num(p, "rxBytes"), Num(p, "txPackets"), Num(p, "txBytes"), Num(p, "txErrors"), Num(p, "rxTruncated"), Num(p, "txRaw"));
+                ports[name] = new PortCounters(name, Num(p, "rxPackets"), Num(p, "rxBytes"), Num(p, "txPackets"), Num(p, "txBytes"), Num(p, "txErrors"), Num(p, "rxTruncated"), Num(p, "txRaw"), Num(p, "txGsoTrains"));
             }
         }
 
