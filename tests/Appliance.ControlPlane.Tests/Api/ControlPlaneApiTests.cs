@@ -184,13 +184,7 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
     [InlineData("")]
     public async Task An_unknown_poll_mode_is_reported_at_its_path(string mode)
     {
-        var doc = Documents.Lab();
-        doc["dataPlane"] = new JsonObject { ["pollMode"] = mode };
-        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
-        Assert.Contains("interrupt", (string)problem!["errors"]!["dataPlane.pollMode"]![0]!, StringComparison.Ordinal);
+        Assert.Contains("interrupt", await DataPlaneRefusal("pollMode", mode), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -200,13 +194,7 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
     [InlineData("")]
     public async Task An_unknown_vxlan_transmit_method_is_reported_at_its_path(string method)
     {
-        var doc = Documents.Lab();
-        doc["dataPlane"] = new JsonObject { ["vxlanTransmit"] = method };
-        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
-        var message = (string)problem!["errors"]!["dataPlane.vxlanTransmit"]![0]!;
+        var message = await DataPlaneRefusal("vxlanTransmit", method);
         Assert.Contains("raw", message, StringComparison.Ordinal);
         Assert.Contains("udpGso", message, StringComparison.Ordinal);
     }
@@ -229,13 +217,7 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
     [InlineData(-16384)]
     public async Task An_af_xdp_ring_size_that_is_no_power_of_two_in_range_is_reported_at_its_path(int frames)
     {
-        var doc = Documents.Lab();
-        doc["dataPlane"] = new JsonObject { ["xdpRingFrames"] = frames };
-        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
-        var message = (string)problem!["errors"]!["dataPlane.xdpRingFrames"]![0]!;
+        var message = await DataPlaneRefusal("xdpRingFrames", frames);
         Assert.Contains("power of two from 64 to 65536", message, StringComparison.Ordinal);
         Assert.Contains("the default, 32768, is 64 MiB", message, StringComparison.Ordinal);
     }
@@ -361,5 +343,17 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
         var last = long.Parse(Regex.Match(text, @"(?m)^isthmus_worker_heartbeat_last_us (\d+)$").Groups[1].Value, CultureInfo.InvariantCulture);
         var max = long.Parse(Regex.Match(text, @"(?m)^isthmus_worker_heartbeat_max_us (\d+)$").Groups[1].Value, CultureInfo.InvariantCulture);
         Assert.True(last <= max, $"last {last} us, max {max} us");
+    }
+
+    /// <summary>Validates the lab's document with one <c>dataPlane</c> field set; asserts a 400 ProblemDetails and returns the message at its path.</summary>
+    private async Task<string> DataPlaneRefusal(string field, JsonNode? value)
+    {
+        var doc = Documents.Lab();
+        doc["dataPlane"] = new JsonObject { [field] = value };
+        var response = await _factory.Admin().PostAsJsonAsync("/api/v1/config/validate", doc);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.Content.ReadFromJsonAsync<JsonObject>();
+        return (string)problem!["errors"]![$"dataPlane.{field}"]![0]!;
     }
 }
