@@ -141,6 +141,14 @@ internal sealed unsafe class VxlanGsoSender : IDisposable
 
         try
         {
+            // A kernel without UDP GSO (before 4.18) has no such option: refuse here rather than drop every train later.
+            var segment = 0;
+            var length = (uint)sizeof(int);
+            if (Libc.GetSockOpt(fd, Libc.SolUdp, Libc.UdpSegment, &segment, &length) != 0)
+            {
+                throw new IOException($"UDP GSO transmit: this kernel has no UDP_SEGMENT ({Libc.Describe(Libc.Errno)}); use dataPlane.vxlanTransmit \"raw\"");
+            }
+
             SocketSetup.SetInt(fd, Libc.SolIp, Libc.IpMtuDiscover, Libc.IpPmtuDiscDo, "IP_MTU_DISCOVER");
             SocketSetup.SetBuffers(fd, socketBufferBytes);
             var sin = default(SockAddrIn);
