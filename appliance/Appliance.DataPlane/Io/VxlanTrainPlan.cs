@@ -41,8 +41,9 @@ internal struct VxlanTrain
 internal sealed class VxlanTrainPlan
 {
     /// <summary>
-    /// Datagrams per train: UDP_MAX_SEGMENTS, 64 on every kernel with UDP GSO (4.18+); 6.9+ take 128, which would
-    /// halve a 256-frame batch's 4 sendmsg calls to 2 and is not worth a kernel probe (EINVAL on an older kernel).
+    /// Datagrams per train: UDP_MAX_SEGMENTS, 64 on every kernel with UDP GSO (4.18+); newer ones (6.18 here) take
+    /// 128, which would halve a 256-frame batch's 4 sendmsg calls to 2 and is not worth a kernel probe (EINVAL on an
+    /// older kernel).
     /// </summary>
     public const int MaxSegments = 64;
 
