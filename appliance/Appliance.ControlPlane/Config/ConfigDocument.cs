@@ -54,16 +54,18 @@ public sealed record DataPlaneSettings
     public const string VxlanTransmitUdpGso = "udpGso";
 
     /// <summary>
-    /// How VXLAN ports send. "raw" (the default): as <see cref="RawVxlanTransmit"/> and <see cref="XdpTransmit"/> say
+    /// How VXLAN ports send. "raw": as <see cref="RawVxlanTransmit"/> and <see cref="XdpTransmit"/> say
     /// (outer headers written by the appliance, one frame per AF_XDP or AF_PACKET send; the UDP socket for an
-    /// unresolved next hop). "udpGso": through the kernel's UDP stack with UDP GSO (UDP_SEGMENT, Linux 4.18+): a run of
+    /// unresolved next hop). "udpGso" (the default since session 11): through the kernel's UDP stack with UDP GSO (UDP_SEGMENT, Linux 4.18+): a run of
     /// same-size datagrams to one VTEP and source port is one sendmsg that the kernel cuts into datagrams at the device
     /// (or the device does: tx-udp-segmentation), so on a veth the receiver's softirq runs once per run instead of once
     /// per frame. The outer source port is one of 16 ports (49152 + k·1024, the first free), picked by the flow's
     /// entropy hash (RFC 7348 §5); the UDP checksum is computed (GSO needs one); the kernel routes and ARPs;
-    /// rawVxlanTransmit is ignored. The UDP socket on the port's udpPort still receives.
+    /// rawVxlanTransmit is ignored. The UDP socket on the port's udpPort still receives. Why the default: the same
+    /// zero-loss rate as raw in session 11's A/B (both at the generator's ceiling) for 28-38 % less of the worker's CPU per
+    /// VXLAN-bound packet (docs/benchmarks.md "Session 11: wire").
     /// </summary>
-    public string VxlanTransmit { get; init; } = VxlanTransmitRaw;
+    public string VxlanTransmit { get; init; } = VxlanTransmitUdpGso;
 
     /// <summary>
     /// A CPU for the data-plane worker alone: the worker is pinned to it and every other thread of the

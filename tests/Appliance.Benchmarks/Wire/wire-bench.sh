@@ -91,8 +91,8 @@
 #                               AF_PACKET. xdp (default): dataPlane.xdpTransmit (AF_XDP TX ring, copy mode, sendto() kicks)
 #   --vxlan-rx xdp|socket       appliance/snat modes: how the VXLAN port receives. socket: the UDP socket.
 #                               xdp (default): dataPlane.xdpVxlanReceive (AF_XDP on the underlay interface, UDP 4789 only)
-#   --vxlan-tx raw|udpGso       appliance/snat modes: dataPlane.vxlanTransmit. raw (default: the key is not set, the product's
-#                               default applies): the appliance builds the outer headers and sends each datagram through
+#   --vxlan-tx default|raw|udpGso  appliance/snat modes: dataPlane.vxlanTransmit. default (the key is not set: the product's
+#                               default applies, udpGso since session 11). raw: the appliance builds the outer headers and sends each datagram through
 #                               its AF_XDP TX ring (--tx xdp) or AF_PACKET. udpGso (session 11): the kernel's UDP stack,
 #                               runs of same-size datagrams to one VTEP as one UDP GSO sendmsg, cut into datagrams at und0.
 #                               In every mode und0 (the forwarder's underlay veth) has tx-udp-segmentation off, so a GSO
@@ -140,7 +140,7 @@ REALTIME_PRIORITY=
 XDP_RING_FRAMES=
 RX_BACKLOG=
 RAW_TX=on
-VXLAN_TX=raw
+VXLAN_TX=default
 PIN=worker
 RECEIVER_CPU=same
 RX=xdp
@@ -193,7 +193,7 @@ die() { printf '[wire] ERROR: %s\n' "$*" >&2; exit 1; }
 [[ $GEN == xdp || $GEN == packet ]] || die "--gen is xdp or packet"
 [[ $SINK == xdp || $SINK == drop || $SINK == stack ]] || die "--sink is xdp, drop or stack"
 [[ $NAPI_THREAD == on || $NAPI_THREAD == off ]] || die "--napi-thread is on or off"
-[[ $VXLAN_TX == raw || $VXLAN_TX == udpGso ]] || die "--vxlan-tx is raw or udpGso"
+[[ $VXLAN_TX == default || $VXLAN_TX == raw || $VXLAN_TX == udpGso ]] || die "--vxlan-tx is default, raw or udpGso"
 [[ $WORKER_NICE == default || $WORKER_NICE =~ ^-?[0-9]+$ ]] || die "--worker-nice is a nice value (-20..19) or default"
 [[ -z $REALTIME_PRIORITY || $REALTIME_PRIORITY =~ ^[0-9]+$ ]] || die "--realtime-priority is a SCHED_FIFO priority (1..99)"
 [[ -z $XDP_RING_FRAMES || $XDP_RING_FRAMES =~ ^[0-9]+$ ]] || die "--xdp-ring-frames is a power of two (64..65536)"
@@ -450,7 +450,7 @@ echo "$COMMIT" >"$OUT/commit.txt"
 lab_config() {
     local keys=()
     [[ $RAW_TX == off ]] && keys+=(rawVxlanTransmit=false)
-    [[ $VXLAN_TX != raw ]] && keys+=(vxlanTransmit="\"$VXLAN_TX\"")
+    [[ $VXLAN_TX != default ]] && keys+=(vxlanTransmit="\"$VXLAN_TX\"")
     [[ $PIN == worker ]] && keys+=(workerCpu=1)
     [[ $WORKER_NICE != default ]] && keys+=(workerNice="$WORKER_NICE")
     [[ -n $REALTIME_PRIORITY ]] && keys+=(realtimePriority="$REALTIME_PRIORITY")

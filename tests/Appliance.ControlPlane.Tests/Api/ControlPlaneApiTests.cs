@@ -206,7 +206,7 @@ public sealed class ControlPlaneApiTests : IClassFixture<ApplianceFactory>
     {
         var document = new ConfigDocument { DataPlane = new DataPlaneSettings { VxlanTransmit = method } };
         Assert.DoesNotContain(ConfigValidator.Validate(document, requireAdmin: false), e => e.Path.StartsWith("dataPlane", StringComparison.Ordinal));
-        Assert.Equal("raw", new DataPlaneSettings().VxlanTransmit);
+        Assert.Equal("udpGso", new DataPlaneSettings().VxlanTransmit);
     }
 
     [Theory]
