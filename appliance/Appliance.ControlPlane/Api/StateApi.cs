@@ -82,7 +82,7 @@ public static class StateApi
         return result;
     }
 
-    public static string TxDropName(DataPlane.Io.VxlanTransmitDrop reason) => reason switch
+    private static string TxDropName(DataPlane.Io.VxlanTransmitDrop reason) => reason switch
     {
         DataPlane.Io.VxlanTransmitDrop.NoRoom => "no_room",
         DataPlane.Io.VxlanTransmitDrop.TooBig => "too_big",
